@@ -1,0 +1,194 @@
+"""Configuration: TOML files parsed into pydantic models, with errors that name file, table and key."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG_NAME = "<embedded default config>"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file, the table and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    """``[server]``: where to listen and who may call."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    dashboard: bool = True
+    api_key_env: str | None = None
+    allow_unauthenticated: bool = False
+    max_body_mb: float = Field(default=32, gt=0)
+    max_messages: int = Field(default=10_000, gt=0)
+    max_json_depth: int = Field(default=64, gt=0)
+    shutdown_grace_s: float = Field(default=30, ge=0)
+
+
+class LoggingConfig(_Section):
+    """``[logging]``: the JSONL request log."""
+
+    enabled: bool = True
+    path: str = "logs/requests.jsonl"
+
+
+class RoutingConfig(_Section):
+    """``[routing]``: behaviour of the router chain."""
+
+    failover: bool = True
+    circuit_failures: int = Field(default=5, gt=0)
+    circuit_cooldown_s: float = Field(default=30, ge=0)
+
+
+class ProviderConfig(_Section):
+    """One ``[[providers]]`` entry."""
+
+    name: str = Field(min_length=1)
+    format: Literal["openai", "anthropic", "ollama", "echo"]
+    base_url: str | None = None
+    api_key_env: str | None = None
+    cost_per_1m_tokens: float | None = Field(default=None, ge=0)
+    quality: float | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    throughput_tokens_per_sec: float | None = Field(default=None, ge=0)
+    models: list[str] = Field(default_factory=list)
+    headers: dict[str, str] = Field(default_factory=dict)
+    discover: bool = True
+    discover_interval_s: float = Field(default=300, ge=0)
+    timeout_connect_s: float = Field(default=10, gt=0)
+    timeout_first_byte_s: float = Field(default=120, gt=0)
+    timeout_total_s: float = Field(default=600, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+
+
+class Config(BaseModel):
+    """The whole configuration file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    classifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    routers: list[dict[str, Any]] = Field(default_factory=list)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    source: str = Field(default=DEFAULT_CONFIG_NAME, exclude=True)
+
+    def enabled(self, section: Literal["classifiers", "plugins"]) -> list[tuple[str, dict[str, Any]]]:
+        """``(id, settings)`` of the enabled entries of a section, in file order, ``enabled`` removed."""
+        table: dict[str, dict[str, Any]] = getattr(self, section)
+        return [
+            (pid, {k: v for k, v in settings.items() if k != "enabled"})
+            for pid, settings in table.items()
+            if settings.get("enabled", True)
+        ]
+
+
+def _describe_location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    """Turn a pydantic error location into ``[table] key`` wording."""
+    parts = list(loc)
+    if not parts:
+        return "top level"
+    head = parts[0]
+    if head in ("providers", "routers") and len(parts) >= 2 and isinstance(parts[1], int):
+        entry = data.get(head, [])[parts[1]] if parts[1] < len(data.get(head, [])) else {}
+        label = f"[[{head}]] #{parts[1] + 1}"
+        if isinstance(entry, dict) and entry.get("name"):
+            label += f" (name = {entry['name']!r})"
+        rest = parts[2:]
+    elif head in ("classifiers", "plugins") and len(parts) >= 2:
+        label, rest = f"[{head}.{parts[1]}]", parts[2:]
+    elif len(parts) >= 2:
+        label, rest = f"[{head}]", parts[1:]
+    else:
+        return f"key {head!r}"
+    key = ".".join(str(p) for p in rest)
+    return f"{label} key {key!r}" if key else label
+
+
+def parse_config(data: dict[str, Any], source: str = DEFAULT_CONFIG_NAME) -> Config:
+    """Validate a parsed TOML mapping; raise :class:`ConfigError` naming file, table and key."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _describe_location(tuple(err["loc"]), data)
+            problems.append(f"{where}: {err['msg']}")
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+    config.source = source
+    _check_references(config)
+    return config
+
+
+def _check_references(config: Config) -> None:
+    """Cross-field checks: unique provider names, rules only naming configured providers."""
+    names: set[str] = set()
+    for i, provider in enumerate(config.providers):
+        if provider.name in names:
+            raise ConfigError(f"{config.source}: [[providers]] #{i + 1} key 'name': duplicate provider name {provider.name!r}")
+        names.add(provider.name)
+        if provider.format != "echo" and not provider.base_url:
+            raise ConfigError(
+                f"{config.source}: [[providers]] #{i + 1} (name = {provider.name!r}) key 'base_url': "
+                f"required for format {provider.format!r}"
+            )
+    for i, rule in enumerate(config.routers):
+        label = f"{config.source}: [[routers]] #{i + 1}"
+        rtype = rule.get("type")
+        if not isinstance(rtype, str) or not rtype:
+            raise ConfigError(f"{label} key 'type': missing or not a string")
+        label += f" (type = {rtype!r})"
+        referenced: list[tuple[str, Any]] = []
+        if "provider" in rule:
+            referenced.append(("provider", rule["provider"]))
+        if "providers" in rule:
+            if not isinstance(rule["providers"], list):
+                raise ConfigError(f"{label} key 'providers': must be a list of provider names")
+            referenced.extend(("providers", p) for p in rule["providers"])
+        if "candidates" in rule:
+            if not isinstance(rule["candidates"], list):
+                raise ConfigError(f"{label} key 'candidates': must be a list of tables")
+            for cand in rule["candidates"]:
+                if not isinstance(cand, dict) or "provider" not in cand:
+                    raise ConfigError(f"{label} key 'candidates': each entry needs a 'provider'")
+                referenced.append(("candidates", cand["provider"]))
+        for key, value in referenced:
+            if not isinstance(value, str):
+                raise ConfigError(f"{label} key {key!r}: provider names must be strings, got {value!r}")
+            if value not in names:
+                raise ConfigError(f"{label} key {key!r}: unknown provider {value!r} (configured: {sorted(names)})")
+    for section in ("classifiers", "plugins"):
+        for pid, settings in getattr(config, section).items():
+            if "enabled" in settings and not isinstance(settings["enabled"], bool):
+                raise ConfigError(f"{config.source}: [{section}.{pid}] key 'enabled': must be true or false")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load ``path``, or the embedded default config when ``path`` is ``None``."""
+    if path is None:
+        text = resources.files("llmrouter").joinpath("default_config.toml").read_text("utf-8")
+        source = DEFAULT_CONFIG_NAME
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    return parse_config(data, source)

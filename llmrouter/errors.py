@@ -1,0 +1,87 @@
+"""Errors the router turns into HTTP responses in the client's own error shape."""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """An error with an HTTP status and a message meant for the client.
+
+    ``kind`` is a format-neutral error kind; each client format maps it to its own ``type``
+    (see :meth:`llmrouter.formats.base.ClientFormat.render_error`).
+    """
+
+    status: int = 500
+    kind: str = "api_error"
+
+    def __init__(self, message: str, *, status: int | None = None, kind: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if kind is not None:
+            self.kind = kind
+        self.code = code
+
+
+class InvalidRequest(RouterError):
+    """Malformed JSON, a missing field or a field of the wrong type (400)."""
+
+    status = 400
+    kind = "invalid_request_error"
+
+
+class AuthenticationFailed(RouterError):
+    """Missing or wrong inbound API key (401)."""
+
+    status = 401
+    kind = "authentication_error"
+
+
+class NotFound(RouterError):
+    """Unknown route (404)."""
+
+    status = 404
+    kind = "not_found_error"
+
+
+class PayloadTooLarge(RouterError):
+    """Request body over ``[server] max_body_mb`` (413)."""
+
+    status = 413
+    kind = "request_too_large"
+
+
+class NoRoute(RouterError):
+    """No router rule matched and nothing forced a provider (400)."""
+
+    status = 400
+    kind = "invalid_request_error"
+
+
+class PluginFailed(RouterError):
+    """A plugin raised in ``on_start``/``pre_request``, or stopped without a response (500)."""
+
+    status = 500
+    kind = "api_error"
+
+
+class ProviderError(RouterError):
+    """The provider answered with an error status or an unreadable body (502)."""
+
+    status = 502
+    kind = "api_error"
+
+    def __init__(self, provider: str, message: str, *, upstream_status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, code="provider_error")
+        self.provider = provider
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time (504)."""
+
+    status = 504
+    kind = "timeout_error"

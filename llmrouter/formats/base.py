@@ -1,0 +1,186 @@
+"""The interfaces every wire format implements, and helpers they share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from llmrouter.errors import RouterError
+from llmrouter.models import (
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    ChatRequest,
+    ChatResponse,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    StreamEvent,
+    TextPart,
+    ThinkingPart,
+    ToolUsePart,
+    Usage,
+)
+
+
+class StreamRenderer(ABC):
+    """Turns canonical stream events into the bytes a client of one format expects (SSE frames)."""
+
+    @abstractmethod
+    def render(self, event: StreamEvent) -> bytes:
+        """Bytes to send for ``event`` (may be ``b""`` when the format has nothing to say)."""
+
+    @abstractmethod
+    def render_error(self, error: RouterError) -> bytes:
+        """Bytes announcing a mid-stream failure in the client's format (the stream then closes)."""
+
+    def keepalive(self) -> bytes:
+        """Bytes sent on long upstream silences (Anthropic ``ping``; an SSE comment otherwise)."""
+        return b": keep-alive\n\n"
+
+
+class StreamDecoder(ABC):
+    """Turns a provider's streamed bytes, fed in arbitrary chunks, into canonical stream events."""
+
+    @abstractmethod
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Consume the next chunk of bytes; return the events completed by it."""
+
+    @abstractmethod
+    def close(self) -> list[StreamEvent]:
+        """The upstream stream ended; return any final events (e.g. closing open blocks)."""
+
+
+class ClientFormat(ABC):
+    """A format clients speak to the router (``/v1/chat/completions`` or ``/v1/messages``)."""
+
+    name: str
+
+    @abstractmethod
+    def parse_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+        """Convert a decoded JSON body into a :class:`ChatRequest`.
+
+        :raises llmrouter.errors.InvalidRequest: with a message naming the offending field
+            (e.g. ``messages[2].content[0].type: unknown content type 'foo'``).
+        """
+
+    @abstractmethod
+    def render_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body of a non-streaming reply."""
+
+    @abstractmethod
+    def render_error(self, error: RouterError) -> dict[str, Any]:
+        """The JSON body of an error reply, in this format's error shape."""
+
+    @abstractmethod
+    def stream_renderer(self, request: ChatRequest) -> StreamRenderer:
+        """A renderer for one streamed reply to ``request``."""
+
+
+class UpstreamFormat(ABC):
+    """A format the router speaks to providers."""
+
+    name: str
+
+    @abstractmethod
+    def build_request(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        """The JSON body to send upstream for ``request`` with ``model`` as the model name.
+
+        Fields in ``request.extra`` (and per-message/per-part ``extra``) are included only when
+        ``request.source_format == self.name``.
+        """
+
+    @abstractmethod
+    def parse_response(self, body: Any) -> ChatResponse:
+        """Convert a provider's non-streaming JSON reply into a :class:`ChatResponse`.
+
+        :raises ValueError: when the body is not a reply of this format.
+        """
+
+    @abstractmethod
+    def stream_decoder(self) -> StreamDecoder:
+        """A decoder for one streamed reply."""
+
+
+class SSELineParser:
+    """Incremental Server-Sent-Events parser yielding ``(event, data)`` pairs.
+
+    Handles frames split across chunks, ``\\r\\n`` line endings, comments and multi-line data.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str | None, str]]:
+        """Consume bytes and yield each complete ``(event, data)`` frame."""
+        self._buffer += chunk
+        while True:
+            newline = self._buffer.find(b"\n")
+            if newline < 0:
+                return
+            line = self._buffer[:newline].rstrip(b"\r").decode("utf-8", errors="replace")
+            self._buffer = self._buffer[newline + 1 :]
+            frame = self._line(line)
+            if frame is not None:
+                yield frame
+
+    def close(self) -> Iterator[tuple[str | None, str]]:
+        """Flush a final frame that lacked its terminating blank line."""
+        if self._buffer:
+            frame = self._line(self._buffer.rstrip(b"\r").decode("utf-8", errors="replace"))
+            self._buffer = b""
+            if frame is not None:
+                yield frame
+        frame = self._line("")
+        if frame is not None:
+            yield frame
+
+    def _line(self, line: str) -> tuple[str | None, str] | None:
+        if line == "":
+            if not self._data and self._event is None:
+                return None
+            frame = (self._event, "\n".join(self._data))
+            self._event, self._data = None, []
+            return frame
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "event":
+            self._event = value
+        elif field == "data":
+            self._data.append(value)
+        return None
+
+
+def response_to_events(response: ChatResponse) -> list[StreamEvent]:
+    """Express a complete response as a canonical event sequence (for plugin answers and echo)."""
+    events: list[StreamEvent] = [
+        MessageStart(id=response.id, model=response.model,
+                     usage=Usage(input_tokens=response.usage.input_tokens))
+    ]
+    for index, part in enumerate(response.content):
+        if isinstance(part, TextPart):
+            events.append(BlockStart(index=index, part=TextPart(text="", extra=part.extra)))
+            if part.text:
+                events.append(BlockDelta(index=index, text=part.text))
+        elif isinstance(part, ToolUsePart):
+            events.append(BlockStart(index=index, part=ToolUsePart(id=part.id, name=part.name, input={})))
+            events.append(BlockDelta(index=index, partial_json=part.arguments_json()))
+        elif isinstance(part, ThinkingPart):
+            events.append(BlockStart(index=index, part=ThinkingPart(thinking="", redacted=part.redacted)))
+            if part.thinking:
+                events.append(BlockDelta(index=index, thinking=part.thinking))
+            if part.signature:
+                events.append(BlockDelta(index=index, signature=part.signature))
+        else:
+            continue
+        events.append(BlockStop(index=index))
+    events.append(MessageDelta(stop_reason=response.stop_reason, stop_sequence=response.stop_sequence,
+                               usage=response.usage.model_copy()))
+    events.append(MessageStop())
+    return events

@@ -1,0 +1,7 @@
+"""Placeholder: being written."""
+
+from llmrouter.formats.base import UpstreamFormat
+
+
+class OpenAIFormat:
+    name = "openai"

@@ -1,0 +1,368 @@
+"""The canonical request, response and stream-event models every wire format converts to and from.
+
+Design rules:
+
+* One shape for every format. Content is a list of typed parts (text, image, tool_use,
+  tool_result, thinking); tool results live in ``user`` messages, as in Anthropic Messages.
+* Nothing a client sent is silently lost. Fields the canonical model has no slot for are kept in
+  ``extra`` dicts (top level, per message and per part) together with the client's wire format in
+  ``ChatRequest.source_format``. A provider of that same format sends them on untouched; providers
+  of other formats drop them.
+* Streams are canonical too: a sequence of :data:`StreamEvent` objects modelled on Anthropic's block
+  events (the richest of the three formats), accumulated into a :class:`ChatResponse` by
+  :class:`ResponseAccumulator`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
+Role = Literal["system", "user", "assistant"]
+WireFormatName = Literal["openai", "anthropic", "ollama"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class TextPart(_Model):
+    """Plain text. ``extra`` carries format-specific block fields such as ``cache_control``."""
+
+    type: Literal["text"] = "text"
+    text: str
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImagePart(_Model):
+    """An image given either by ``url`` (http or data URL) or by base64 ``data`` with ``media_type``."""
+
+    type: Literal["image"] = "image"
+    url: str | None = None
+    data: str | None = None
+    media_type: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolUsePart(_Model):
+    """A tool call made by the assistant.
+
+    ``input`` is the parsed JSON arguments. When a model produced arguments that are not valid JSON,
+    ``input`` is ``None`` and ``raw_arguments`` holds the text exactly as produced, so it is passed on
+    rather than dropped.
+    """
+
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any] | None = None
+    raw_arguments: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def arguments_json(self) -> str:
+        """Return the arguments as a JSON string, preferring the raw text when it was kept."""
+        if self.raw_arguments is not None:
+            return self.raw_arguments
+        from llmrouter.jsonutil import dumps_str
+
+        return dumps_str(self.input or {})
+
+
+class ToolResultPart(_Model):
+    """The result of a tool call, sent back by the client in a user turn."""
+
+    type: Literal["tool_result"] = "tool_result"
+    tool_use_id: str
+    content: list[TextPart | ImagePart] = Field(default_factory=list)
+    is_error: bool = False
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def text(self) -> str:
+        """All text content of the result joined together."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+class ThinkingPart(_Model):
+    """Model reasoning. ``signature`` is Anthropic's opaque integrity token; ``redacted`` holds
+    Anthropic's encrypted ``redacted_thinking`` data when that is what was sent."""
+
+    type: Literal["thinking"] = "thinking"
+    thinking: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+Part = Annotated[TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart, Field(discriminator="type")]
+
+
+class Message(_Model):
+    """One conversation turn. ``role="system"`` is allowed mid-conversation."""
+
+    role: Role
+    content: list[Part] = Field(default_factory=list)
+    name: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def text(self) -> str:
+        """The text parts of this message joined together."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+class Tool(_Model):
+    """A function tool the model may call. ``input_schema`` is a JSON schema object."""
+
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolChoice(_Model):
+    """How the model may use tools: ``auto``, ``none``, ``required`` (any tool) or ``tool`` (``name``)."""
+
+    type: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None
+    disable_parallel: bool | None = None
+
+
+class ResponseFormat(_Model):
+    """Structured-output request: ``json_object`` or ``json_schema`` with ``schema``."""
+
+    type: Literal["text", "json_object", "json_schema"] = "json_schema"
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Usage(_Model):
+    """Token counts. ``cache_*`` are Anthropic prompt-cache figures when known."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+class ChatRequest(_Model):
+    """The canonical request every client format is parsed into and every provider format built from."""
+
+    model: str
+    system: list[TextPart] | None = None
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    stream: bool = False
+    include_usage: bool = False
+    response_format: ResponseFormat | None = None
+    thinking: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    plugins: list[dict[str, Any]] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    forced_provider: str | None = None
+    source_format: WireFormatName = "openai"
+    extra: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def system_text(self) -> str:
+        """The system prompt as one string (blocks joined with blank lines)."""
+        return "\n\n".join(p.text for p in self.system or [])
+
+    def last_user_text(self) -> str:
+        """Text of the last user message, or an empty string."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text()
+        return ""
+
+    def iter_text(self) -> list[str]:
+        """Every text the user or assistant wrote: system blocks, text parts and tool-result text."""
+        texts = [p.text for p in self.system or []]
+        for message in self.messages:
+            for part in message.content:
+                if isinstance(part, TextPart):
+                    texts.append(part.text)
+                elif isinstance(part, ToolResultPart):
+                    texts.extend(p.text for p in part.content if isinstance(p, TextPart))
+        return texts
+
+
+class ChatResponse(_Model):
+    """The canonical reply: content parts, a stop reason and usage."""
+
+    id: str = ""
+    model: str = ""
+    content: list[Part] = Field(default_factory=list)
+    stop_reason: StopReason | None = "end_turn"
+    stop_sequence: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_text(cls, text: str, *, model: str = "", stop_reason: StopReason = "end_turn") -> ChatResponse:
+        """Build a plain text reply, the usual way for a plugin to answer by itself."""
+        return cls(model=model, content=[TextPart(text=text)], stop_reason=stop_reason)
+
+    def text(self) -> str:
+        """The text parts of the reply joined together."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def tool_calls(self) -> list[ToolUsePart]:
+        """The tool calls in the reply, in order."""
+        return [p for p in self.content if isinstance(p, ToolUsePart)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical stream events
+# ---------------------------------------------------------------------------------------------
+
+
+class MessageStart(_Model):
+    """First event of a stream: id, model and (when known) input usage."""
+
+    type: Literal["message_start"] = "message_start"
+    id: str = ""
+    model: str = ""
+    usage: Usage = Field(default_factory=Usage)
+
+
+class BlockStart(_Model):
+    """A content block opens at ``index``. ``part`` is the block with empty text/arguments."""
+
+    type: Literal["block_start"] = "block_start"
+    index: int
+    part: Part
+
+
+class BlockDelta(_Model):
+    """Incremental content for block ``index``; exactly one of the fields is set."""
+
+    type: Literal["block_delta"] = "block_delta"
+    index: int
+    text: str | None = None
+    partial_json: str | None = None
+    thinking: str | None = None
+    signature: str | None = None
+
+
+class BlockStop(_Model):
+    """Block ``index`` is complete."""
+
+    type: Literal["block_stop"] = "block_stop"
+    index: int
+
+
+class MessageDelta(_Model):
+    """End-of-message data: stop reason and final (cumulative) usage."""
+
+    type: Literal["message_delta"] = "message_delta"
+    stop_reason: StopReason | None = None
+    stop_sequence: str | None = None
+    usage: Usage | None = None
+
+
+class MessageStop(_Model):
+    """The stream finished normally."""
+
+    type: Literal["message_stop"] = "message_stop"
+
+
+class StreamError(_Model):
+    """The upstream failed mid-stream."""
+
+    type: Literal["error"] = "error"
+    message: str
+    error_type: str = "api_error"
+
+
+StreamEvent = MessageStart | BlockStart | BlockDelta | BlockStop | MessageDelta | MessageStop | StreamError
+
+
+class ResponseAccumulator:
+    """Builds the final :class:`ChatResponse` from canonical stream events as they pass by.
+
+    Tool-call arguments arrive as JSON fragments; they are joined per block and parsed at
+    ``block_stop``. Arguments that are not valid JSON are kept as ``raw_arguments``.
+    """
+
+    def __init__(self) -> None:
+        self.response = ChatResponse(stop_reason=None)
+        self._parts: dict[int, Any] = {}
+        self._json: dict[int, list[str]] = {}
+        self.error: str | None = None
+
+    def feed(self, event: StreamEvent) -> None:
+        """Apply one event to the response being built."""
+        from llmrouter.jsonutil import loads_object_or_none
+
+        if isinstance(event, MessageStart):
+            self.response.id = event.id
+            self.response.model = event.model
+            self.response.usage = event.usage.model_copy()
+        elif isinstance(event, BlockStart):
+            part = event.part.model_copy(deep=True)
+            self._parts[event.index] = part
+            if isinstance(part, ToolUsePart):
+                self._json[event.index] = []
+        elif isinstance(event, BlockDelta):
+            part = self._parts.get(event.index)
+            if part is None:
+                return
+            if event.text is not None and isinstance(part, TextPart):
+                part.text += event.text
+            elif event.partial_json is not None:
+                self._json.setdefault(event.index, []).append(event.partial_json)
+            elif event.thinking is not None and isinstance(part, ThinkingPart):
+                part.thinking += event.thinking
+            elif event.signature is not None and isinstance(part, ThinkingPart):
+                part.signature = (part.signature or "") + event.signature
+        elif isinstance(event, BlockStop):
+            part = self._parts.get(event.index)
+            if isinstance(part, ToolUsePart) and event.index in self._json:
+                raw = "".join(self._json.pop(event.index))
+                if raw.strip():
+                    parsed = loads_object_or_none(raw)
+                    if parsed is None:
+                        part.input, part.raw_arguments = None, raw
+                    else:
+                        part.input = parsed
+                elif part.input is None:
+                    part.input = {}
+        elif isinstance(event, MessageDelta):
+            if event.stop_reason is not None:
+                self.response.stop_reason = event.stop_reason
+            if event.stop_sequence is not None:
+                self.response.stop_sequence = event.stop_sequence
+            if event.usage is not None:
+                usage = self.response.usage
+                if event.usage.input_tokens:
+                    usage.input_tokens = event.usage.input_tokens
+                if event.usage.output_tokens:
+                    usage.output_tokens = event.usage.output_tokens
+                for field in ("cache_read_input_tokens", "cache_creation_input_tokens"):
+                    value = getattr(event.usage, field)
+                    if value is not None:
+                        setattr(usage, field, value)
+        elif isinstance(event, StreamError):
+            self.error = event.message
+
+    def result(self) -> ChatResponse:
+        """The response accumulated so far, blocks in index order."""
+        # Flush tool blocks whose block_stop never arrived (truncated streams).
+        for index in list(self._json):
+            self.feed(BlockStop(index=index))
+        self.response.content = [self._parts[i] for i in sorted(self._parts)]
+        return self.response

@@ -1,0 +1,1 @@
+"""Built-in router rule types, one module per ``[[routers]] type``."""
