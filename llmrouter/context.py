@@ -47,7 +47,8 @@ class Context:
     """Everything a hook can see about one request.
 
     ``settings`` is the current plugin's merged settings (config table overlaid by the request's
-    ``plugins`` entry), or the rule's table during ``route``. ``state`` is a dict shared by all hooks
+    ``plugins`` entry), or the rule's table during ``route``; ``config_settings`` is the config
+    table alone (for plugins whose policy a request must not weaken). ``state`` is a dict shared by all hooks
     of this request. ``providers`` maps provider names to :class:`ProviderInfo`.
     """
 
@@ -57,6 +58,7 @@ class Context:
     http: httpx.AsyncClient | None = None
     response: ChatResponse | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    config_settings: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     endpoint: str = ""
     provider: str | None = None
