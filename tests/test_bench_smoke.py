@@ -1,0 +1,195 @@
+"""Smoke tests for the benchmark harness in ``bench/``: mock upstream, floor proxy and load generator.
+
+They check correctness only (what is relayed and counted), never timing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str) -> ModuleType:
+    """Import ``bench/<name>.py`` by path: ``bench`` is a folder of scripts, not a package."""
+    module_name = f"_bench_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, BENCH_DIR / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+mock_upstream = _load("mock_upstream")
+floor_proxy = _load("floor_proxy")
+loadgen = _load("loadgen")
+
+CHUNKS = 7
+
+OPENAI_BODY: dict[str, Any] = {
+    "model": "gpt-bench",
+    "messages": [{"role": "user", "content": "hello"}],
+    "max_tokens": 64,
+}
+ANTHROPIC_BODY: dict[str, Any] = {
+    "model": "claude-bench",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "hello"}],
+}
+
+
+def _sse_data(raw: bytes) -> list[Any]:
+    """The parsed ``data:`` payloads of an SSE body, ``[DONE]`` kept as the string."""
+    out: list[Any] = []
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data:"):
+            payload = line[5:].strip()
+            out.append("[DONE]" if payload == b"[DONE]" else orjson.loads(payload))
+    return out
+
+
+def _sse_events(raw: bytes) -> list[str]:
+    """The ``event:`` names of an SSE body, in order."""
+    return [line[6:].strip().decode() for line in raw.split(b"\n") if line.startswith(b"event:")]
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> Any:
+    """A mock upstream with no delay between stream chunks."""
+    return await aiohttp_server(mock_upstream.make_app(chunks=CHUNKS, chunk_delay_s=0.0))
+
+
+@pytest.fixture
+async def floor(aiohttp_client: Any, upstream: Any) -> Any:
+    """A test client talking to the floor proxy, which forwards to ``upstream``."""
+    return await aiohttp_client(floor_proxy.make_app(str(upstream.make_url(""))))
+
+
+async def test_mock_openai_reply_is_about_one_kilobyte(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(mock_upstream.make_app())
+    resp = await client.post("/v1/chat/completions", json=OPENAI_BODY)
+    assert resp.status == 200
+    raw = await resp.read()
+    assert 800 <= len(raw) <= 1600
+    body = orjson.loads(raw)
+    assert body["object"] == "chat.completion"
+    assert body["model"] == "gpt-bench"
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert (
+        body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+    )
+
+
+async def test_mock_rejects_bad_json(aiohttp_client: Any) -> None:
+    client = await aiohttp_client(mock_upstream.make_app())
+    resp = await client.post("/v1/messages", data=b"{not json", headers={"content-type": "application/json"})
+    assert resp.status == 400
+
+
+async def test_floor_relays_openai_non_streaming(floor: Any) -> None:
+    resp = await floor.post("/v1/chat/completions", json=OPENAI_BODY)
+    assert resp.status == 200
+    assert resp.headers["content-type"].startswith("application/json")
+    body = await resp.json()
+    assert body["model"] == "gpt-bench"
+    assert body["choices"][0]["message"]["content"] == mock_upstream.reply_text()
+
+
+async def test_floor_relays_anthropic_non_streaming(floor: Any) -> None:
+    resp = await floor.post("/v1/messages", json=ANTHROPIC_BODY)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["type"] == "message"
+    assert body["model"] == "claude-bench"
+    assert body["content"] == [{"type": "text", "text": mock_upstream.reply_text()}]
+    assert body["stop_reason"] == "end_turn"
+
+
+async def test_floor_relays_upstream_errors(floor: Any) -> None:
+    resp = await floor.post("/v1/messages", data=b"[1, 2", headers={"content-type": "application/json"})
+    assert resp.status == 400
+
+
+async def test_floor_relays_openai_stream(floor: Any) -> None:
+    body = {**OPENAI_BODY, "stream": True, "stream_options": {"include_usage": True}}
+    resp = await floor.post("/v1/chat/completions", json=body)
+    assert resp.status == 200
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    data = _sse_data(await resp.read())
+    assert data[-1] == "[DONE]"
+    chunks = data[:-1]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    texts = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert len([t for t in texts if t]) == CHUNKS
+    assert "".join(t for t in texts if t) == mock_upstream.reply_text()
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
+    assert finishes[-1] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+async def test_floor_relays_anthropic_stream(floor: Any) -> None:
+    resp = await floor.post("/v1/messages", json={**ANTHROPIC_BODY, "stream": True})
+    assert resp.status == 200
+    raw = await resp.read()
+    events = _sse_events(raw)
+    assert events[:3] == ["message_start", "content_block_start", "ping"]
+    assert events[3 : 3 + CHUNKS] == ["content_block_delta"] * CHUNKS
+    assert events[3 + CHUNKS :] == ["content_block_stop", "message_delta", "message_stop"]
+    data = _sse_data(raw)
+    assert [d["type"] for d in data] == events
+    text = "".join(d["delta"]["text"] for d in data if d["type"] == "content_block_delta")
+    assert text == mock_upstream.reply_text()
+    assert data[-2]["delta"]["stop_reason"] == "end_turn"
+
+
+@pytest.mark.parametrize("shape", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_loadgen_counts_requests_through_floor(floor: Any, shape: str, stream: bool) -> None:
+    result = await loadgen.run_load(
+        str(floor.make_url("")), shape=shape, stream=stream, concurrency=3, duration_s=5.0, max_requests=12
+    )
+    assert result["requests"] == 12
+    assert result["errors"] == 0
+    assert result["lat_p50_ms"] > 0 and result["lat_p99_ms"] >= result["lat_p50_ms"]
+    if stream:
+        assert result["chunks_per_stream"] == CHUNKS
+        assert result["ttft_p99_ms"] >= result["ttft_p50_ms"] > 0
+        assert result["gap_p99_ms"] >= result["gap_p50_ms"] >= 0
+    else:
+        assert "ttft_p50_ms" not in result
+
+
+async def test_loadgen_counts_errors(aiohttp_client: Any) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "nope"}}, status=502)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", broken)
+    client = await aiohttp_client(app)
+    result = await loadgen.run_load(
+        str(client.make_url("")), shape="openai", stream=False, concurrency=2, duration_s=5.0, max_requests=4
+    )
+    assert result["requests"] == 0
+    assert result["errors"] == 4
+    assert "502" in result["error_samples"][0]
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert loadgen.percentile(values, 50) == 50.0
+    assert loadgen.percentile(values, 99) == 99.0
+    assert loadgen.percentile([3.0], 99) == 3.0
+    assert loadgen.percentile([], 50) is None
