@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from llmrouter.errors import RouterError
@@ -184,3 +184,9 @@ def response_to_events(response: ChatResponse) -> list[StreamEvent]:
                                usage=response.usage.model_copy()))
     events.append(MessageStop())
     return events
+
+
+async def iter_events(events: Iterable[StreamEvent]) -> AsyncIterator[StreamEvent]:
+    """An async iterator over already-known events (plugin answers, the echo provider)."""
+    for event in events:
+        yield event

@@ -1,0 +1,117 @@
+"""The ``llmrouter`` command line: serve, check, plugins (and watch, tui, replay)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from llmrouter.config import Config, ConfigError, load_config
+from llmrouter.jsonutil import dumps_str
+
+DEFAULT_URL = "http://127.0.0.1:8090"
+
+
+def _load(config_path: str | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="llmrouter")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(log_level: str) -> None:
+    """llmrouter: a local-first LLM routing proxy."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("config_path", required=False, type=click.Path(dir_okay=False))
+@click.option("--host", default=None, help="Address to bind (overrides [server] host).")
+@click.option("--port", default=None, type=int, help="Port to bind (overrides [server] port).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes sharing the port (SO_REUSEPORT); each has its own event bus.")
+def serve(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
+    """Run the router on CONFIG_PATH (default: the embedded default config)."""
+    from llmrouter.serve import run
+
+    config = _load(config_path)
+    if host is not None:
+        config.server.host = host
+    if port is not None:
+        config.server.port = port
+    try:
+        run(config, workers=workers)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("config_path", required=False, type=click.Path(dir_okay=False))
+def check(config_path: str | None) -> None:
+    """Validate CONFIG_PATH and print the resolved providers, classifiers, rules and plugins."""
+    from llmrouter.pipeline import Pipeline
+    from llmrouter.plugins import load_entry_point_plugins
+    from llmrouter.providers import build_providers
+
+    config = _load(config_path)
+    registry = load_entry_point_plugins()
+    try:
+        providers = build_providers(config, dict(os.environ))
+        from llmrouter.events import EventBus
+
+        pipeline = Pipeline(config, registry, providers, EventBus())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"config: {config.source}: OK")
+    click.echo(f"server: {config.server.host}:{config.server.port} dashboard={'on' if config.server.dashboard else 'off'}"
+               f" auth={'on (' + config.server.api_key_env + ')' if config.server.api_key_env else 'off'}")
+    click.echo(f"logging: {'on -> ' + config.logging.path if config.logging.enabled else 'off'}")
+    click.echo("providers:")
+    for pc in config.providers:
+        state = "loaded" if pc.name in providers else f"SKIPPED ({pc.api_key_env} not set)"
+        where = pc.base_url or "(offline)"
+        click.echo(f"  - {pc.name} [{pc.format}] {where} {state}")
+    click.echo("classifiers:")
+    for step in pipeline.classifiers:
+        click.echo(f"  - {step.plugin_id}")
+    click.echo("routers:")
+    for rule in pipeline.rules:
+        details = ", ".join(f"{k}={v!r}" for k, v in rule.settings.items() if k != "type")
+        click.echo(f"  {rule.index + 1}. {rule.type}: {details}")
+    click.echo("plugins:")
+    for plugin_id, _ in config.enabled("plugins"):
+        hooks = ", ".join(registry.records[plugin_id].hooks)
+        click.echo(f"  - {plugin_id} ({hooks})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins with their distribution, version, hooks and load errors."""
+    from llmrouter.plugins import describe, load_entry_point_plugins
+
+    registry = load_entry_point_plugins()
+    rows: list[dict[str, Any]] = [describe(r) for r in sorted(registry.records.values(), key=lambda r: r.id)]
+    if as_json:
+        click.echo(dumps_str(rows))
+        return
+    for row in rows:
+        dist = f"{row['distribution']} {row['version']}" if row["distribution"] else "(not installed)"
+        click.echo(f"{row['id']}  [{dist}]  {row['module']}")
+        if row["error"]:
+            click.echo(f"    LOAD ERROR: {row['error']}")
+        else:
+            click.echo(f"    hooks: {', '.join(row['hooks']) or '(none)'}")
+            if row["summary"]:
+                click.echo(f"    {row['summary']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

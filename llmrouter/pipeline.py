@@ -1,0 +1,354 @@
+"""The request pipeline: on_start -> classify -> pre_request -> route -> provider -> post_response
+-> on_end -> log, with plugins dispatched in config order.
+
+The server calls :meth:`Pipeline.prepare` (everything before the provider), then either
+:meth:`Pipeline.complete` (non-streaming) or :meth:`Pipeline.open_stream` followed by
+:meth:`Pipeline.finish` (streaming), and finally :meth:`Pipeline.record`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from llmrouter.config import Config, ConfigError
+from llmrouter.context import Context, Flow, ProviderInfo, Route
+from llmrouter.errors import InvalidRequest, NoRoute, PluginFailed, RouterError
+from llmrouter.events import EventBackend, now_ms
+from llmrouter.formats.base import iter_events, response_to_events
+from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
+from llmrouter.plugins import PluginRegistry
+from llmrouter.providers import Provider
+from llmrouter.requestlog import RequestLog
+
+log = logging.getLogger("llmrouter.pipeline")
+
+PLUGIN_PROVIDER = "plugin"
+Hook = Callable[[Context], Any]
+_REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One plugin's implementation of one hook, with its config settings."""
+
+    plugin_id: str
+    function: Hook
+    settings: dict[str, Any]
+    config_settings: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ``[[routers]]`` entry bound to its plugin's ``route`` implementation."""
+
+    index: int
+    type: str
+    function: Hook
+    settings: dict[str, Any]
+
+
+async def call_hook(function: Hook, ctx: Context) -> Any:
+    """Call a hook implementation, awaiting the result when it is awaitable."""
+    result = function(ctx)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class Pipeline:
+    """Runs requests through the configured plugins, router chain and providers."""
+
+    def __init__(self, config: Config, registry: PluginRegistry, providers: dict[str, Provider],
+                 bus: EventBackend, request_log: RequestLog | None = None,
+                 http: httpx.AsyncClient | None = None, provider_call: Any = None,
+                 discovered: Mapping[str, tuple[str, ...]] | None = None) -> None:
+        self.config = config
+        self.registry = registry
+        self.providers = providers
+        self.bus = bus
+        self.request_log = request_log
+        self.http = http
+        self.in_flight = 0
+        self.classifiers = self._steps("classifiers", "classify")
+        self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
+        self.rules = self._rules()
+        self.health: dict[str, bool] = {}
+        self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
+        self._provider_call = provider_call or default_provider_call
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    def _steps(self, section: str, hook_name: str) -> list[Step]:
+        """Bind the enabled plugins of a config section to one hook, in config order."""
+        steps = []
+        for plugin_id, settings in self.config.enabled(section):  # type: ignore[arg-type]
+            where = f"{self.config.source}: [{section}.{plugin_id}]"
+            try:
+                if section == "classifiers":
+                    function = self.registry.require(plugin_id, hook_name, where)
+                else:
+                    record = self.registry.records.get(plugin_id)
+                    if record is None or not record.loaded:
+                        self.registry.require(plugin_id, hook_name, where)  # raises the clear message
+                    function = self.registry.impl(plugin_id, hook_name)  # type: ignore[assignment]
+                    if function is None:
+                        continue
+            except LookupError as exc:
+                raise ConfigError(str(exc)) from None
+            steps.append(Step(plugin_id, function, settings, settings))
+        return steps
+
+    def _rules(self) -> list[Rule]:
+        rules = []
+        for index, table in enumerate(self.config.routers):
+            rtype = table["type"]
+            where = f"{self.config.source}: [[routers]] #{index + 1} key 'type'"
+            try:
+                function = self.registry.require(rtype, "route", where)
+            except LookupError as exc:
+                raise ConfigError(str(exc).replace("no installed plugin with id", "unknown rule type")) from None
+            rules.append(Rule(index, rtype, function, dict(table)))
+        return rules
+
+    def provider_infos(self) -> dict[str, ProviderInfo]:
+        """The providers as plugins see them, in config order."""
+        return {name: p.info(self.health.get(name, True), self.discovered.get(name, ()))
+                for name, p in self.providers.items()}
+
+    def new_context(self, request: ChatRequest, request_id: str, endpoint: str) -> Context:
+        """A fresh context for one request."""
+        return Context(request=request, request_id=request_id, providers=self.provider_infos(),
+                       http=self.http, endpoint=endpoint)
+
+    # -- per-request plugin selection ----------------------------------------------------------------
+
+    def _request_overrides(self, request: ChatRequest) -> dict[str, dict[str, Any]]:
+        overrides: dict[str, dict[str, Any]] = {}
+        for i, entry in enumerate(request.plugins):
+            plugin_id = entry.get("id") if isinstance(entry, dict) else None
+            if not isinstance(plugin_id, str) or not plugin_id:
+                raise InvalidRequest(f"plugins[{i}].id: each plugins entry needs a string 'id'")
+            record = self.registry.records.get(plugin_id)
+            if record is None:
+                raise InvalidRequest(f"plugins[{i}].id: unknown plugin {plugin_id!r}")
+            if not record.loaded:
+                raise InvalidRequest(f"plugins[{i}].id: plugin {plugin_id!r} failed to load: {record.error}")
+            overrides[plugin_id] = {k: v for k, v in entry.items() if k != "id"}
+        return overrides
+
+    def _select(self, base: list[Step], hook_name: str, overrides: Mapping[str, dict[str, Any]],
+                section_ids: Iterable[str]) -> list[Step]:
+        """Config steps with request settings overlaid, then request-only plugins in request order."""
+        if not overrides:
+            return base
+        steps = [
+            Step(s.plugin_id, s.function, {**s.settings, **overrides[s.plugin_id]}, s.config_settings)
+            if s.plugin_id in overrides else s
+            for s in base
+        ]
+        configured = set(section_ids)
+        for plugin_id, settings in overrides.items():
+            if plugin_id in configured:
+                continue
+            function = self.registry.impl(plugin_id, hook_name)
+            if function is not None:
+                steps.append(Step(plugin_id, function, settings, {}))
+        return steps
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    async def _run_flow_hooks(self, ctx: Context, steps: list[Step], *, fatal: bool) -> bool:
+        """Run flow hooks in order; return True if one returned STOP.
+
+        ``fatal`` hooks (on_start, pre_request) fail the request on exceptions; the others log a
+        warning and continue.
+        """
+        for step in steps:
+            ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
+            had_response = ctx.response is not None
+            try:
+                result = await call_hook(step.function, ctx)
+                if not had_response and ctx.response is not None:
+                    ctx.mark_modified(step.plugin_id)
+            except RouterError:
+                if fatal:
+                    raise
+                log.warning("plugin %r raised in a late hook; continuing", step.plugin_id, exc_info=True)
+                continue
+            except Exception as exc:
+                if fatal:
+                    raise PluginFailed(f"plugin '{step.plugin_id}' failed: {exc}") from exc
+                log.warning("plugin %r failed: %s; continuing", step.plugin_id, exc, exc_info=True)
+                continue
+            finally:
+                ctx.plugin_id = None
+            if result is Flow.STOP:
+                ctx.stopped_by = step.plugin_id
+                return True
+        return False
+
+    async def _classify(self, ctx: Context, steps: list[Step]) -> None:
+        tags = list(ctx.request.tags)
+        for step in steps:
+            ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
+            try:
+                result = await call_hook(step.function, ctx)
+                if result:
+                    if isinstance(result, str):
+                        result = [result]
+                    tags.extend(str(tag) for tag in result)
+            except Exception as exc:
+                log.warning("classifier %r failed: %s; skipped", step.plugin_id, exc)
+            finally:
+                ctx.plugin_id = None
+        ctx.request.tags = list(dict.fromkeys(tags))
+
+    async def _route(self, ctx: Context) -> Route:
+        request = ctx.request
+        if request.forced_provider:
+            if request.forced_provider not in self.providers:
+                raise NoRoute(f"forced provider '{request.forced_provider}' is not available")
+            return Route(request.forced_provider)
+        for rule in self.rules:
+            ctx.settings = ctx.config_settings = rule.settings
+            ctx.plugin_id = rule.type
+            try:
+                decision = await call_hook(rule.function, ctx)
+            except RouterError:
+                raise
+            except Exception as exc:
+                raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+            finally:
+                ctx.plugin_id = None
+            if decision is None:
+                continue
+            if not isinstance(decision, Route):
+                raise PluginFailed(f"plugin '{rule.type}' failed: route hook returned {type(decision).__name__}, "
+                                   "expected Route or None")
+            if decision.provider in self.providers:
+                return decision
+        raise NoRoute(f"no provider configured for model '{request.model}'")
+
+    async def prepare(self, ctx: Context) -> None:
+        """Everything before the provider: on_start, classify, pre_request and route.
+
+        On return either ``ctx.response`` is set (a plugin answered) or ``ctx.provider`` and
+        ``ctx.sent_model`` say where to send the request.
+        """
+        overrides = self._request_overrides(ctx.request)
+        ctx.state["_overrides"] = overrides
+        plugin_ids = [pid for pid, _ in self.config.enabled("plugins")]
+        stopped = await self._run_flow_hooks(
+            ctx, self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids), fatal=True)
+        if not stopped and ctx.response is None:
+            classifier_ids = [pid for pid, _ in self.config.enabled("classifiers")]
+            await self._classify(ctx, self._select(self.classifiers, "classify", overrides, classifier_ids))
+            self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
+                              "tags": list(ctx.request.tags)})
+            stopped = await self._run_flow_hooks(
+                ctx, self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids), fatal=True)
+        if stopped and ctx.response is None:
+            raise PluginFailed("pipeline stopped without producing a response")
+        if ctx.response is not None:
+            ctx.provider = PLUGIN_PROVIDER
+            ctx.sent_model = None
+            if not ctx.response.model:
+                ctx.response.model = ctx.request.model
+            return
+        decision = await self._route(ctx)
+        ctx.provider = decision.provider
+        ctx.sent_model = decision.model or ctx.request.model
+        self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(),
+                          "provider": ctx.provider, "model": ctx.sent_model})
+
+    async def complete(self, ctx: Context) -> ChatResponse:
+        """Non-streaming: call the provider if no plugin answered, then run the late hooks."""
+        if ctx.response is None:
+            assert ctx.provider is not None and ctx.sent_model is not None
+            ctx.response = await self._provider_call(self, ctx)
+        await self.finish(ctx)
+        return ctx.response
+
+    async def open_stream(self, ctx: Context) -> AsyncIterator[StreamEvent]:
+        """Streaming: the canonical event stream of the provider, or of a plugin's answer."""
+        if ctx.response is not None:
+            return iter_events(response_to_events(ctx.response))
+        assert ctx.provider is not None and ctx.sent_model is not None
+        provider = self.providers[ctx.provider]
+        return await provider.stream(ctx.request, ctx.sent_model, self.http)  # type: ignore[arg-type]
+
+    async def finish(self, ctx: Context) -> None:
+        """post_response then on_end (skipped when a post_response hook returns STOP)."""
+        overrides = ctx.state.get("_overrides", {})
+        plugin_ids = [pid for pid, _ in self.config.enabled("plugins")]
+        if ctx.response is not None:
+            stopped = await self._run_flow_hooks(
+                ctx, self._select(self.hooks["post_response"], "post_response", overrides, plugin_ids),
+                fatal=False)
+            if stopped:
+                return
+        await self._run_flow_hooks(ctx, self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids),
+                                   fatal=False)
+
+    # -- events and log -----------------------------------------------------------------------------
+
+    def publish_start(self, request_id: str, model: str | None, endpoint: str) -> None:
+        """Publish ``start`` and count the request as in flight."""
+        self.in_flight += 1
+        self.bus.publish({"type": "start", "id": request_id, "ts_ms": now_ms(), "model": model,
+                          "endpoint": endpoint, "in_flight": self.in_flight})
+
+    def record(self, *, ctx: Context | None, request_id: str, endpoint: str, started: float,
+               status: int, error: str | None, request_model: str | None = None) -> dict[str, Any]:
+        """Publish ``complete`` and append it to the request log; returns the entry."""
+        self.in_flight = max(0, self.in_flight - 1)
+        response = ctx.response if ctx is not None else None
+        usage = response.usage if response is not None else None
+        provider = self.providers.get(ctx.provider) if ctx is not None and ctx.provider else None
+        cost = provider.cost_usd(usage) if provider is not None and usage is not None else None
+        if ctx is not None and ctx.provider == PLUGIN_PROVIDER:
+            cost = 0.0
+        plugins = []
+        if ctx is not None:
+            plugins = list(ctx.modified_by)
+            if ctx.stopped_by and ctx.stopped_by not in plugins:
+                plugins.append(ctx.stopped_by)
+        entry: dict[str, Any] = {
+            "type": "complete",
+            "id": request_id,
+            "ts_ms": now_ms(),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "endpoint": endpoint,
+            "status": status,
+            "provider": ctx.provider if ctx is not None else None,
+            "requested_model": ctx.request.model if ctx is not None else request_model,
+            "sent_model": ctx.sent_model if ctx is not None else None,
+            "tags": list(ctx.request.tags) if ctx is not None else [],
+            "plugins": plugins,
+            "stream": ctx.request.stream if ctx is not None else False,
+            "request": ctx.request.model_dump(mode="json", exclude={"headers"}) if ctx is not None else None,
+            "response": response.model_dump(mode="json") if response is not None else None,
+            "error": error,
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+            if usage is not None else None,
+            "cost_usd": cost,
+        }
+        if ctx is not None and "attempts" in ctx.state:
+            entry["attempts"] = ctx.state["attempts"]
+        self.bus.publish(entry)
+        if self.request_log is not None:
+            self.request_log.write(entry)
+        return entry
+
+
+async def default_provider_call(pipeline: Pipeline, ctx: Context) -> ChatResponse:
+    """Call the routed provider once (the reliability layer replaces this with retries/failover)."""
+    provider = pipeline.providers[ctx.provider]  # type: ignore[index]
+    return await provider.complete(ctx.request, ctx.sent_model, pipeline.http)  # type: ignore[arg-type]

@@ -1,0 +1,148 @@
+"""Plugin discovery and loading.
+
+Plugins are found through the ``llmrouter`` entry point group; a plugin's id is its entry point
+name. Built-ins in ``llmrouter_plugins`` are registered through the very same group. pluggy
+validates every implementation against :mod:`llmrouter.hookspecs`; request-time dispatch, in
+config order, is done by :mod:`llmrouter.dispatch`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from llmrouter import hookspecs
+
+log = logging.getLogger("llmrouter.plugins")
+
+ENTRY_POINT_GROUP = "llmrouter"
+HOOK_NAMES: tuple[str, ...] = ("on_start", "classify", "pre_request", "route", "post_response", "on_end")
+
+
+@dataclass(slots=True)
+class PluginRecord:
+    """One discovered plugin: where it came from and which hooks it implements."""
+
+    id: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: tuple[str, ...] = ()
+    error: str | None = None
+    obj: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the plugin imported and registered without error."""
+        return self.error is None and self.obj is not None
+
+
+@dataclass(slots=True)
+class PluginRegistry:
+    """Every plugin known to this process, loaded or broken, keyed by id."""
+
+    pm: pluggy.PluginManager
+    records: dict[str, PluginRecord] = field(default_factory=dict)
+
+    def register(self, plugin: Any, plugin_id: str, *, distribution: str | None = None,
+                 version: str | None = None) -> PluginRecord:
+        """Register ``plugin`` (a module or object with hookimpls) under ``plugin_id``.
+
+        A plugin whose hook implementations do not match the hookspecs is recorded with an error
+        instead of being registered.
+        """
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        record = PluginRecord(id=plugin_id, module=module, distribution=distribution, version=version)
+        try:
+            if self.pm.get_plugin(plugin_id) is not None:
+                self.pm.unregister(name=plugin_id)
+            self.pm.register(plugin, name=plugin_id)
+            self.pm.check_pending()
+        except Exception as exc:  # pluggy.PluginValidationError and friends
+            if self.pm.get_plugin(plugin_id) is not None:
+                self.pm.unregister(name=plugin_id)
+            record.error = f"{type(exc).__name__}: {exc}"
+        else:
+            record.obj = plugin
+            record.hooks = tuple(name for name in HOOK_NAMES if self.impl(plugin_id, name) is not None)
+        self.records[plugin_id] = record
+        return record
+
+    def impl(self, plugin_id: str, hook_name: str) -> Callable[..., Any] | None:
+        """The function implementing ``hook_name`` in plugin ``plugin_id``, or ``None``."""
+        plugin = self.pm.get_plugin(plugin_id)
+        if plugin is None:
+            return None
+        for hookimpl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if hookimpl.plugin is plugin:
+                return hookimpl.function
+        return None
+
+    def require(self, plugin_id: str, hook_name: str, where: str) -> Callable[..., Any]:
+        """Return the implementation of ``hook_name`` in ``plugin_id`` or raise a clear error.
+
+        ``where`` describes the config location that enables the plugin, for the message.
+        """
+        record = self.records.get(plugin_id)
+        if record is None:
+            known = ", ".join(sorted(r.id for r in self.records.values() if hook_name in r.hooks)) or "none"
+            raise LookupError(f"{where}: no installed plugin with id {plugin_id!r} (plugins with {hook_name}: {known})")
+        if record.error is not None:
+            dist = f" from {record.distribution}" if record.distribution else ""
+            raise LookupError(f"{where}: plugin {plugin_id!r}{dist} failed to load: {record.error}")
+        function = self.impl(plugin_id, hook_name)
+        if function is None:
+            raise LookupError(f"{where}: plugin {plugin_id!r} does not implement the {hook_name!r} hook")
+        return function
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """A pluggy manager with llmrouter's hookspecs added."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load_entry_point_plugins(registry: PluginRegistry | None = None) -> PluginRegistry:
+    """Import every plugin of the ``llmrouter`` entry point group into a registry.
+
+    A plugin that fails to import is recorded (id, distribution, error) and logged, never raised:
+    whether that is fatal is decided later, when config enables plugins.
+    """
+    registry = registry or PluginRegistry(new_plugin_manager())
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist is not None else None
+        version = ep.dist.version if ep.dist is not None else None
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            log.warning("plugin %r (distribution %s) failed to load: %s: %s", ep.name, dist, type(exc).__name__, exc)
+            registry.records[ep.name] = PluginRecord(
+                id=ep.name, module=ep.value, distribution=dist, version=version,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            continue
+        record = registry.register(plugin, ep.name, distribution=dist, version=version)
+        if record.error:
+            log.warning("plugin %r (distribution %s) is invalid: %s", ep.name, dist, record.error)
+    return registry
+
+
+def describe(record: PluginRecord) -> dict[str, Any]:
+    """A JSON-ready description of a plugin for ``llmrouter plugins``."""
+    doc = inspect.getdoc(record.obj) if record.obj is not None else None
+    return {
+        "id": record.id,
+        "module": record.module,
+        "distribution": record.distribution,
+        "version": record.version,
+        "hooks": list(record.hooks),
+        "error": record.error,
+        "summary": doc.splitlines()[0] if doc else None,
+    }

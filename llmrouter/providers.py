@@ -1,0 +1,260 @@
+"""Providers: the upstream model servers, each speaking one wire format.
+
+A :class:`Provider` knows its URL, credentials and format, and turns a canonical request into
+one HTTP call (or, for ``echo``, into an offline answer). Errors become
+:class:`~llmrouter.errors.ProviderError` (502) or :class:`~llmrouter.errors.ProviderTimeout` (504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from llmrouter.config import Config, ConfigError, ProviderConfig
+from llmrouter.context import ProviderInfo
+from llmrouter.errors import ProviderError, ProviderTimeout
+from llmrouter.formats import UPSTREAM_FORMATS
+from llmrouter.formats.base import UpstreamFormat, iter_events, response_to_events
+from llmrouter.jsonutil import dumps, loads
+from llmrouter.models import (
+    BlockDelta,
+    ChatRequest,
+    ChatResponse,
+    StreamEvent,
+    TextPart,
+    Usage,
+)
+
+log = logging.getLogger("llmrouter.providers")
+
+ANTHROPIC_VERSION = "2023-06-01"
+_PATHS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
+_ERROR_EXCERPT = 300
+
+
+class Provider:
+    """One configured upstream. ``api_key`` is resolved from ``api_key_env`` at startup."""
+
+    def __init__(self, config: ProviderConfig, api_key: str | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.api_key = api_key
+        self.format_name = config.format
+        self.wire: UpstreamFormat | None = UPSTREAM_FORMATS.get(config.format)
+        base = (config.base_url or "").rstrip("/")
+        self.url = base + _PATHS.get(config.format, "")
+        self.timeout = httpx.Timeout(
+            connect=config.timeout_connect_s,
+            read=config.timeout_first_byte_s,
+            write=config.timeout_connect_s,
+            pool=config.timeout_connect_s,
+        )
+
+    def info(self, healthy: bool = True, discovered: tuple[str, ...] = ()) -> ProviderInfo:
+        """The read-only view plugins and routers get: configured plus ``discovered`` models."""
+        c = self.config
+        models = tuple(dict.fromkeys([*c.models, *discovered]))
+        return ProviderInfo(
+            name=c.name, format=c.format, cost=c.cost_per_1m_tokens, quality=c.quality,
+            latency=c.latency_ms, throughput=c.throughput_tokens_per_sec, models=models, healthy=healthy,
+        )
+
+    def headers(self, request: ChatRequest) -> dict[str, str]:
+        """Upstream headers: credentials in the format's convention plus configured extras."""
+        headers = {"content-type": "application/json"}
+        if self.format_name == "anthropic":
+            headers["anthropic-version"] = ANTHROPIC_VERSION
+            if request.source_format == "anthropic":
+                # Betas the client asked for only make sense to an Anthropic-format provider.
+                for key in ("anthropic-version", "anthropic-beta"):
+                    if key in request.headers:
+                        headers[key] = request.headers[key]
+            if self.api_key:
+                headers["x-api-key"] = self.api_key
+        elif self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        headers.update(self.config.headers)
+        return headers
+
+    def cost_usd(self, usage: Usage) -> float | None:
+        """(input + output tokens) x cost_per_1m_tokens / 1e6, or None without a configured cost."""
+        if self.config.cost_per_1m_tokens is None:
+            return None
+        return usage.total_tokens * self.config.cost_per_1m_tokens / 1_000_000
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest, model: str, http: httpx.AsyncClient) -> ChatResponse:
+        """Send a non-streaming request and return the parsed reply."""
+        if self.wire is None:
+            return echo_response(request, model)
+        body = self.wire.build_request(request, model)
+        body["stream"] = False
+        try:
+            async with asyncio.timeout(self.config.timeout_total_s):
+                response = await http.post(self.url, content=dumps(body), headers=self.headers(request),
+                                           timeout=self.timeout)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise self._timeout(exc) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {_describe(exc)}") from None
+        if response.status_code >= 400:
+            raise self._status_error(response.status_code, response.content, response.headers)
+        try:
+            return self.wire.parse_response(loads(response.content))
+        except ValueError as exc:
+            raise ProviderError(self.name, f"provider '{self.name}' returned an unreadable reply: {exc}",
+                                upstream_status=response.status_code) from None
+
+    async def stream(self, request: ChatRequest, model: str, http: httpx.AsyncClient) -> AsyncIterator[StreamEvent]:
+        """Open a streaming request; errors before the first byte raise, later ones become events.
+
+        Returns an async iterator of canonical events. The upstream connection is closed when the
+        iterator is closed (for example when the client disconnects).
+        """
+        if self.wire is None:
+            return iter_events(echo_stream_events(request, model))
+        body = self.wire.build_request(request, model)
+        body["stream"] = True
+        http_request = http.build_request("POST", self.url, content=dumps(body), headers=self.headers(request),
+                                          timeout=self.timeout)
+        try:
+            async with asyncio.timeout(self.config.timeout_first_byte_s):
+                response = await http.send(http_request, stream=True)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise self._timeout(exc) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {_describe(exc)}") from None
+        if response.status_code >= 400:
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+            raise self._status_error(response.status_code, content, response.headers)
+        return self._decode(response)
+
+    async def _decode(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
+        assert self.wire is not None
+        decoder = self.wire.stream_decoder()
+        try:
+            async with asyncio.timeout(self.config.timeout_total_s):
+                async for chunk in response.aiter_bytes():
+                    for event in decoder.feed(chunk):
+                        yield event
+            for event in decoder.close():
+                yield event
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise self._timeout(exc) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(self.name, f"provider '{self.name}' stream broke: {_describe(exc)}") from None
+        finally:
+            await response.aclose()
+
+    def _timeout(self, exc: BaseException) -> ProviderTimeout:
+        detail = _describe(exc) if not isinstance(exc, TimeoutError) else "no reply in time"
+        return ProviderTimeout(self.name, f"provider '{self.name}' timed out: {detail}")
+
+    def _status_error(self, status: int, content: bytes, headers: httpx.Headers) -> ProviderError:
+        excerpt = _error_excerpt(content)
+        retry_after = _retry_after(headers.get("retry-after"))
+        return ProviderError(self.name, f"provider '{self.name}' returned {status}: {excerpt}",
+                             upstream_status=status, retry_after=retry_after)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _error_excerpt(content: bytes) -> str:
+    """The upstream's own error message if its body has one, else the start of the body."""
+    try:
+        data: Any = loads(content)
+    except ValueError:
+        text = content.decode("utf-8", errors="replace").strip()
+        return text[:_ERROR_EXCERPT] or "(empty body)"
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"][:_ERROR_EXCERPT]
+        if isinstance(err, str):
+            return err[:_ERROR_EXCERPT]
+        if isinstance(data.get("message"), str):
+            return data["message"][:_ERROR_EXCERPT]
+    return content.decode("utf-8", errors="replace")[:_ERROR_EXCERPT]
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+# -- echo: the offline provider ------------------------------------------------------------------
+
+
+def _estimate_tokens(text: str) -> int:
+    return max(1, len(text) // 4) if text else 0
+
+
+def echo_response(request: ChatRequest, model: str) -> ChatResponse:
+    """Answer with the last user message, with token counts estimated at four characters a token."""
+    text = request.last_user_text()
+    prompt = "".join(request.iter_text())
+    return ChatResponse(
+        id=f"echo-{uuid.uuid4().hex[:24]}",
+        model=model,
+        content=[TextPart(text=text)],
+        stop_reason="end_turn",
+        usage=Usage(input_tokens=_estimate_tokens(prompt), output_tokens=_estimate_tokens(text)),
+    )
+
+
+def echo_stream_events(request: ChatRequest, model: str) -> list[StreamEvent]:
+    """The echo answer as a stream, one text delta per word so streaming is visible."""
+    events = response_to_events(echo_response(request, model))
+    out: list[StreamEvent] = []
+    for event in events:
+        if isinstance(event, BlockDelta) and event.text:
+            words = event.text.split(" ")
+            for i, word in enumerate(words):
+                out.append(BlockDelta(index=event.index, text=word if i == 0 else " " + word))
+        else:
+            out.append(event)
+    return out
+
+
+# -- building the provider table ---------------------------------------------------------------
+
+
+def build_providers(config: Config, environ: dict[str, str] | None = None) -> dict[str, Provider]:
+    """Create providers in config order; skip (with a warning) those whose key variable is unset.
+
+    :raises ConfigError: when no provider is left.
+    """
+    env = os.environ if environ is None else environ
+    providers: dict[str, Provider] = {}
+    for pc in config.providers:
+        key: str | None = None
+        if pc.api_key_env:
+            key = env.get(pc.api_key_env)
+            if not key:
+                log.warning("provider %r skipped: environment variable %s is not set", pc.name, pc.api_key_env)
+                continue
+        providers[pc.name] = Provider(pc, key)
+    if not providers:
+        configured = ", ".join(p.name for p in config.providers) or "none"
+        raise ConfigError(
+            f"{config.source}: [[providers]]: no provider available (configured: {configured}; "
+            "check their api_key_env variables)"
+        )
+    return providers

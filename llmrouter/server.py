@@ -1,0 +1,391 @@
+"""The aiohttp application: app factory, routes, auth, body limits and error rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from llmrouter.config import Config, ConfigError
+from llmrouter.context import Context
+from llmrouter.discovery import ModelDiscovery
+from llmrouter.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ProviderError,
+    RouterError,
+)
+from llmrouter.events import EventBus
+from llmrouter.formats import CLIENT_FORMATS, ClientFormat
+from llmrouter.jsonutil import dumps, loads
+from llmrouter.models import ResponseAccumulator, StreamError
+from llmrouter.pipeline import PLUGIN_PROVIDER, Pipeline
+from llmrouter.plugins import PluginRegistry, load_entry_point_plugins
+from llmrouter.providers import build_providers
+from llmrouter.requestlog import RequestLog
+from llmrouter.upstream import new_http_client
+
+log = logging.getLogger("llmrouter.server")
+
+CONFIG = web.AppKey("config", Config)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+BUS = web.AppKey("bus", EventBus)
+API_KEY = web.AppKey("api_key", str)
+DISCOVERY = web.AppKey("discovery", ModelDiscovery)
+
+KEEPALIVE_S = 15.0
+_OPENAI = CLIENT_FORMATS["openai"]
+_ANTHROPIC = CLIENT_FORMATS["anthropic"]
+_OPEN_PATHS = frozenset({"/health", "/"})
+_MIN_STREAM_READ = 2**16
+
+
+def format_for_path(path: str) -> ClientFormat:
+    """The client format whose error shape fits ``path`` (Anthropic for /v1/messages)."""
+    return _ANTHROPIC if path.startswith("/v1/messages") else _OPENAI
+
+
+def error_response(fmt: ClientFormat, error: RouterError, headers: Mapping[str, str] | None = None) -> web.Response:
+    """An error reply in ``fmt``'s own shape."""
+    return web.Response(status=error.status, body=dumps(fmt.render_error(error)),
+                        content_type="application/json", headers=headers)
+
+
+def resolve_api_key(config: Config, environ: Mapping[str, str]) -> str | None:
+    """The inbound API key, or None when auth is off.
+
+    :raises ConfigError: when ``api_key_env`` names an unset variable, or a non-loopback bind
+        has no key and ``allow_unauthenticated`` is not set.
+    """
+    server = config.server
+    if server.api_key_env:
+        key = environ.get(server.api_key_env)
+        if not key:
+            raise ConfigError(f"{config.source}: [server] key 'api_key_env': environment variable "
+                              f"{server.api_key_env} is not set")
+        return key
+    return None
+
+
+def check_exposure(config: Config, host: str, api_key: str | None) -> None:
+    """Refuse a non-loopback bind without inbound auth unless explicitly allowed."""
+    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    if not loopback and api_key is None and not config.server.allow_unauthenticated:
+        raise ConfigError(
+            f"{config.source}: [server] key 'host': binding {host!r} exposes the router; set api_key_env "
+            "(or allow_unauthenticated = true to accept the risk)"
+        )
+
+
+def _presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key") or request.query.get("api_key")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    """Require the inbound key on every route except ``/health`` and ``/``."""
+    key = request.app.get(API_KEY)
+    if key and request.path not in _OPEN_PATHS:
+        presented = _presented_key(request)
+        if presented is None or not hmac.compare_digest(presented.encode(), key.encode()):
+            message = "missing API key" if presented is None else "invalid API key"
+            return error_response(format_for_path(request.path), AuthenticationFailed(message))
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    """Render aiohttp's own HTTP errors (404, 405) in the client's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/dashboard"):
+            raise
+        fmt = format_for_path(request.path)
+        if exc.status == 404:
+            err: RouterError = NotFound(f"no route for {request.method} {request.path}")
+        else:
+            err = RouterError(f"{exc.reason} for {request.method} {request.path}", status=exc.status,
+                              kind="invalid_request_error")
+        return error_response(fmt, err)
+
+
+async def read_json(request: web.Request, limit_bytes: int) -> Any:
+    """Read and decode the body, enforcing the size limit.
+
+    :raises PayloadTooLarge: over the limit. :raises InvalidRequest: empty or invalid JSON.
+    """
+    if request.content_length is not None and request.content_length > limit_bytes:
+        raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_MIN_STREAM_READ):
+        size += len(chunk)
+        if size > limit_bytes:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise InvalidRequest("request body is empty; expected a JSON object")
+    try:
+        return loads(body)
+    except ValueError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _router_headers(request_id: str, ctx: Context | None) -> dict[str, str]:
+    headers = {"X-Router-Request-Id": request_id}
+    if ctx is not None:
+        if ctx.provider:
+            headers["X-Router-Provider"] = ctx.provider
+        model = ctx.sent_model or (ctx.response.model if ctx.response is not None else None)
+        if model:
+            headers["X-Router-Model"] = model
+        if ctx.request.tags:
+            headers["X-Router-Request-Tags"] = ",".join(ctx.request.tags)
+    return headers
+
+
+def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler for one chat endpoint speaking client format ``fmt``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        pipeline = request.app[PIPELINE]
+        config = request.app[CONFIG]
+        request_id = uuid.uuid4().hex
+        started = time.perf_counter()
+        ctx: Context | None = None
+        pipeline.publish_start(request_id, None, endpoint)
+        try:
+            body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
+            chat_request = fmt.parse_request(body, request.headers)
+            ctx = pipeline.new_context(chat_request, request_id, endpoint)
+            await pipeline.prepare(ctx)
+            if chat_request.stream:
+                return await _stream(request, fmt, pipeline, ctx, started)
+            response = await pipeline.complete(ctx)
+        except RouterError as exc:
+            if isinstance(exc, ProviderError) and ctx is not None:
+                ctx.error = exc.message
+            pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
+                            status=exc.status, error=exc.message)
+            return error_response(fmt, exc, _router_headers(request_id, ctx))
+        except Exception as exc:  # a bug must not take the server down or leave the client hanging
+            log.exception("unexpected error handling request %s", request_id)
+            err = RouterError(f"internal error: {type(exc).__name__}: {exc}")
+            pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
+                            status=500, error=err.message)
+            return error_response(fmt, err, _router_headers(request_id, ctx))
+        pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started, status=200, error=None)
+        return web.Response(body=dumps(fmt.render_response(response, ctx.request)), content_type="application/json",
+                            headers=_router_headers(request_id, ctx))
+
+    return handle
+
+
+async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, ctx: Context,
+                  started: float) -> web.StreamResponse:
+    """Relay a streamed reply; errors before the first byte propagate as ordinary error replies."""
+    answered_by_plugin = ctx.response is not None
+    if answered_by_plugin:
+        await pipeline.finish(ctx)
+    events = await pipeline.open_stream(ctx)
+    renderer = fmt.stream_renderer(ctx.request)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
+        **_router_headers(ctx.request_id, ctx),
+    })
+    accumulator = ResponseAccumulator()
+    error: str | None = None
+    status = 200
+    iterator = events.__aiter__()
+    pending: asyncio.Future[Any] | None = None
+    try:
+        await response.prepare(request)
+        while True:
+            pending = asyncio.ensure_future(iterator.__anext__())
+            while not pending.done():
+                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
+                if not done:
+                    await response.write(renderer.keepalive())
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                break
+            finally:
+                pending = None
+            accumulator.feed(event)
+            if isinstance(event, StreamError):
+                err = ProviderError(ctx.provider or "?", f"provider '{ctx.provider}' stream error: {event.message}")
+                await response.write(renderer.render_error(err))
+                error, status = err.message, err.status
+                break
+            data = renderer.render(event)
+            if data:
+                await response.write(data)
+    except RouterError as exc:
+        error, status = exc.message, exc.status
+        try:
+            await response.write(renderer.render_error(exc))
+        except (ConnectionError, RuntimeError):
+            pass
+    except (ConnectionError, asyncio.CancelledError) as exc:
+        error, status = "client disconnected", 499
+        if isinstance(exc, asyncio.CancelledError):
+            _finish_after_disconnect(pipeline, ctx, accumulator, started, iterator, pending)
+            raise
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        await _close_iterator(iterator)
+    if not answered_by_plugin:
+        ctx.response = accumulator.result()
+        ctx.error = error
+        await pipeline.finish(ctx)
+    pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
+                    status=status, error=error)
+    try:
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    return response
+
+
+async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # closing a broken upstream must never mask the real outcome
+            log.debug("error closing upstream stream", exc_info=True)
+
+
+def _finish_after_disconnect(pipeline: Pipeline, ctx: Context, accumulator: ResponseAccumulator,
+                             started: float, iterator: AsyncIterator[Any], pending: Any) -> None:
+    """The handler was cancelled: close upstream and log in a task of its own."""
+
+    async def finish() -> None:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        await _close_iterator(iterator)
+        if ctx.response is None or ctx.provider != PLUGIN_PROVIDER:
+            ctx.response = accumulator.result()
+        pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
+                        status=499, error="client disconnected")
+
+    task = asyncio.get_running_loop().create_task(finish())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+async def models_handler(request: web.Request) -> web.Response:
+    """``GET /v1/models``: every model the config can route, in OpenAI or Anthropic list shape."""
+    pipeline = request.app[PIPELINE]
+    config = request.app[CONFIG]
+    owners: dict[str, str] = {}
+    for name, info in pipeline.provider_infos().items():
+        for model in info.models:
+            owners.setdefault(model, name)
+    for rule in config.routers:
+        provider = rule.get("provider")
+        if isinstance(rule.get("rewrite_model"), str):
+            owners.setdefault(rule["rewrite_model"], provider or "router")
+        for cand in rule.get("candidates") or []:
+            if isinstance(cand, dict) and isinstance(cand.get("model"), str):
+                owners.setdefault(cand["model"], cand.get("provider", "router"))
+    if "anthropic-version" in request.headers:
+        data = [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in owners]
+        body: dict[str, Any] = {"data": data, "has_more": False,
+                                "first_id": data[0]["id"] if data else None,
+                                "last_id": data[-1]["id"] if data else None}
+    else:
+        body = {"object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": p} for m, p in owners.items()]}
+    return web.json_response(body, dumps=lambda v: dumps(v).decode())
+
+
+async def health_handler(request: web.Request) -> web.Response:
+    """``GET /health``: liveness plus per-provider status."""
+    pipeline = request.app[PIPELINE]
+    providers = {name: {"format": info.format, "healthy": info.healthy, "models": list(info.models)}
+                 for name, info in pipeline.provider_infos().items()}
+    return web.json_response({"status": "ok", "in_flight": pipeline.in_flight, "providers": providers})
+
+
+async def root_handler(request: web.Request) -> web.Response:
+    """``GET``/``HEAD /``: a liveness answer (Claude Code probes ``HEAD /`` first)."""
+    return web.json_response({"name": "llmrouter", "status": "ok"})
+
+
+def create_app(config: Config, *, registry: PluginRegistry | None = None, environ: Mapping[str, str] | None = None,
+               transport: httpx.AsyncBaseTransport | None = None) -> web.Application:
+    """Build the application for ``config``.
+
+    :param registry: plugins to use (default: everything in the ``llmrouter`` entry point group).
+    :param environ: where to read API-key variables (default: ``os.environ``).
+    :param transport: upstream transport override (default: the aiohttp-backed httpx transport).
+    :raises ConfigError: on any configuration problem, with a message naming file, table and key.
+    """
+    env = dict(os.environ if environ is None else environ)
+    registry = registry or load_entry_point_plugins()
+    providers = build_providers(config, env)
+    api_key = resolve_api_key(config, env)
+    bus = EventBus()
+    discovery = ModelDiscovery()
+    pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models)
+
+    app = web.Application(middlewares=[error_middleware, auth_middleware],
+                          client_max_size=int(config.server.max_body_mb * 1024 * 1024) + 1)
+    app[CONFIG] = config
+    app[PIPELINE] = pipeline
+    app[BUS] = bus
+    app[DISCOVERY] = discovery
+    if api_key:
+        app[API_KEY] = api_key
+
+    async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+        pipeline.http = new_http_client(transport)
+        targets = [(p.config, p.api_key) for p in providers.values() if p.config.format != "echo"]
+        discovery.start(pipeline.http, targets)
+        yield
+        await discovery.stop()
+        await pipeline.http.aclose()
+
+    async def requestlog_ctx(app: web.Application) -> AsyncIterator[None]:
+        if config.logging.enabled:
+            pipeline.request_log = RequestLog(config.logging.path)
+        yield
+        if pipeline.request_log is not None:
+            await asyncio.get_running_loop().run_in_executor(None, pipeline.request_log.close)
+
+    app.cleanup_ctx.append(upstream_ctx)
+    app.cleanup_ctx.append(requestlog_ctx)
+
+    app.router.add_post("/v1/chat/completions", chat_handler(_OPENAI, "/v1/chat/completions"))
+    app.router.add_post("/v1/messages", chat_handler(_ANTHROPIC, "/v1/messages"))
+    app.router.add_get("/v1/models", models_handler)
+    app.router.add_get("/health", health_handler)
+    app.router.add_get("/", root_handler)
+    if config.server.dashboard:
+        from llmrouter.dashboard import add_dashboard_routes
+
+        add_dashboard_routes(app)
+    return app

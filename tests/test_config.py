@@ -1,0 +1,95 @@
+"""Config loading: defaults, the embedded config, and errors naming file, table and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmrouter.config import DEFAULT_CONFIG_NAME, ConfigError, load_config, parse_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "router.toml"
+    path.write_text(text)
+    return path
+
+
+def test_embedded_default_config_loads() -> None:
+    config = load_config(None)
+    assert config.source == DEFAULT_CONFIG_NAME
+    assert [p.format for p in config.providers] == ["echo", "echo"]
+    assert config.logging.enabled and config.server.dashboard
+    assert "keyword" in config.classifiers
+    assert [r["type"] for r in config.routers] == ["prefix", "fallback"]
+
+
+def test_defaults_match_design() -> None:
+    config = parse_config({"providers": [{"name": "e", "format": "echo"}]})
+    assert (config.server.host, config.server.port, config.server.max_body_mb) == ("127.0.0.1", 8090, 32)
+    assert config.routing.failover is True
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_invalid_toml_names_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server\nport = 1\n")
+    with pytest.raises(ConfigError, match=r"router\.toml: invalid TOML"):
+        load_config(path)
+
+
+def test_bad_field_type_names_table_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = "eighty"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "router.toml" in message and "[server] key 'port'" in message
+
+
+def test_provider_field_error_names_entry_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[providers]]\nname = "x"\nformat = "smoke-signals"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "[[providers]] #1 (name = 'x') key 'format'" in str(info.value)
+
+
+def test_unknown_key_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nprot = 1\n')
+    with pytest.raises(ConfigError, match=r"\[server\] key 'prot'"):
+        load_config(path)
+
+
+def test_rule_naming_unknown_provider(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[providers]]\nname = "a"\nformat = "echo"\n'
+                           '[[routers]]\ntype = "prefix"\nmodel_prefix = "x/"\nprovider = "ghost"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "[[routers]] #1 (type = 'prefix') key 'provider'" in message and "'ghost'" in message
+
+
+def test_rule_without_type(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[providers]]\nname = "a"\nformat = "echo"\n[[routers]]\nprovider = "a"\n')
+    with pytest.raises(ConfigError, match=r"\[\[routers\]\] #1 key 'type'"):
+        load_config(path)
+
+
+def test_duplicate_provider_names() -> None:
+    with pytest.raises(ConfigError, match="duplicate provider name 'a'"):
+        parse_config({"providers": [{"name": "a", "format": "echo"}, {"name": "a", "format": "echo"}]})
+
+
+def test_remote_provider_needs_base_url() -> None:
+    with pytest.raises(ConfigError, match=r"\(name = 'o'\) key 'base_url'"):
+        parse_config({"providers": [{"name": "o", "format": "openai"}]})
+
+
+def test_enabled_sections_keep_file_order() -> None:
+    config = parse_config({
+        "providers": [{"name": "e", "format": "echo"}],
+        "plugins": {"b": {"enabled": True, "x": 1}, "a": {"enabled": False}, "c": {}},
+    })
+    assert config.enabled("plugins") == [("b", {"x": 1}), ("c", {})]
