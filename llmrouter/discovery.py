@@ -1,0 +1,192 @@
+"""Model discovery: asking providers which models they serve, at startup and periodically.
+
+``ollama`` providers are asked ``GET {base_url}/api/tags``, ``openai`` providers ``GET {base_url}/models``,
+``anthropic`` providers ``GET {base_url}/v1/models`` (following pages); ``echo`` providers report their
+configured ``models``. A failed query is logged as a warning and the provider keeps the list it had.
+
+:class:`ModelDiscovery` is independent of the server: the core creates it, calls :meth:`ModelDiscovery.start`
+when the app starts and :meth:`ModelDiscovery.stop` on cleanup, and reads :attr:`ModelDiscovery.models`
+when building :class:`~llmrouter.context.ProviderInfo`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from llmrouter.config import ProviderConfig
+from llmrouter.jsonutil import loads
+
+logger = logging.getLogger("llmrouter.discovery")
+
+ANTHROPIC_VERSION = "2023-06-01"
+_ANTHROPIC_MAX_PAGES = 50
+_TIMEOUT_S = 30.0
+
+ProviderWithKey = tuple[ProviderConfig, str | None]
+
+
+class DiscoveryError(Exception):
+    """A provider's model list could not be fetched or read; the message names provider and cause."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"model discovery for provider {provider!r} failed: {message}")
+        self.provider = provider
+
+
+def _unreadable(provider: str, url: str, why: str) -> DiscoveryError:
+    return DiscoveryError(provider, f"GET {url}: unreadable body ({why})")
+
+
+async def _get_json(client: httpx.AsyncClient, provider: ProviderConfig, url: str,
+                    headers: dict[str, str], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET ``url`` and return its JSON object body, or raise :class:`DiscoveryError`."""
+    timeout = httpx.Timeout(min(_TIMEOUT_S, provider.timeout_total_s), connect=provider.timeout_connect_s)
+    try:
+        response = await client.get(url, headers=headers, params=params, timeout=timeout)
+        body = await response.aread()
+    except httpx.HTTPError as exc:
+        raise DiscoveryError(provider.name, f"GET {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 400:
+        snippet = body[:300].decode("utf-8", errors="replace").strip()
+        raise DiscoveryError(provider.name, f"GET {url}: HTTP {response.status_code}: {snippet}")
+    try:
+        data = loads(body)
+    except ValueError:
+        raise _unreadable(provider.name, url, "not JSON") from None
+    if not isinstance(data, dict):
+        raise _unreadable(provider.name, url, "not a JSON object")
+    return data
+
+
+def _names(provider: str, url: str, data: dict[str, Any], list_key: str, name_keys: Sequence[str]) -> list[str]:
+    """The model names in ``data[list_key][*][name_key]``, de-duplicated, in order."""
+    entries = data.get(list_key)
+    if not isinstance(entries, list):
+        raise _unreadable(provider, url, f"no {list_key!r} list")
+    names: list[str] = []
+    for entry in entries:
+        name = None
+        if isinstance(entry, dict):
+            name = next((entry[k] for k in name_keys if isinstance(entry.get(k), str) and entry[k]), None)
+        if name is None:
+            raise _unreadable(provider, url, f"an entry of {list_key!r} has no {' or '.join(name_keys)}")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+async def discover_models(client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None) -> list[str]:
+    """Ask ``provider`` which models it serves.
+
+    :raises DiscoveryError: on a transport failure, an error status or a body that is not a model list.
+    """
+    if provider.format == "echo":
+        return list(provider.models)
+    base = (provider.base_url or "").rstrip("/")
+    headers = dict(provider.headers)
+    if provider.format == "anthropic":
+        headers["anthropic-version"] = ANTHROPIC_VERSION
+        if api_key:
+            headers["x-api-key"] = api_key
+        return await _anthropic_models(client, provider, f"{base}/v1/models", headers)
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    if provider.format == "ollama":
+        url = f"{base}/api/tags"
+        return _names(provider.name, url, await _get_json(client, provider, url, headers), "models", ("name", "model"))
+    url = f"{base}/models"
+    return _names(provider.name, url, await _get_json(client, provider, url, headers), "data", ("id",))
+
+
+async def _anthropic_models(client: httpx.AsyncClient, provider: ProviderConfig, url: str,
+                            headers: dict[str, str]) -> list[str]:
+    """All pages of Anthropic's model list."""
+    names: list[str] = []
+    params: dict[str, Any] = {"limit": 1000}
+    for _ in range(_ANTHROPIC_MAX_PAGES):
+        data = await _get_json(client, provider, url, headers, params)
+        names.extend(n for n in _names(provider.name, url, data, "data", ("id",)) if n not in names)
+        last_id = data.get("last_id")
+        if not data.get("has_more") or not isinstance(last_id, str):
+            break
+        params = {"limit": 1000, "after_id": last_id}
+    return names
+
+
+class ModelDiscovery:
+    """Keeps each provider's discovered models up to date.
+
+    ``models`` maps provider names to the models last discovered; a provider whose query fails keeps
+    its previous list (and is absent until a first query succeeds). Only providers with
+    ``discover = true`` are queried.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[str, tuple[str, ...]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready: asyncio.Event | None = None
+        self._pending_first = 0
+
+    async def refresh(self, client: httpx.AsyncClient, providers: Sequence[ProviderWithKey]) -> None:
+        """Query every discoverable provider once, concurrently."""
+        await asyncio.gather(*(self._refresh_one(client, p, key) for p, key in providers if p.discover))
+
+    async def _refresh_one(self, client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None) -> None:
+        try:
+            models = await discover_models(client, provider, api_key)
+        except Exception as exc:  # a discovery problem must never take the router down
+            logger.warning("%s", exc if isinstance(exc, DiscoveryError)
+                           else DiscoveryError(provider.name, f"{type(exc).__name__}: {exc}"))
+            return
+        self.models[provider.name] = tuple(models)
+        logger.debug("provider %r serves %d models", provider.name, len(models))
+
+    def start(self, client: httpx.AsyncClient, providers: Sequence[ProviderWithKey]) -> None:
+        """Start background discovery: one query per provider now, then every ``discover_interval_s``
+        (``0`` means only once). Must be called with a running event loop."""
+        if self._tasks or self._ready is not None:
+            raise RuntimeError("model discovery already started")
+        enabled = [(p, key) for p, key in providers if p.discover]
+        self._ready = asyncio.Event()
+        self._pending_first = len(enabled)
+        if not enabled:
+            self._ready.set()
+        self._tasks = [
+            asyncio.create_task(self._run(client, p, key), name=f"llmrouter-discovery-{p.name}")
+            for p, key in enabled
+        ]
+
+    async def _run(self, client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None) -> None:
+        try:
+            await self._refresh_one(client, provider, api_key)
+        finally:
+            self._first_done()
+        while provider.discover_interval_s > 0:
+            await asyncio.sleep(provider.discover_interval_s)
+            await self._refresh_one(client, provider, api_key)
+
+    def _first_done(self) -> None:
+        self._pending_first -= 1
+        if self._pending_first <= 0 and self._ready is not None:
+            self._ready.set()
+
+    async def wait_ready(self) -> None:
+        """Wait until every provider's first query since :meth:`start` has finished (or failed)."""
+        if self._ready is not None:
+            await self._ready.wait()
+
+    async def stop(self) -> None:
+        """Cancel background discovery and wait for it to end. Safe to call more than once."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ready is not None:
+            self._ready.set()
+        self._ready = None
