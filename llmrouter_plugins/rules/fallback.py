@@ -1,0 +1,61 @@
+"""Router rule ``fallback``: the best trade-off between quality and cost; the usual last rule.
+
+Settings (one ``[[routers]]`` table):
+
+``providers`` (optional)
+    Candidate provider names. Absent or empty means every loaded provider, in config order.
+    Providers that are not loaded are skipped.
+``quality_bias`` (optional, default ``0.5``)
+    A number from 0 to 1. Each candidate scores
+    ``quality_bias * quality - (1 - quality_bias) * cost_per_1m_tokens``; the highest score wins.
+    ``1`` means quality only, ``0`` means cost only.
+``rewrite_model`` (optional)
+    The model name sent upstream.
+
+Ties go to the first in list order. A metric with a non-zero weight is needed: candidates missing
+it are not scored (``quality`` is not needed when ``quality_bias = 0``, nor cost when it is
+``1``). Because this rule is meant to catch whatever earlier rules left, when no candidate can be
+scored the first loaded candidate is chosen; the rule passes only when none of its providers is
+loaded.
+
+Example::
+
+    [[routers]]
+    type = "fallback"
+    providers = ["local", "openai", "anthropic"]
+    quality_bias = 0.7
+"""
+
+from __future__ import annotations
+
+from llmrouter.context import Context, ProviderInfo, Route
+from llmrouter.hookspecs import hookimpl
+from llmrouter_plugins.rules._select import (
+    RuleSettingsError,
+    best,
+    candidates,
+    optional_number,
+    route_to,
+    rule_label,
+)
+
+
+@hookimpl
+def route(ctx: Context) -> Route | None:
+    """Route to the candidate with the highest quality/cost score (or the first, if none can be scored)."""
+    bias = optional_number(ctx.settings, "quality_bias")
+    bias = 0.5 if bias is None else bias
+    if not 0.0 <= bias <= 1.0:
+        raise RuleSettingsError(f"{rule_label(ctx.settings)}: key 'quality_bias' must be between 0 and 1")
+    pool = candidates(ctx)
+    if not pool:
+        return None
+
+    def score(info: ProviderInfo) -> float | None:
+        quality = info.quality if bias > 0 else 0.0
+        cost = info.cost if bias < 1 else 0.0
+        if quality is None or cost is None:
+            return None
+        return bias * quality - (1.0 - bias) * cost
+
+    return route_to(best(pool, score, highest=True) or pool[0], ctx.settings)
