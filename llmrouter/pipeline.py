@@ -247,7 +247,7 @@ class Pipeline:
         plugin_ids = [pid for pid, _ in self.config.enabled("plugins")]
         stopped = await self._run_flow_hooks(
             ctx, self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids), fatal=True)
-        if not stopped and ctx.response is None:
+        if not stopped:
             classifier_ids = [pid for pid, _ in self.config.enabled("classifiers")]
             await self._classify(ctx, self._select(self.classifiers, "classify", overrides, classifier_ids))
             self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
