@@ -161,6 +161,8 @@ class MockProviders:
                                      **({"tool_calls": tool_calls} if tool_calls else {})}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }
+        self.mock.get(base_url.rstrip("/") + "/models").respond(json={"object": "list", "data": [
+            {"id": model, "object": "model", "created": 0, "owned_by": "mock"}]})
         return self._route(base_url.rstrip("/") + "/chat/completions", status, payload, stream_body)
 
     def add_anthropic(self, base_url: str, text: str = "hi from anthropic", *, model: str = "claude-upstream",
@@ -173,6 +175,9 @@ class MockProviders:
             "stop_reason": "tool_use" if any(b.get("type") == "tool_use" for b in blocks) else "end_turn",
             "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 6},
         }
+        self.mock.get(url__startswith=base_url.rstrip("/") + "/v1/models").respond(json={
+            "data": [{"type": "model", "id": model, "display_name": model, "created_at": "2026-01-01T00:00:00Z"}],
+            "has_more": False, "first_id": model, "last_id": model})
         return self._route(base_url.rstrip("/") + "/v1/messages", status, payload, stream_body)
 
     def add_ollama(self, base_url: str, text: str = "hi from ollama", *, model: str = "llama-upstream",
@@ -183,6 +188,7 @@ class MockProviders:
             "message": {"role": "assistant", "content": text}, "done": True, "done_reason": "stop",
             "prompt_eval_count": 8, "eval_count": 4,
         }
+        self.mock.get(base_url.rstrip("/") + "/api/tags").respond(json={"models": [{"name": model, "model": model}]})
         return self._route(base_url.rstrip("/") + "/api/chat", status, payload, stream_body)
 
     def _route(self, url: str, status: int, payload: Any, stream_body: bytes | None) -> Any:
