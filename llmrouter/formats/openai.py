@@ -61,13 +61,38 @@ from llmrouter.models import (
 )
 
 # Top-level request fields that have a canonical slot (everything else goes to ``extra``).
-_CANONICAL_FIELDS = frozenset({
-    "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens", "max_completion_tokens",
-    "temperature", "top_p", "stop", "stream", "stream_options", "response_format", "metadata", "plugins",
-})
+_CANONICAL_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "stream_options",
+        "response_format",
+        "metadata",
+        "plugins",
+    }
+)
 # Never forwarded upstream, whatever ends up in ``extra``.
-_NEVER_FORWARD = frozenset({"plugins", "tags", "forced_provider", "headers", "max_tokens", "max_completion_tokens",
-                            "stream", "stream_options"})
+_NEVER_FORWARD = frozenset(
+    {
+        "plugins",
+        "tags",
+        "forced_provider",
+        "headers",
+        "max_tokens",
+        "max_completion_tokens",
+        "stream",
+        "stream_options",
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,8 +107,14 @@ def _fail(path: str, message: str) -> InvalidRequest:
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def _require(obj: dict[str, Any], key: str, path: str) -> Any:
@@ -149,9 +180,15 @@ def _text_parts(content: Any, path: str) -> list[TextPart]:
         raw = _object(raw, part_path)
         kind = _require(raw, "type", f"{part_path}.type")
         if kind != "text":
-            raise _fail(f"{part_path}.type", f"unsupported content part type {kind!r} (only 'text' is allowed here)")
-        parts.append(TextPart(text=_string(_require(raw, "text", f"{part_path}.text"), f"{part_path}.text"),
-                              extra=_rest(raw, {"type", "text"})))
+            raise _fail(
+                f"{part_path}.type", f"unsupported content part type {kind!r} (only 'text' is allowed here)"
+            )
+        parts.append(
+            TextPart(
+                text=_string(_require(raw, "text", f"{part_path}.text"), f"{part_path}.text"),
+                extra=_rest(raw, {"type", "text"}),
+            )
+        )
     return parts
 
 
@@ -162,7 +199,9 @@ def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
     if url.startswith("data:"):
         header, sep, data = url[5:].partition(",")
         if not sep or not header.endswith(";base64"):
-            raise _fail(f"{path}.image_url.url", "data URLs must be base64 encoded (data:<type>;base64,<data>)")
+            raise _fail(
+                f"{path}.image_url.url", "data URLs must be base64 encoded (data:<type>;base64,<data>)"
+            )
         return ImagePart(data=data, media_type=header[: -len(";base64")] or None, extra=extra)
     return ImagePart(url=url, extra=extra)
 
@@ -192,7 +231,9 @@ def _tool_use(raw: Any, path: str) -> ToolUsePart:
     if kind != "function":
         raise _fail(f"{path}.type", f"unsupported tool call type {kind!r}")
     function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
-    name = _string(_require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True)
+    name = _string(
+        _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
+    )
     arguments = function.get("arguments", "")
     extra = _rest(raw, {"id", "type", "function"})
     if isinstance(arguments, dict):
@@ -225,14 +266,18 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
                 text = _string(_require(item, "text", f"{part_path}.text"), f"{part_path}.text")
                 parts.append(TextPart(text=text, extra=_rest(item, {"type", "text"})))
             elif kind == "refusal":
-                extra.setdefault("refusal", _string(_require(item, "refusal", f"{part_path}.refusal"),
-                                                    f"{part_path}.refusal"))
+                extra.setdefault(
+                    "refusal",
+                    _string(_require(item, "refusal", f"{part_path}.refusal"), f"{part_path}.refusal"),
+                )
             else:
                 raise _fail(f"{part_path}.type", f"unknown content part type {kind!r}")
     calls = raw.get("tool_calls")
     if calls is not None:
-        parts.extend(_tool_use(call, f"{path}.tool_calls[{i}]")
-                     for i, call in enumerate(_array(calls, f"{path}.tool_calls")))
+        parts.extend(
+            _tool_use(call, f"{path}.tool_calls[{i}]")
+            for i, call in enumerate(_array(calls, f"{path}.tool_calls"))
+        )
     return Message(role="assistant", content=parts, name=_name(raw, path), extra=extra)
 
 
@@ -245,7 +290,9 @@ def _tool_result(raw: dict[str, Any], path: str) -> ToolResultPart:
     call_id = _string(_require(raw, "tool_call_id", f"{path}.tool_call_id"), f"{path}.tool_call_id")
     content = raw.get("content")
     parts = [] if content is None else _text_parts(content, f"{path}.content")
-    return ToolResultPart(tool_use_id=call_id, content=parts, extra=_rest(raw, {"role", "tool_call_id", "content"}))
+    return ToolResultPart(
+        tool_use_id=call_id, content=parts, extra=_rest(raw, {"role", "tool_call_id", "content"})
+    )
 
 
 def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message]]:
@@ -265,11 +312,19 @@ def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message]]:
                 system.extend(parts)
             else:
                 extra = _rest(raw, {"role", "content", "name"})
-                messages.append(Message(role="system", content=list(parts), name=_name(raw, path), extra=extra))
+                messages.append(
+                    Message(role="system", content=list(parts), name=_name(raw, path), extra=extra)
+                )
         elif role == "user":
             parts = _user_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
-            messages.append(Message(role="user", content=parts, name=_name(raw, path),
-                                    extra=_rest(raw, {"role", "content", "name"})))
+            messages.append(
+                Message(
+                    role="user",
+                    content=parts,
+                    name=_name(raw, path),
+                    extra=_rest(raw, {"role", "content", "name"}),
+                )
+            )
         elif role == "assistant":
             messages.append(_assistant(raw, path))
         elif role == "tool":
@@ -293,30 +348,45 @@ def _tools(raw_tools: Any) -> list[Tool]:
         if kind != "function":
             raise _fail(f"{path}.type", f"unsupported tool type {kind!r}")
         function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
-        name = _string(_require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True)
+        name = _string(
+            _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
+        )
         description = function.get("description")
         if description is not None:
             _string(description, f"{path}.function.description")
         parameters = function.get("parameters")
-        schema = {"type": "object", "properties": {}} if parameters is None else \
-            _object(parameters, f"{path}.function.parameters")
+        schema = (
+            {"type": "object", "properties": {}}
+            if parameters is None
+            else _object(parameters, f"{path}.function.parameters")
+        )
         if function.get("strict") is not None:
             _boolean(function["strict"], f"{path}.function.strict")
-        tools.append(Tool(name=name, description=description, input_schema=schema,
-                          extra=_rest(function, {"name", "description", "parameters"})))
+        tools.append(
+            Tool(
+                name=name,
+                description=description,
+                input_schema=schema,
+                extra=_rest(function, {"name", "description", "parameters"}),
+            )
+        )
     return tools
 
 
 def _tool_choice(raw: Any) -> ToolChoice:
     if isinstance(raw, str):
         if raw not in ("auto", "none", "required"):
-            raise _fail("tool_choice", f"expected 'auto', 'none', 'required' or a function object, got {raw!r}")
+            raise _fail(
+                "tool_choice", f"expected 'auto', 'none', 'required' or a function object, got {raw!r}"
+            )
         return ToolChoice(type=raw)  # type: ignore[arg-type]
     raw = _object(raw, "tool_choice")
     if raw.get("type") != "function":
         raise _fail("tool_choice.type", f"unsupported tool_choice type {raw.get('type')!r}")
     function = _object(_require(raw, "function", "tool_choice.function"), "tool_choice.function")
-    name = _string(_require(function, "name", "tool_choice.function.name"), "tool_choice.function.name", non_empty=True)
+    name = _string(
+        _require(function, "name", "tool_choice.function.name"), "tool_choice.function.name", non_empty=True
+    )
     return ToolChoice(type="tool", name=name)
 
 
@@ -412,7 +482,11 @@ def parse_chat_request(body: Any) -> ChatRequest:
 
 
 def _tool_call_json(part: ToolUsePart) -> dict[str, Any]:
-    return {"id": part.id, "type": "function", "function": {"name": part.name, "arguments": part.arguments_json()}}
+    return {
+        "id": part.id,
+        "type": "function",
+        "function": {"name": part.name, "arguments": part.arguments_json()},
+    }
 
 
 def render_chat_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
@@ -431,8 +505,14 @@ def render_chat_response(response: ChatResponse, request: ChatRequest) -> dict[s
         "object": "chat.completion",
         "created": now(),
         "model": response.model or request.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": finish_reason(response.stop_reason, bool(calls))}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(response.stop_reason, bool(calls)),
+            }
+        ],
         "usage": usage_to_openai(response.usage),
     }
     for key in ("system_fingerprint", "service_tier"):
@@ -455,7 +535,11 @@ def _merge_extra(target: dict[str, Any], extra: dict[str, Any], same: bool) -> d
 
 
 def _image_json(part: ImagePart, same: bool) -> dict[str, Any]:
-    url = part.url if part.url is not None else f"data:{part.media_type or 'image/png'};base64,{part.data or ''}"
+    url = (
+        part.url
+        if part.url is not None
+        else f"data:{part.media_type or 'image/png'};base64,{part.data or ''}"
+    )
     return {"type": "image_url", "image_url": _merge_extra({"url": url}, part.extra, same)}
 
 
@@ -627,7 +711,9 @@ def parse_chat_response(body: Any) -> ChatResponse:
         content.append(ThinkingPart(thinking=reasoning))
     text = message.get("content")
     if isinstance(text, list):  # a few servers answer with content parts
-        text = "".join(p.get("text", "") for p in text if isinstance(p, dict) and isinstance(p.get("text"), str))
+        text = "".join(
+            p.get("text", "") for p in text if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     if isinstance(text, str) and text:
         content.append(TextPart(text=text))
     refusal = message.get("refusal")
@@ -644,8 +730,14 @@ def parse_chat_response(body: Any) -> ChatResponse:
     if isinstance(refusal, str) and refusal and reason == "end_turn":
         reason = "refusal"
     extra = {k: body[k] for k in ("system_fingerprint", "service_tier") if body.get(k) is not None}
-    return ChatResponse(id=str(body.get("id") or ""), model=str(body.get("model") or ""), content=content,
-                        stop_reason=reason, usage=usage_from_openai(body.get("usage")), extra=extra)
+    return ChatResponse(
+        id=str(body.get("id") or ""),
+        model=str(body.get("model") or ""),
+        content=content,
+        stop_reason=reason,
+        usage=usage_from_openai(body.get("usage")),
+        extra=extra,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,5 +779,10 @@ class OpenAIFormat(ClientFormat, UpstreamFormat):
         return OpenAIStreamDecoder()
 
 
-__all__ = ["OpenAIFormat", "build_chat_request", "parse_chat_request", "parse_chat_response",
-           "render_chat_response"]
+__all__ = [
+    "OpenAIFormat",
+    "build_chat_request",
+    "parse_chat_request",
+    "parse_chat_response",
+    "render_chat_response",
+]

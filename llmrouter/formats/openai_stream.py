@@ -105,8 +105,14 @@ def error_body(error: RouterError) -> dict[str, Any]:
     code = error.code
     if code is None and error.kind == "request_too_large":
         code = "request_too_large"
-    return {"error": {"message": error.message, "type": error_type(error.kind, error.status),
-                      "param": None, "code": code}}
+    return {
+        "error": {
+            "message": error.message,
+            "type": error_type(error.kind, error.status),
+            "param": None,
+            "code": code,
+        }
+    }
 
 
 def usage_to_openai(usage: Usage) -> dict[str, Any]:
@@ -117,8 +123,11 @@ def usage_to_openai(usage: Usage) -> dict[str, Any]:
     """
     cache_read = usage.cache_read_input_tokens or 0
     prompt = usage.input_tokens + cache_read + (usage.cache_creation_input_tokens or 0)
-    body: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": usage.output_tokens,
-                            "total_tokens": prompt + usage.output_tokens}
+    body: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": prompt + usage.output_tokens,
+    }
     if usage.cache_read_input_tokens is not None:
         body["prompt_tokens_details"] = {"cached_tokens": cache_read}
     return body
@@ -131,8 +140,11 @@ def usage_from_openai(data: Any) -> Usage:
     prompt = _int(data.get("prompt_tokens"))
     details = data.get("prompt_tokens_details")
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return Usage(input_tokens=max(prompt - cached, 0), output_tokens=_int(data.get("completion_tokens")),
-                 cache_read_input_tokens=cached or None)
+    return Usage(
+        input_tokens=max(prompt - cached, 0),
+        output_tokens=_int(data.get("completion_tokens")),
+        cache_read_input_tokens=cached or None,
+    )
 
 
 def _int(value: Any) -> int:
@@ -199,8 +211,16 @@ class OpenAIStreamRenderer(StreamRenderer):
             return self._start()
         if isinstance(event, StreamError):
             self._done = True
-            return sse({"error": {"message": event.message, "type": error_type(event.error_type),
-                                  "param": None, "code": None}})
+            return sse(
+                {
+                    "error": {
+                        "message": event.message,
+                        "type": error_type(event.error_type),
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            )
         out = self._start()
         if isinstance(event, BlockStart):
             out += self._block_start(event)
@@ -220,7 +240,10 @@ class OpenAIStreamRenderer(StreamRenderer):
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk: dict[str, Any] = {
-            "id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": self._model,
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
         if self._request.include_usage:
@@ -239,7 +262,12 @@ class OpenAIStreamRenderer(StreamRenderer):
             return b""
         ordinal = len(self._tool_ordinals)
         self._tool_ordinals[event.index] = ordinal
-        call = {"index": ordinal, "id": part.id, "type": "function", "function": {"name": part.name, "arguments": ""}}
+        call = {
+            "index": ordinal,
+            "id": part.id,
+            "type": "function",
+            "function": {"name": part.name, "arguments": ""},
+        }
         out = self._chunk({"tool_calls": [call]})
         # A producer may deliver complete arguments in the start event instead of deltas.
         if part.raw_arguments or part.input:
@@ -268,8 +296,16 @@ class OpenAIStreamRenderer(StreamRenderer):
         self._done = True
         out = b""
         if self._request.include_usage:
-            out += sse({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                        "model": self._model, "choices": [], "usage": usage_to_openai(self._usage)})
+            out += sse(
+                {
+                    "id": self._id,
+                    "object": "chat.completion.chunk",
+                    "created": self._created,
+                    "model": self._model,
+                    "choices": [],
+                    "usage": usage_to_openai(self._usage),
+                }
+            )
         return out + DONE_FRAME
 
 
@@ -291,7 +327,9 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._started = False
         self._ended = False
         self._next_index = 0
-        self._open: tuple[str, int] | None = None  # (key, block index); key is "text", "thinking" or "tool:<n>"
+        self._open: tuple[str, int] | None = (
+            None  # (key, block index); key is "text", "thinking" or "tool:<n>"
+        )
         self._tool_blocks: dict[Any, int] = {}  # tool-call key (see _tool_key) -> block index
         self._key_by_id: dict[str, Any] = {}
         self._last_tool: Any = None
@@ -337,7 +375,9 @@ class OpenAIStreamDecoder(StreamDecoder):
             err = chunk.get("error", chunk)
             message = err.get("message") if isinstance(err, dict) else err
             kind = err.get("type") if isinstance(err, dict) else None
-            self._fail(events, str(message or "upstream error"), kind if isinstance(kind, str) else "api_error")
+            self._fail(
+                events, str(message or "upstream error"), kind if isinstance(kind, str) else "api_error"
+            )
             return
         self._chunk(chunk, events)
 
@@ -387,8 +427,11 @@ class OpenAIStreamDecoder(StreamDecoder):
             # Fragments for a call that is no longer the open block still go to that call's block.
             index = self._tool_blocks[key]
         else:
-            part = ToolUsePart(id=str(call.get("id") or f"call_{uuid.uuid4().hex[:24]}"),
-                               name=str(function.get("name") or ""), input={})
+            part = ToolUsePart(
+                id=str(call.get("id") or f"call_{uuid.uuid4().hex[:24]}"),
+                name=str(function.get("name") or ""),
+                input={},
+            )
             index = self._switch(f"tool:{key}", part, events)
             self._tool_blocks[key] = index
         arguments = function.get("arguments")
@@ -420,7 +463,9 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._last_tool = key
         return key
 
-    def _switch(self, key: str, part: TextPart | ThinkingPart | ToolUsePart, events: list[StreamEvent]) -> int:
+    def _switch(
+        self, key: str, part: TextPart | ThinkingPart | ToolUsePart, events: list[StreamEvent]
+    ) -> int:
         """Return the block index for ``key``, closing the open block and opening one if needed."""
         if self._open is not None and self._open[0] == key:
             return self._open[1]
