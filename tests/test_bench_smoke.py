@@ -193,3 +193,62 @@ def test_percentile_nearest_rank() -> None:
     assert loadgen.percentile(values, 99) == 99.0
     assert loadgen.percentile([3.0], 99) == 3.0
     assert loadgen.percentile([], 50) is None
+
+
+def _row(target: str, shape: str, stream: bool, c: int, **numbers: float) -> dict[str, Any]:
+    return {
+        "target": target,
+        "shape": shape,
+        "stream": stream,
+        "concurrency": c,
+        "requests": 100,
+        "errors": 0,
+        "error_samples": [],
+        **numbers,
+    }
+
+
+def test_run_summary_and_table_compare_router_with_direct_and_floor(tmp_path: Path) -> None:
+    run_mod = _load("run")
+    results = [
+        _row("direct", "openai", False, 1, rps=5000.0, lat_p50_ms=0.2, lat_p99_ms=0.4),
+        _row("floor", "openai", False, 1, rps=1500.0, lat_p50_ms=0.7, lat_p99_ms=0.9),
+        _row("router", "openai", False, 1, rps=600.0, lat_p50_ms=1.4, lat_p99_ms=2.0),
+        _row("direct", "openai", False, 32, rps=8000.0, lat_p50_ms=4.0, lat_p99_ms=6.0),
+        _row(
+            "floor",
+            "openai",
+            False,
+            32,
+            rps=5000.0,
+            lat_p50_ms=6.0,
+            lat_p99_ms=9.0,
+            proxy_cpu_us_per_req=200.0,
+        ),
+        _row(
+            "router",
+            "openai",
+            False,
+            32,
+            rps=2000.0,
+            lat_p50_ms=15.0,
+            lat_p99_ms=30.0,
+            proxy_cpu_us_per_req=500.0,
+        ),
+        _row("direct", "openai", True, 1, rps=10.0, ttft_p50_ms=0.8, gap_p99_ms=5.5, lat_p50_ms=100.0),
+        _row("router", "openai", True, 1, rps=10.0, ttft_p50_ms=1.5, gap_p99_ms=6.6, lat_p50_ms=101.0),
+    ]
+    summary = run_mod.summarize(results)["openai"]
+    assert summary["router_added_p50_ms_c1"] == pytest.approx(1.2)
+    assert summary["floor_added_p50_ms_c1"] == pytest.approx(0.5)
+    assert summary["router_over_floor_rps_c32"] == pytest.approx(0.4)
+    assert summary["router_over_floor_cpu_per_req_c32"] == pytest.approx(2.5)
+    assert summary["router_added_ttft_p50_ms_c1"] == pytest.approx(0.7)
+    assert summary["router_gap_p99_over_direct_c1"] == pytest.approx(1.2)
+    assert run_mod.summarize(results)["anthropic"]["router_added_p50_ms_c1"] is None
+
+    settings = run_mod.Settings(1.0, 0.0, 20, 5.0, ("direct", "floor", "router"), False)
+    run = run_mod.Run(settings, tmp_path, None, None, results=results)
+    table = run_mod.render_markdown(run, run_mod.summarize(results))
+    assert "| router | openai | 1 | 600 | 1.40 | 2.00 | 1.20 | — |" in table
+    assert "| router | openai | 32 | 2000 | 15.00 | 30.00 | — | 0.40 | 500 | 0 |" in table
