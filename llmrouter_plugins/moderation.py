@@ -179,11 +179,12 @@ def _rule(where: str, table: Any, defaults: dict[str, str], stop_reason: StopRea
         except re.error as exc:
             raise ModerationSettingsError(f"{prefix}: invalid regular expression {source!r}: {exc}") from None
     name = _text(table, "name", None, prefix)
+    # Quoted as written (not repr) so that backslashes in patterns read as in the config.
     if name is not None:
-        label = repr(name)
+        label = f"'{name}'"
     else:
         label = " and ".join(
-            f"{kind} {value!r}" for kind, value in (("tag", tag), ("pattern", source)) if value is not None
+            f"{kind} '{value}'" for kind, value in (("tag", tag), ("pattern", source)) if value is not None
         )
     return Rule(
         label=label,

@@ -50,6 +50,13 @@ def test_pattern_rule_errors_naming_the_rule(make_ctx) -> None:
     assert info.value.status == 400
 
 
+def test_pattern_is_quoted_as_written(make_ctx) -> None:
+    config = {"patterns": [r"\bsecret\b"], "action": "error"}
+    with pytest.raises(InvalidRequest) as info:
+        _run(make_ctx, text="a secret", config=config)
+    assert info.value.message == r"request blocked by moderation rule pattern '\bsecret\b'"
+
+
 def test_named_rule_is_named_in_the_error(make_ctx) -> None:
     config = {"rules": [{"name": "secrets", "pattern": "sk-[a-z0-9]{8}", "action": "error"}]}
     with pytest.raises(InvalidRequest, match="moderation rule 'secrets'"):
