@@ -1,19 +1,26 @@
 """The event bus: every request's ``start``, ``classified``, ``routed`` and ``complete`` events.
 
-Publishing never blocks and never waits for subscribers: each subscriber has a bounded queue and a
-subscriber that falls behind loses events, learning how many through a ``dropped`` event. The
-:class:`EventBackend` interface lets a cross-process backend replace the in-memory one.
+Publishing never blocks and never waits for subscribers: each subscriber has a bounded queue, and a
+subscriber that falls behind loses events. It learns how many through a ``dropped`` event
+(``{"type": "dropped", "count": n, "ts_ms": ...}``) placed where the gap is, so it knows which part
+of the stream is missing.
+
+:class:`EventBackend` is the interface the pipeline and the dashboard use. :class:`EventBus` is the
+in-process implementation. A cross-process backend (for ``--workers N``, or a broker) implements the
+same three methods and delivers to its local subscribers with :meth:`Subscription.offer`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 Event = dict[str, Any]
 DEFAULT_QUEUE_SIZE = 1000
+DEFAULT_HISTORY = 200
 
 
 def now_ms() -> int:
@@ -21,42 +28,87 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Subscription:
-    """One subscriber's bounded queue. Iterate it to receive events; close it to unsubscribe."""
+class SubscriptionClosed(Exception):
+    """Raised by :meth:`Subscription.get` once the subscription is closed."""
 
-    def __init__(self, bus: EventBackend, maxsize: int) -> None:
+
+_CLOSED: Event = {"type": "__closed__"}
+
+
+class Subscription:
+    """One subscriber's bounded queue. Iterate it to receive events; close it to unsubscribe.
+
+    ``dropped_total`` counts every event this subscriber lost since it subscribed.
+    """
+
+    def __init__(self, bus: EventBackend, maxsize: int = DEFAULT_QUEUE_SIZE) -> None:
+        if maxsize < 2:
+            raise ValueError("a subscription queue needs room for at least 2 events")
         self._bus = bus
+        self._maxsize = maxsize
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.dropped = 0
+        self.dropped_total = 0
         self.closed = False
 
     def offer(self, event: Event) -> None:
-        """Queue ``event`` if there is room; otherwise count it as dropped."""
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.dropped += 1
+        """Queue ``event`` if there is room, else count it as dropped. Never blocks."""
+        if self.closed:
+            return
+        queue = self._queue
+        if self.dropped:
+            # The gap notice and the event must both fit, so the notice sits exactly at the gap.
+            if queue.qsize() + 2 > self._maxsize:
+                self._drop()
+                return
+            queue.put_nowait(self._notice())
+        if queue.full():
+            self._drop()
+        else:
+            queue.put_nowait(event)
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self.dropped_total += 1
+
+    def _notice(self) -> Event:
+        count, self.dropped = self.dropped, 0
+        return {"type": "dropped", "count": count, "ts_ms": now_ms()}
 
     async def get(self) -> Event:
-        """The next event; a ``dropped`` event first if any were lost since the last call."""
-        if self.dropped:
-            count, self.dropped = self.dropped, 0
-            return {"type": "dropped", "count": count, "ts_ms": now_ms()}
-        return await self._queue.get()
+        """The next event (possibly a ``dropped`` notice).
+
+        :raises SubscriptionClosed: when the subscription is (or gets) closed.
+        """
+        if self.closed:
+            raise SubscriptionClosed
+        if self.dropped and self._queue.empty():
+            return self._notice()
+        event = await self._queue.get()
+        if event is _CLOSED:
+            raise SubscriptionClosed
+        return event
 
     def close(self) -> None:
-        """Stop receiving events."""
-        if not self.closed:
-            self.closed = True
-            self._bus.unsubscribe(self)
+        """Stop receiving events; a pending :meth:`get` raises :class:`SubscriptionClosed`."""
+        if self.closed:
+            return
+        self.closed = True
+        self._bus.unsubscribe(self)
+        if self._queue.full():  # make room for the wake-up marker; the lost event no longer matters
+            self._queue.get_nowait()
+        self._queue.put_nowait(_CLOSED)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Event]:
         try:
-            while not self.closed:
-                yield await self.get()
+            while True:
+                try:
+                    yield await self.get()
+                except SubscriptionClosed:
+                    return
         finally:
             self.close()
 
@@ -68,26 +120,36 @@ class Subscription:
 
 
 class EventBackend(Protocol):
-    """What a bus backend provides: fire-and-forget publish and bounded subscriptions."""
+    """What a bus backend provides: fire-and-forget publish, bounded subscriptions, recent history."""
 
     def publish(self, event: Event) -> None:
-        """Deliver ``event`` to every current subscriber without blocking."""
+        """Deliver ``event`` (a dict with ``type``) to every current subscriber without blocking."""
 
     def subscribe(self, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
         """Start a subscription with a queue of ``maxsize`` events."""
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        """Remove a subscription."""
+        """Remove a subscription (idempotent)."""
+
+    def recent(self, limit: int) -> list[Event]:
+        """Up to ``limit`` of the latest ``complete`` events, oldest first."""
 
 
 class EventBus:
-    """The in-process event bus (the default backend)."""
+    """The in-process event bus (the default backend).
 
-    def __init__(self) -> None:
+    It remembers the last ``history`` ``complete`` events so a dashboard that connects late can show
+    recent traffic. Must be used from the event loop's thread.
+    """
+
+    def __init__(self, history: int = DEFAULT_HISTORY) -> None:
         self._subscribers: list[Subscription] = []
+        self._history: deque[Event] = deque(maxlen=max(0, history))
 
     def publish(self, event: Event) -> None:
-        """Deliver ``event`` (which must carry ``type``) to every subscriber, dropping on full queues."""
+        """Deliver ``event`` to every subscriber, dropping where a queue is full."""
+        if event.get("type") == "complete" and self._history.maxlen:
+            self._history.append(event)
         for subscription in self._subscribers:
             subscription.offer(event)
 
@@ -101,6 +163,17 @@ class EventBus:
         """Remove a subscription (idempotent)."""
         if subscription in self._subscribers:
             self._subscribers.remove(subscription)
+
+    def recent(self, limit: int) -> list[Event]:
+        """Up to ``limit`` of the latest ``complete`` events, oldest first."""
+        if limit <= 0:
+            return []
+        return list(self._history)[-limit:]
+
+    def close_all(self) -> None:
+        """Close every subscription (on shutdown, so long-lived readers return at once)."""
+        for subscription in list(self._subscribers):
+            subscription.close()
 
     @property
     def subscriber_count(self) -> int:

@@ -161,6 +161,12 @@ def _router_headers(request_id: str, ctx: Context | None) -> dict[str, str]:
     return headers
 
 
+def _body_model(body: Any) -> str | None:
+    """The ``model`` a (possibly invalid) request body names, for events of rejected requests."""
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
+
+
 def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The handler for one chat endpoint speaking client format ``fmt``."""
 
@@ -170,10 +176,15 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         ctx: Context | None = None
-        pipeline.publish_start(request_id, None, endpoint)
+        body: Any = None
         try:
-            body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
-            chat_request = fmt.parse_request(body, request.headers)
+            try:
+                body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
+                chat_request = fmt.parse_request(body, request.headers)
+            except Exception:  # a rejected request still gets its start (and complete) event
+                pipeline.publish_start(request_id, _body_model(body), endpoint)
+                raise
+            pipeline.publish_start(request_id, chat_request.model, endpoint)
             ctx = pipeline.new_context(chat_request, request_id, endpoint)
             await pipeline.prepare(ctx)
             if chat_request.stream:
@@ -183,13 +194,13 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
             if isinstance(exc, ProviderError) and ctx is not None:
                 ctx.error = exc.message
             pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
-                            status=exc.status, error=exc.message)
+                            status=exc.status, error=exc.message, request_model=_body_model(body))
             return error_response(fmt, exc, _router_headers(request_id, ctx))
         except Exception as exc:  # a bug must not take the server down or leave the client hanging
             log.exception("unexpected error handling request %s", request_id)
             err = RouterError(f"internal error: {type(exc).__name__}: {exc}")
             pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
-                            status=500, error=err.message)
+                            status=500, error=err.message, request_model=_body_model(body))
             return error_response(fmt, err, _router_headers(request_id, ctx))
         pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started, status=200, error=None)
         return web.Response(body=dumps(fmt.render_response(response, ctx.request)), content_type="application/json",
