@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,8 @@ class Pipeline:
         self.request_log = request_log
         self.http = http
         self.in_flight = 0
+        self.plugin_ids = frozenset(pid for pid, _ in config.enabled("plugins"))
+        self.classifier_ids = frozenset(pid for pid, _ in config.enabled("classifiers"))
         self.classifiers = self._steps("classifiers", "classify")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
         self.rules = self._rules()
@@ -144,7 +146,7 @@ class Pipeline:
         return overrides
 
     def _select(self, base: list[Step], hook_name: str, overrides: Mapping[str, dict[str, Any]],
-                section_ids: Iterable[str]) -> list[Step]:
+                section_ids: frozenset[str]) -> list[Step]:
         """Config steps with request settings overlaid, then request-only plugins in request order."""
         if not overrides:
             return base
@@ -153,9 +155,8 @@ class Pipeline:
             if s.plugin_id in overrides else s
             for s in base
         ]
-        configured = set(section_ids)
         for plugin_id, settings in overrides.items():
-            if plugin_id in configured:
+            if plugin_id in section_ids:
                 continue
             function = self.registry.impl(plugin_id, hook_name)
             if function is not None:
@@ -244,12 +245,11 @@ class Pipeline:
         """
         overrides = self._request_overrides(ctx.request)
         ctx.state["_overrides"] = overrides
-        plugin_ids = [pid for pid, _ in self.config.enabled("plugins")]
+        plugin_ids = self.plugin_ids
         stopped = await self._run_flow_hooks(
             ctx, self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids), fatal=True)
         if not stopped:
-            classifier_ids = [pid for pid, _ in self.config.enabled("classifiers")]
-            await self._classify(ctx, self._select(self.classifiers, "classify", overrides, classifier_ids))
+            await self._classify(ctx, self._select(self.classifiers, "classify", overrides, self.classifier_ids))
             self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
                               "tags": list(ctx.request.tags)})
             stopped = await self._run_flow_hooks(
@@ -287,7 +287,7 @@ class Pipeline:
     async def finish(self, ctx: Context) -> None:
         """post_response then on_end (skipped when a post_response hook returns STOP)."""
         overrides = ctx.state.get("_overrides", {})
-        plugin_ids = [pid for pid, _ in self.config.enabled("plugins")]
+        plugin_ids = self.plugin_ids
         if ctx.response is not None:
             stopped = await self._run_flow_hooks(
                 ctx, self._select(self.hooks["post_response"], "post_response", overrides, plugin_ids),
