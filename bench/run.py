@@ -626,10 +626,14 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(settings, Path(tmp), proxy_cpu, load_cpu)
         if proxy_cpu is None:
             run.notes.append("processes not pinned to cores (no taskset, one core, or --no-pin)")
-        with services_stopped_at_exit(run):
-            start_services(run)
-            sanity_check(run)
-            measure_all(run)
+        try:
+            with services_stopped_at_exit(run):
+                start_services(run)
+                sanity_check(run)
+                measure_all(run)
+        except KeyboardInterrupt:
+            print("interrupted; every process this run started has been stopped", file=sys.stderr)
+            return 130
     summary = summarize(run.results)
     print(render_markdown(run, summary))
     print(f"\n(total {time.monotonic() - started:.0f} s)", file=sys.stderr)
