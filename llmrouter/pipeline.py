@@ -30,6 +30,7 @@ from llmrouter.requestlog import RequestLog
 log = logging.getLogger("llmrouter.pipeline")
 
 PLUGIN_PROVIDER = "plugin"
+LOGGED_REQUEST = "_logged_request"
 Hook = Callable[[Context], Any]
 _REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
 
@@ -126,8 +127,11 @@ class Pipeline:
 
     def new_context(self, request: ChatRequest, request_id: str, endpoint: str) -> Context:
         """A fresh context for one request."""
-        return Context(request=request, request_id=request_id, providers=self.provider_infos(),
-                       http=self.http, endpoint=endpoint)
+        ctx = Context(request=request, request_id=request_id, providers=self.provider_infos(),
+                      http=self.http, endpoint=endpoint)
+        # The log keeps the request as the client sent it (plugins may mutate it), so replay re-runs it.
+        ctx.state[LOGGED_REQUEST] = request.model_dump(mode="json", exclude={"headers"})
+        return ctx
 
     # -- per-request plugin selection ----------------------------------------------------------------
 
@@ -333,7 +337,8 @@ class Pipeline:
             "tags": list(ctx.request.tags) if ctx is not None else [],
             "plugins": plugins,
             "stream": ctx.request.stream if ctx is not None else False,
-            "request": ctx.request.model_dump(mode="json", exclude={"headers"}) if ctx is not None else None,
+            "request": ctx.state.get(LOGGED_REQUEST) or ctx.request.model_dump(mode="json", exclude={"headers"})
+            if ctx is not None else None,
             "response": response.model_dump(mode="json") if response is not None else None,
             "error": error,
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}

@@ -382,7 +382,8 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
     async def requestlog_ctx(app: web.Application) -> AsyncIterator[None]:
         if config.logging.enabled:
-            pipeline.request_log = RequestLog(config.logging.path)
+            secrets = [p.api_key for p in providers.values()] + [api_key]
+            pipeline.request_log = RequestLog(config.logging.path, secrets=secrets)
         yield
         if pipeline.request_log is not None:
             await asyncio.get_running_loop().run_in_executor(None, pipeline.request_log.close)
