@@ -1,4 +1,13 @@
-"""``GET /dashboard`` (the self-contained page) and ``GET /dashboard/events`` (the bus as SSE)."""
+"""``GET /dashboard`` (the self-contained page) and ``GET /dashboard/events`` (the bus as SSE).
+
+Each SSE frame is ``event: <type>`` plus one ``data:`` line holding the event as JSON (which also
+carries ``"type"``). A comment line goes out every :data:`SSE_KEEPALIVE_S` seconds so proxies keep
+the connection open and a vanished client is noticed; its subscription is then closed. On shutdown
+every stream ends at once, so open dashboards never hold the server up.
+
+``?history=N`` first replays up to ``N`` recent ``complete`` events (the dashboard page uses it to
+show recent traffic when it is opened).
+"""
 
 from __future__ import annotations
 
@@ -7,45 +16,77 @@ from importlib import resources
 
 from aiohttp import web
 
+from llmrouter.events import Subscription, SubscriptionClosed
 from llmrouter.jsonutil import dumps
 
 SSE_KEEPALIVE_S = 15.0
 SUBSCRIBER_QUEUE = 1000
+MAX_HISTORY = 500
+RETRY_MS = 2000
+
+_STREAMS = web.AppKey("dashboard_streams", set)
+
+
+def sse_frame(event: dict[str, object]) -> bytes:
+    """One event as an SSE frame."""
+    return b"event: " + str(event.get("type", "message")).encode() + b"\ndata: " + dumps(event) + b"\n\n"
 
 
 async def dashboard_page(request: web.Request) -> web.Response:
     """Serve the dashboard page (no external assets)."""
     html = resources.files("llmrouter").joinpath("static/dashboard.html").read_bytes()
-    return web.Response(body=html, content_type="text/html", charset="utf-8")
+    return web.Response(body=html, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+def _history_limit(request: web.Request) -> int:
+    try:
+        return max(0, min(MAX_HISTORY, int(request.query.get("history", "0"))))
+    except ValueError:
+        raise web.HTTPBadRequest(text="history must be an integer") from None
 
 
 async def dashboard_events(request: web.Request) -> web.StreamResponse:
-    """Stream every bus event as SSE (``event: <type>``, JSON ``data``) with keep-alive comments."""
+    """Stream every bus event as SSE, with keep-alive comments, until the client or server goes away."""
     from llmrouter.server import BUS
 
     bus = request.app[BUS]
+    limit = _history_limit(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
+    # Snapshot and subscribe with no await in between, so no event is both replayed and delivered.
+    backlog = bus.recent(limit)
     subscription = bus.subscribe(SUBSCRIBER_QUEUE)
+    streams: set[Subscription] = request.app[_STREAMS]
+    streams.add(subscription)
     try:
-        await response.write(b": connected\n\n")
+        await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
+        if backlog:
+            await response.write(b"".join(sse_frame(event) for event in backlog))
         while True:
             try:
                 event = await asyncio.wait_for(subscription.get(), SSE_KEEPALIVE_S)
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
-            await response.write(b"event: " + str(event.get("type", "message")).encode() + b"\ndata: "
-                                 + dumps(event) + b"\n\n")
-    except (ConnectionError, asyncio.CancelledError):
-        pass
+            await response.write(sse_frame(event))
+    except (ConnectionError, SubscriptionClosed):
+        pass  # the client went away, or the server is shutting down
     finally:
         subscription.close()
+        streams.discard(subscription)
     return response
+
+
+async def _close_streams(app: web.Application) -> None:
+    for subscription in list(app[_STREAMS]):
+        subscription.close()
 
 
 def add_dashboard_routes(app: web.Application) -> None:
     """Mount the dashboard routes on ``app``."""
+    app[_STREAMS] = set()
+    app.on_shutdown.append(_close_streams)
     app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/dashboard/events", dashboard_events)

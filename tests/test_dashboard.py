@@ -1,0 +1,167 @@
+"""``/dashboard`` and ``/dashboard/events``: SSE framing, keep-alives, cleanup, history, auth, disabling."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from llmrouter import dashboard
+from llmrouter.jsonutil import loads
+from llmrouter.server import BUS
+from llmrouter.testing import openai_chat
+
+ECHO = {"providers": [{"name": "echo", "format": "echo"}],
+        "classifiers": {"keyword": {"enabled": True, "tags": {"code": ["def "]}}},
+        "routers": [{"type": "fallback", "providers": ["echo"]}]}
+
+
+async def read_frame(resp: Any, timeout: float = 2.0) -> tuple[str | None, dict[str, Any] | None, list[str]]:
+    """Read one SSE frame: (event type, parsed data, comment lines)."""
+    kind: str | None = None
+    data: dict[str, Any] | None = None
+    comments: list[str] = []
+    while True:
+        raw = await asyncio.wait_for(resp.content.readline(), timeout)
+        assert raw, "stream ended"
+        line = raw.decode().rstrip("\n")
+        if not line:
+            if kind or data or comments:
+                return kind, data, comments
+            continue
+        if line.startswith(":"):
+            comments.append(line[1:].strip())
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data = loads(line[6:])
+
+
+async def next_event(resp: Any) -> tuple[str, dict[str, Any]]:
+    while True:
+        kind, data, _ = await read_frame(resp)
+        if kind is not None:
+            assert data is not None
+            return kind, data
+
+
+async def open_events(client: Any, query: str = "") -> Any:
+    resp = await client.client.get("/dashboard/events" + query)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    _, _, comments = await read_frame(resp)  # the greeting
+    assert "connected" in comments
+    return resp
+
+
+async def test_page_is_self_contained_html(router: Any) -> None:
+    client = await router(ECHO)
+    resp = await client.client.get("/dashboard")
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
+    html = await resp.text()
+    assert "<script" in html and "EventSource" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "no external assets"
+    assert not re.search(r"@import|https?://", html)
+    assert "api_key" in html  # the key is passed on to the event stream
+
+
+async def test_events_stream_as_sse_in_order(router: Any) -> None:
+    client = await router(ECHO)
+    resp = await open_events(client)
+    reply = await client.openai(openai_chat("def f(): pass", model="m"))
+    got = [await next_event(resp) for _ in range(4)]
+    assert [kind for kind, _ in got] == ["start", "classified", "routed", "complete"]
+    for kind, data in got:
+        assert data["type"] == kind and data["id"] == reply.request_id
+    assert got[1][1]["tags"] == ["code"]
+    assert got[3][1]["provider"] == "echo" and got[3][1]["response"]["content"][0]["text"] == "def f(): pass"
+    resp.close()
+
+
+async def test_keep_alive_comments_are_sent(router: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "SSE_KEEPALIVE_S", 0.05)
+    client = await router(ECHO)
+    resp = await open_events(client)
+    kind, _, comments = await read_frame(resp)
+    assert kind is None and comments == ["keep-alive"]
+    resp.close()
+
+
+async def test_subscription_is_removed_when_the_client_goes_away(router: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "SSE_KEEPALIVE_S", 0.05)
+    client = await router(ECHO)
+    bus = client.app[BUS]
+    base = bus.subscriber_count  # the test client's own subscription
+    resp = await open_events(client)
+    assert bus.subscriber_count == base + 1
+    resp.close()
+    for _ in range(100):
+        if bus.subscriber_count == base:
+            break
+        await asyncio.sleep(0.02)
+    assert bus.subscriber_count == base
+    assert (await client.openai(openai_chat("still fine"))).status == 200
+
+
+async def test_history_replays_recent_completions_first(router: Any) -> None:
+    client = await router(ECHO)
+    ids = [(await client.openai(openai_chat(f"n{i}"))).request_id for i in range(3)]
+    resp = await open_events(client, "?history=2")
+    replayed = [await next_event(resp) for _ in range(2)]
+    assert [(k, d["id"]) for k, d in replayed] == [("complete", ids[1]), ("complete", ids[2])]
+    live = await client.openai(openai_chat("live"))
+    assert (await next_event(resp)) [1]["id"] == live.request_id
+    resp.close()
+    bad = await client.client.get("/dashboard/events?history=lots")
+    assert bad.status == 400
+
+
+async def test_slow_sse_client_gets_a_dropped_event(router: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "SUBSCRIBER_QUEUE", 4)
+    client = await router(ECHO)
+    bus = client.app[BUS]
+    resp = await open_events(client)
+    for i in range(50):  # published synchronously: the handler cannot keep up
+        bus.publish({"type": "start", "id": str(i)})
+    got = [await next_event(resp) for _ in range(5)]
+    assert [d["id"] for _, d in got[:4]] == ["0", "1", "2", "3"]
+    assert got[4][0] == "dropped" and got[4][1]["count"] == 46
+    resp.close()
+
+
+async def test_dashboard_false_removes_both_routes(router: Any) -> None:
+    client = await router({**ECHO, "server": {"dashboard": False}})
+    assert (await client.client.get("/dashboard")).status == 404
+    assert (await client.client.get("/dashboard/events")).status == 404
+    assert (await client.openai(openai_chat("hi"))).status == 200
+
+
+async def test_works_behind_inbound_auth_with_query_key(router: Any) -> None:
+    client = await router({**ECHO, "server": {"api_key_env": "ROUTER_API_KEY"}}, environ={"ROUTER_API_KEY": "s3cret"})
+    assert (await client.client.get("/dashboard")).status == 401
+    assert (await client.client.get("/dashboard/events")).status == 401
+    assert (await client.client.get("/dashboard/events?api_key=wrong")).status == 401
+    assert (await client.client.get("/dashboard?api_key=s3cret")).status == 200
+    resp = await open_events(client, "?api_key=s3cret")
+    reply = await client.openai(openai_chat("hi"), {"Authorization": "Bearer s3cret"})
+    assert reply.status == 200
+    kind, data = await next_event(resp)
+    assert kind == "start" and data["id"] == reply.request_id
+    resp.close()
+
+
+async def test_shutdown_ends_open_streams(aiohttp_client: Any) -> None:
+    from llmrouter.server import create_app
+    from llmrouter.testing import make_config
+
+    app = create_app(make_config(ECHO), environ={})
+    client = await aiohttp_client(app)
+    resp = await client.get("/dashboard/events")
+    await read_frame(resp)
+    await asyncio.wait_for(app.shutdown(), 2)
+    rest = await asyncio.wait_for(resp.content.read(), 2)  # the server ends the stream by itself
+    assert b"event:" not in rest
+    assert app[BUS].subscriber_count == 0
