@@ -8,8 +8,10 @@ one HTTP call (or, for ``echo``, into an offline answer). Errors become
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,16 +28,23 @@ from llmrouter.models import (
     BlockDelta,
     ChatRequest,
     ChatResponse,
+    StreamError,
     StreamEvent,
     TextPart,
     Usage,
 )
+from llmrouter.upstream import send
 
 log = logging.getLogger("llmrouter.providers")
 
 ANTHROPIC_VERSION = "2023-06-01"
 _PATHS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
 _ERROR_EXCERPT = 300
+_REDACTED = "[redacted]"
+
+
+class ProviderConnectTimeout(ProviderTimeout):
+    """The provider could not be connected to in time (504, but retryable like a connect error)."""
 
 
 class Provider:
@@ -49,12 +58,18 @@ class Provider:
         self.wire: UpstreamFormat | None = UPSTREAM_FORMATS.get(config.format)
         base = (config.base_url or "").rstrip("/")
         self.url = base + _PATHS.get(config.format, "")
+        self._url = httpx.URL(self.url) if config.format != "echo" else None
         self.timeout = httpx.Timeout(
             connect=config.timeout_connect_s,
             read=config.timeout_first_byte_s,
             write=config.timeout_connect_s,
             pool=config.timeout_connect_s,
         )
+        self._timeout_ext = self.timeout.as_dict()
+
+    def _request(self, body: dict[str, Any], request: ChatRequest) -> httpx.Request:
+        return httpx.Request("POST", self._url, content=dumps(body), headers=self.headers(request),
+                             extensions={"timeout": self._timeout_ext})
 
     def info(self, healthy: bool = True, discovered: tuple[str, ...] = ()) -> ProviderInfo:
         """The read-only view plugins and routers get: configured plus ``discovered`` models."""
@@ -98,12 +113,11 @@ class Provider:
         body["stream"] = False
         try:
             async with asyncio.timeout(self.config.timeout_total_s):
-                response = await http.post(self.url, content=dumps(body), headers=self.headers(request),
-                                           timeout=self.timeout)
+                response = await send(http, self._request(body, request))
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {_describe(exc)}") from None
+            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {self._redact(_describe(exc))}") from None
         if response.status_code >= 400:
             raise self._status_error(response.status_code, response.content, response.headers)
         try:
@@ -122,15 +136,13 @@ class Provider:
             return iter_events(echo_stream_events(request, model))
         body = self.wire.build_request(request, model)
         body["stream"] = True
-        http_request = http.build_request("POST", self.url, content=dumps(body), headers=self.headers(request),
-                                          timeout=self.timeout)
         try:
             async with asyncio.timeout(self.config.timeout_first_byte_s):
-                response = await http.send(http_request, stream=True)
+                response = await send(http, self._request(body, request), stream=True)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {_describe(exc)}") from None
+            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {self._redact(_describe(exc))}") from None
         if response.status_code >= 400:
             try:
                 content = await response.aread()
@@ -146,22 +158,43 @@ class Provider:
             async with asyncio.timeout(self.config.timeout_total_s):
                 async for chunk in response.aiter_bytes():
                     for event in decoder.feed(chunk):
+                        if type(event) is StreamError:
+                            event = self._redact_event(event)
                         yield event
             for event in decoder.close():
+                if type(event) is StreamError:
+                    event = self._redact_event(event)
                 yield event
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(self.name, f"provider '{self.name}' stream broke: {_describe(exc)}") from None
+            raise ProviderError(self.name, f"provider '{self.name}' stream broke: {self._redact(_describe(exc))}") from None
         finally:
             await response.aclose()
 
     def _timeout(self, exc: BaseException) -> ProviderTimeout:
         detail = _describe(exc) if not isinstance(exc, TimeoutError) else "no reply in time"
+        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+            return ProviderConnectTimeout(self.name, f"provider '{self.name}' timed out connecting: {detail}")
         return ProviderTimeout(self.name, f"provider '{self.name}' timed out: {detail}")
 
+    def _redact(self, text: str) -> str:
+        """``text`` with this provider's key and configured header values blanked out.
+
+        Some upstreams echo the credentials they were sent in their error messages; those messages
+        reach clients, logs and events.
+        """
+        for secret in (self.api_key, *self.config.headers.values()):
+            if secret and len(secret) >= 8 and secret in text:
+                text = text.replace(secret, _REDACTED)
+        return text
+
+    def _redact_event(self, event: StreamError) -> StreamError:
+        message = self._redact(event.message)
+        return event if message == event.message else event.model_copy(update={"message": message})
+
     def _status_error(self, status: int, content: bytes, headers: httpx.Headers) -> ProviderError:
-        excerpt = _error_excerpt(content)
+        excerpt = self._redact(_error_excerpt(content))
         retry_after = _retry_after(headers.get("retry-after"))
         return ProviderError(self.name, f"provider '{self.name}' returned {status}: {excerpt}",
                              upstream_status=status, retry_after=retry_after)
@@ -191,12 +224,20 @@ def _error_excerpt(content: bytes) -> str:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent or unreadable."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 # -- echo: the offline provider ------------------------------------------------------------------

@@ -23,3 +23,22 @@ def new_http_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.
             trust_env=False,
         )
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(60.0, connect=10.0), trust_env=False)
+
+
+async def send(client: httpx.AsyncClient, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+    """Send ``request`` straight through ``client``'s transport and return the response.
+
+    Provider calls need none of the client-level machinery (cookie jar, auth flows, redirects,
+    event hooks), and skipping it removes most of httpx's per-request cost (see
+    docs/performance.md). respx still intercepts: it patches the client's transport lookup.
+    With ``stream=False`` the body is read and the connection released before returning.
+    """
+    transport = client._transport_for_url(request.url)
+    response = await transport.handle_async_request(request)
+    response.request = request
+    if not stream:
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+    return response
