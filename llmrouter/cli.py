@@ -113,5 +113,9 @@ def plugins(as_json: bool) -> None:
                 click.echo(f"    {row['summary']}")
 
 
+from llmrouter.watch import watch  # noqa: E402  (registered last: these modules import cli's siblings)
+
+main.add_command(watch)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
