@@ -715,8 +715,9 @@ def test_renderer_renumbers_block_indices_contiguously() -> None:
         MessageStop(),
     ]))
     indexed = [(name, data["index"]) for name, data in frames if "index" in data]
-    assert indexed == [("content_block_start", 0), ("content_block_delta", 0), ("content_block_start", 1),
-                       ("content_block_stop", 0), ("content_block_delta", 1), ("content_block_stop", 1)]
+    # Overlapping canonical blocks are serialised: block 1 starts once block 0 has stopped.
+    assert indexed == [("content_block_start", 0), ("content_block_delta", 0), ("content_block_stop", 0),
+                       ("content_block_start", 1), ("content_block_delta", 1), ("content_block_stop", 1)]
 
 
 def test_renderer_synthesises_missing_start_and_closes_open_blocks() -> None:

@@ -12,6 +12,10 @@ Renderer choices worth knowing:
   JSON parser, matching what the non-streaming reply does.
 * Blocks still open when ``message_delta`` or ``message_stop`` arrives are closed first, and a
   ``message_start`` is synthesised if the canonical stream lacks one.
+* Anthropic streams one block at a time, but canonical blocks may overlap (an OpenAI upstream's
+  parallel tool calls stay open together, see :mod:`llmrouter.formats.openai_stream`). Only the
+  oldest open block is live; the events of later ones are held and replayed, in order, as soon as
+  every block before them has stopped.
 
 Decoder choices: server-side blocks the canonical model cannot hold (``server_tool_use``,
 ``web_search_tool_result``...) are skipped together with their deltas; indices of the others are
@@ -204,6 +208,12 @@ def _as_str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _renders(part: Part) -> bool:
+    """Whether a block of this part appears in an Anthropic client's stream (images and tool
+    results never appear in assistant output)."""
+    return isinstance(part, TextPart | ToolUsePart | ThinkingPart)
+
+
 def sse_frame(event_type: str, data: dict[str, Any]) -> bytes:
     """One SSE frame: ``event: <type>`` and the JSON ``data`` line."""
     return b"event: " + event_type.encode() + b"\ndata: " + dumps(data) + b"\n\n"
@@ -227,6 +237,8 @@ class AnthropicStreamRenderer(StreamRenderer):
         self._kinds: dict[int, str] = {}
         self._open: list[int] = []
         self._tool_json: dict[int, list[str]] = {}
+        self._queue: list[int] = []  # canonical indices started and not yet stopped, oldest (live) first
+        self._held: dict[int, list[StreamEvent]] = {}  # events of blocks waiting behind the live one
         self._output_tokens = 0
 
     def keepalive(self) -> bytes:
@@ -248,12 +260,8 @@ class AnthropicStreamRenderer(StreamRenderer):
         if isinstance(event, MessageStart):
             return b"" if self._started else self._message_start(event)
         prefix = b"" if self._started else self._message_start(MessageStart())
-        if isinstance(event, BlockStart):
-            return prefix + self._block_start(event)
-        if isinstance(event, BlockDelta):
-            return prefix + self._block_delta(event)
-        if isinstance(event, BlockStop):
-            return prefix + self._block_stop(event.index)
+        if isinstance(event, BlockStart | BlockDelta | BlockStop):
+            return prefix + self._block_event(event)
         if isinstance(event, MessageDelta):
             return prefix + self._close_all() + self._message_delta(event)
         if isinstance(event, MessageStop):
@@ -271,10 +279,51 @@ class AnthropicStreamRenderer(StreamRenderer):
         }
         return sse_frame("message_start", {"type": "message_start", "message": message})
 
+    def _block_event(self, event: BlockStart | BlockDelta | BlockStop) -> bytes:
+        """Render the event if its block is live, else hold it until the blocks before it stop."""
+        index = event.index
+        if isinstance(event, BlockStart):
+            if index in self._held or index in self._output_index or not _renders(event.part):
+                return b""
+            self._queue.append(index)
+            self._held[index] = []
+        if index not in self._held:
+            return b""  # a block never started, already finished, or not shown to Anthropic clients
+        if self._queue[0] != index:
+            self._held[index].append(event)
+            return b""
+        out = self._live(event)
+        if isinstance(event, BlockStop):
+            out += self._advance()
+        return out
+
+    def _advance(self) -> bytes:
+        """The live block stopped: retire it and replay what the blocks behind it sent meanwhile."""
+        self._held.pop(self._queue.pop(0))
+        out = b""
+        while self._queue:
+            index = self._queue[0]
+            held, self._held[index] = self._held[index], []
+            stopped = False
+            for event in held:
+                out += self._live(event)
+                if isinstance(event, BlockStop):
+                    stopped = True
+                    break
+            if not stopped:
+                break  # this block is live now; its next events render directly
+            self._held.pop(self._queue.pop(0))
+        return out
+
+    def _live(self, event: BlockStart | BlockDelta | BlockStop) -> bytes:
+        if isinstance(event, BlockStart):
+            return self._block_start(event)
+        if isinstance(event, BlockDelta):
+            return self._block_delta(event)
+        return self._block_stop(event.index)
+
     def _block_start(self, event: BlockStart) -> bytes:
         index, part = event.index, event.part
-        if index in self._output_index:
-            return b""
         follow: list[BlockDelta] = []
         if isinstance(part, TextPart):
             kind, block = "text", {"type": "text", "text": ""}
@@ -339,7 +388,10 @@ class AnthropicStreamRenderer(StreamRenderer):
         return frames + sse_frame("content_block_stop", {"type": "content_block_stop", "index": out_index})
 
     def _close_all(self) -> bytes:
-        return b"".join(self._block_stop(index) for index in list(self._open))
+        out = b""
+        while self._queue:
+            out += self._block_event(BlockStop(index=self._queue[0]))
+        return out
 
     def _message_delta(self, event: MessageDelta) -> bytes:
         usage: dict[str, int] = {}

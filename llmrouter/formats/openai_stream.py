@@ -317,9 +317,13 @@ class OpenAIStreamRenderer(StreamRenderer):
 class OpenAIStreamDecoder(StreamDecoder):
     """Decodes an OpenAI-compatible SSE stream, fed in arbitrary byte chunks, into canonical events.
 
-    Blocks are emitted one at a time, as Anthropic clients expect: a new kind of content (text,
-    reasoning, another tool call) closes the block before it. ``[DONE]`` or :meth:`close` closes
-    the open block and emits ``MessageDelta`` and ``MessageStop`` once. Only choice 0 is read.
+    Text and reasoning blocks are emitted one at a time: a new kind of content closes the block
+    before it. Tool-call blocks stay open until the end of the message, because OpenAI-compatible
+    servers may interleave the argument fragments of parallel calls (they are addressed by
+    ``index``), and a fragment may come after any other delta; closing a call's block early would
+    strand its late fragments. So tool blocks can overlap each other (and text that follows them);
+    renderers that need one block at a time serialise them. ``[DONE]`` or :meth:`close` closes the
+    open blocks and emits ``MessageDelta`` and ``MessageStop`` once. Only choice 0 is read.
     """
 
     def __init__(self) -> None:
@@ -327,9 +331,8 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._started = False
         self._ended = False
         self._next_index = 0
-        self._open: tuple[str, int] | None = (
-            None  # (key, block index); key is "text", "thinking" or "tool:<n>"
-        )
+        self._open: tuple[str, int] | None = None  # (key, block index); key is "text" or "thinking"
+        self._open_tools: list[int] = []  # block indices of tool calls still open, in start order
         self._tool_blocks: dict[Any, int] = {}  # tool-call key (see _tool_key) -> block index
         self._key_by_id: dict[str, Any] = {}
         self._last_tool: Any = None
@@ -424,7 +427,6 @@ class OpenAIStreamDecoder(StreamDecoder):
         key = self._tool_key(call)
         function = call.get("function") if isinstance(call.get("function"), dict) else {}
         if key in self._tool_blocks:
-            # Fragments for a call that is no longer the open block still go to that call's block.
             index = self._tool_blocks[key]
         else:
             part = ToolUsePart(
@@ -432,8 +434,10 @@ class OpenAIStreamDecoder(StreamDecoder):
                 name=str(function.get("name") or ""),
                 input={},
             )
-            index = self._switch(f"tool:{key}", part, events)
+            self._close_open(events)
+            index = self._new_block(part, events)
             self._tool_blocks[key] = index
+            self._open_tools.append(index)
         arguments = function.get("arguments")
         if isinstance(arguments, dict):
             arguments = dumps(arguments).decode()
@@ -463,16 +467,18 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._last_tool = key
         return key
 
-    def _switch(
-        self, key: str, part: TextPart | ThinkingPart | ToolUsePart, events: list[StreamEvent]
-    ) -> int:
-        """Return the block index for ``key``, closing the open block and opening one if needed."""
+    def _switch(self, key: str, part: TextPart | ThinkingPart, events: list[StreamEvent]) -> int:
+        """Return the block index for ``key``, closing the open text/reasoning block if needed."""
         if self._open is not None and self._open[0] == key:
             return self._open[1]
         self._close_open(events)
+        index = self._new_block(part, events)
+        self._open = (key, index)
+        return index
+
+    def _new_block(self, part: TextPart | ThinkingPart | ToolUsePart, events: list[StreamEvent]) -> int:
         index = self._next_index
         self._next_index += 1
-        self._open = (key, index)
         events.append(BlockStart(index=index, part=part))
         return index
 
@@ -481,11 +487,16 @@ class OpenAIStreamDecoder(StreamDecoder):
             events.append(BlockStop(index=self._open[1]))
             self._open = None
 
+    def _close_tools(self, events: list[StreamEvent]) -> None:
+        events.extend(BlockStop(index=index) for index in self._open_tools)
+        self._open_tools.clear()
+
     def _end(self, events: list[StreamEvent]) -> None:
         if not self._started:
             self._started = True
             events.append(MessageStart())
         self._close_open(events)
+        self._close_tools(events)
         self._ended = True
         reason = stop_reason(self._finish)
         if self._refused and reason == "end_turn":
