@@ -113,9 +113,11 @@ def plugins(as_json: bool) -> None:
                 click.echo(f"    {row['summary']}")
 
 
-from llmrouter.watch import watch  # noqa: E402  (registered last: these modules import cli's siblings)
+from llmrouter.replay import replay_command  # noqa: E402  (commands defined in their own modules)
+from llmrouter.watch import watch  # noqa: E402
 
 main.add_command(watch)
+main.add_command(replay_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
