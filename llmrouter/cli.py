@@ -114,9 +114,11 @@ def plugins(as_json: bool) -> None:
 
 
 from llmrouter.replay import replay_command  # noqa: E402  (commands defined in their own modules)
+from llmrouter.tui import tui  # noqa: E402
 from llmrouter.watch import watch  # noqa: E402
 
 main.add_command(watch)
+main.add_command(tui)
 main.add_command(replay_command)
 
 if __name__ == "__main__":  # pragma: no cover
