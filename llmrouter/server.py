@@ -27,6 +27,7 @@ from llmrouter.errors import (
 )
 from llmrouter.events import EventBus
 from llmrouter.formats import CLIENT_FORMATS, ClientFormat
+from llmrouter.formats.base import StreamRenderer
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.models import ResponseAccumulator, StreamError
 from llmrouter.pipeline import PLUGIN_PROVIDER, Pipeline
@@ -232,14 +233,21 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
     status = 200
     iterator = events.__aiter__()
     pending: asyncio.Future[Any] | None = None
+    loop = asyncio.get_running_loop()
     try:
         await response.prepare(request)
+        # Keep-alives follow the client's silence, not the upstream's: a renderer may hold output
+        # back (Anthropic tool arguments) while the upstream is busy.
+        last_write = loop.time()
         while True:
             pending = asyncio.ensure_future(iterator.__anext__())
             while not pending.done():
-                done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_S)
-                if not done:
+                idle = loop.time() - last_write
+                if idle >= KEEPALIVE_S:
                     await response.write(renderer.keepalive())
+                    last_write = loop.time()
+                else:
+                    await asyncio.wait({pending}, timeout=KEEPALIVE_S - idle)
             try:
                 event = pending.result()
             except StopAsyncIteration:
@@ -249,23 +257,27 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
             accumulator.feed(event)
             if isinstance(event, StreamError):
                 err = ProviderError(ctx.provider or "?", f"provider '{ctx.provider}' stream error: {event.message}")
+                err.kind = event.error_type  # e.g. overloaded_error: clients back off as they would upstream
                 await response.write(renderer.render_error(err))
                 error, status = err.message, err.status
                 break
             data = renderer.render(event)
             if data:
                 await response.write(data)
+                last_write = loop.time()
     except RouterError as exc:
         error, status = exc.message, exc.status
-        try:
-            await response.write(renderer.render_error(exc))
-        except (ConnectionError, RuntimeError):
-            pass
+        await _write_error(response, renderer, exc)
     except (ConnectionError, asyncio.CancelledError) as exc:
         error, status = "client disconnected", 499
         if isinstance(exc, asyncio.CancelledError):
             _finish_after_disconnect(pipeline, ctx, accumulator, started, iterator, pending)
             raise
+    except Exception as exc:  # a bug mid-stream: the client still gets an error event and the log a line
+        log.exception("unexpected error streaming request %s", ctx.request_id)
+        internal = RouterError(f"internal error: {type(exc).__name__}: {exc}")
+        error, status = internal.message, internal.status
+        await _write_error(response, renderer, internal)
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
@@ -281,6 +293,14 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
     except ConnectionError:
         pass
     return response
+
+
+async def _write_error(response: web.StreamResponse, renderer: StreamRenderer, error: RouterError) -> None:
+    """Send the client an error event in its format, unless it is already gone."""
+    try:
+        await response.write(renderer.render_error(error))
+    except (ConnectionError, RuntimeError):
+        pass
 
 
 async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
