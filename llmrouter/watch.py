@@ -219,6 +219,8 @@ def format_event(event: Event, colour: bool = False) -> str:
     elif kind == "routed":
         label = "routed"
         detail = f"-> {event.get('provider')}  model {event.get('model')}"
+        if event.get("failover_from"):
+            detail += f"  (failover from {event['failover_from']})"
     elif kind == "complete":
         error = event.get("error")
         label = "error" if error else "done"
@@ -233,12 +235,19 @@ def format_event(event: Event, colour: bool = False) -> str:
             bits.append(_tokens(event.get("usage")))
         if isinstance(event.get("cost_usd"), int | float) and event["cost_usd"]:
             bits.append(f"${event['cost_usd']:.6f}")
+        attempts = event.get("attempts")
+        if isinstance(attempts, list) and len(attempts) > 1:
+            bits.append(f"{len(attempts)} attempts")
         if error:
             bits.append(f"{event.get('status', '')} {excerpt(error, 120)}".strip())
         prompt = excerpt(prompt_text(event.get("request")))
         reply = excerpt(reply_text(event.get("response")))
         talk = f'"{prompt}"' + (f' => "{reply}"' if reply else "")
         detail = "  ".join(bits) + ("  " + talk if prompt or reply else "")
+    elif kind == "circuit":
+        label = "circuit"
+        detail = (f"provider {event.get('provider')} is now {event.get('state')} "
+                  f"({event.get('consecutive_failures', '?')} consecutive failures)")
     elif kind == "dropped":
         label = "dropped"
         detail = f"{event.get('count')} events lost (this watcher fell behind)"
@@ -252,7 +261,7 @@ def format_event(event: Event, colour: bool = False) -> str:
 
 
 _COLOURS = {"start": "cyan", "classified": "blue", "routed": "magenta", "done": "green", "error": "red",
-            "dropped": "yellow"}
+            "dropped": "yellow", "circuit": "yellow"}
 
 
 # -- the command ------------------------------------------------------------------------------------

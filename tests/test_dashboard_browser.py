@@ -22,6 +22,7 @@ import pytest
 
 from llmrouter import Context, hookimpl
 from llmrouter.jsonutil import dumps, loads
+from llmrouter.server import BUS
 from llmrouter.testing import openai_chat
 
 CONFIG = {
@@ -181,6 +182,13 @@ async def test_dashboard_shows_live_cards_in_chromium(router: Any, chromium: str
         assert "error" in cards[broken.request_id]["cls"]
         stats = loads(await devtools.evaluate(STATS_JS))
         assert stats == {"inflight": "0", "rpm": "5", "errors": "1", "total": "5"}
+
+        # Circuit changes (from the reliability layer) show as notices.
+        client.app[BUS].publish({"type": "circuit", "provider": "echo", "state": "open", "consecutive_failures": 5,
+                                 "ts_ms": 0})
+        notice = await devtools.wait_for("[...document.querySelectorAll('.notice')].map(n => n.textContent).join()",
+                                         lambda v: bool(v))
+        assert "circuit for provider echo is now open (5 consecutive failures)" in notice
 
         # Kept for a human to look at: every card, unfiltered.
         shot = await devtools.call("Page.captureScreenshot", format="png")

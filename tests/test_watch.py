@@ -58,6 +58,11 @@ def test_other_event_lines() -> None:
                            "usage": None})
     assert " error " in failed and "502 provider 'up' returned 500: boom" in failed and "=>" not in failed
     assert "7 events lost" in format_event({"type": "dropped", "count": 7})
+    assert "(failover from a)" in format_event({"type": "routed", "id": "x", "provider": "b", "model": "m",
+                                                "failover_from": "a"})
+    circuit = format_event({"type": "circuit", "provider": "up", "state": "open", "consecutive_failures": 5})
+    assert "-------- circuit" in circuit and "provider up is now open (5 consecutive failures)" in circuit
+    assert "3 attempts" in format_event({**COMPLETE, "attempts": [{}, {}, {}]})
     rejected = format_event({"type": "complete", "id": "r", "requested_model": None, "provider": None, "request": None,
                              "response": None, "error": "bad json", "status": 400})
     assert "? " in rejected and "400 bad json" in rejected
