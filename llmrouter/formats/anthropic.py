@@ -20,6 +20,10 @@ Upstream side, choices worth knowing:
 * Tool arguments that are not a JSON object (``ToolUsePart.raw_arguments``) are sent, rendered and
   streamed as ``{"_raw_arguments": "<text>"}``: ``input`` must be an object, and this keeps the
   model's text visible to the client, to its tool validation and to the model on the next turn.
+* Structured output: a JSON schema becomes ``output_config.format``. Plain JSON mode (OpenAI
+  ``json_object``, or ``json_schema`` without a schema) has no Anthropic form: structured outputs
+  need a schema whose objects all close ``additionalProperties``, so "any object" cannot be said.
+  It is dropped; the prompt already asks for JSON (OpenAI requires it to).
 """
 
 from __future__ import annotations
@@ -565,10 +569,8 @@ def _build_output_config(request: ChatRequest, same: bool) -> dict[str, Any] | N
     if same and isinstance(request.extra.get("output_config"), dict):
         config.update(request.extra["output_config"])
     fmt = request.response_format
-    if fmt is not None and fmt.type == "json_schema":
-        config["format"] = {"type": "json_schema", "schema": fmt.schema_ or {"type": "object"}}
-    elif fmt is not None and fmt.type == "json_object":
-        config["format"] = {"type": "json_schema", "schema": {"type": "object"}}
+    if fmt is not None and fmt.type == "json_schema" and fmt.schema_:
+        config["format"] = {"type": "json_schema", "schema": fmt.schema_}
     return config or None
 
 
