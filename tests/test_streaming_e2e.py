@@ -785,3 +785,133 @@ async def test_plugin_answer_is_streamed_after_its_late_hooks(router: Any) -> No
     assert reply.log_line["response"]["content"][0]["text"] == "answered by plugin, edited"
     oa = openai_view((await stream_openai(client, "whatever")).text)
     assert oa[1] == content("answered by plugin, edited")
+
+
+# ---------------------------------------------------------------------------------------------
+# Images in both directions (streaming requests, as coding agents send them)
+# ---------------------------------------------------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+PNG_URL = f"data:image/png;base64,{PNG}"
+CAT_URL = "https://example.com/cat.jpg"
+OPENAI_IMAGE_MESSAGE = {"role": "user", "content": [
+    {"type": "text", "text": "Compare"},
+    {"type": "image_url", "image_url": {"url": PNG_URL, "detail": "low"}},
+    {"type": "image_url", "image_url": {"url": CAT_URL}},
+]}
+ANTHROPIC_IMAGE_MESSAGE = {"role": "user", "content": [
+    {"type": "text", "text": "Compare"},
+    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+    {"type": "image", "source": {"type": "url", "url": CAT_URL}, "cache_control": {"type": "ephemeral"}},
+]}
+OLLAMA_IMAGE_MESSAGE = {"role": "user", "images": [PNG],
+                        "content": f"Compare\n\n[image not sent: {CAT_URL} (Ollama accepts only inline images)]"}
+
+IMAGE_CASES = [
+    ("openai", "oa", OPENAI_IMAGE_MESSAGE),
+    ("openai", "an", {"role": "user", "content": [
+        {"type": "text", "text": "Compare"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "image", "source": {"type": "url", "url": CAT_URL}}]}),
+    ("openai", "ol", OLLAMA_IMAGE_MESSAGE),
+    ("anthropic", "an", ANTHROPIC_IMAGE_MESSAGE),
+    ("anthropic", "oa", {"role": "user", "content": [
+        {"type": "text", "text": "Compare"},
+        {"type": "image_url", "image_url": {"url": PNG_URL}},
+        {"type": "image_url", "image_url": {"url": CAT_URL}}]}),
+    ("anthropic", "ol", OLLAMA_IMAGE_MESSAGE),
+]
+
+
+@pytest.mark.parametrize("client_format, provider, expected", IMAGE_CASES)
+async def test_images_reach_each_provider_in_its_form(router: Any, mock_providers: MockProviders, client_format: str,
+                                                      provider: str, expected: dict[str, Any]) -> None:
+    route = upstream(mock_providers, provider, {"oa": OPENAI_TEXT, "an": ANTHROPIC_TEXT, "ol": OLLAMA_TEXT}[provider])
+    client = await router(CONFIG)
+    if client_format == "openai":
+        await stream_openai(client, f"{provider}/m1", messages=[OPENAI_IMAGE_MESSAGE])
+    else:
+        await stream_anthropic(client, f"{provider}/m1", messages=[ANTHROPIC_IMAGE_MESSAGE])
+    sent = mock_providers.sent_json(route)
+    assert sent["messages"][-1] == expected
+
+
+async def test_images_in_anthropic_tool_results_reach_an_openai_provider(router: Any,
+                                                                         mock_providers: MockProviders) -> None:
+    route = upstream(mock_providers, "oa", OPENAI_TEXT)
+    client = await router(CONFIG)
+    messages = [
+        {"role": "user", "content": "Take a screenshot"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "screenshot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": [
+            {"type": "text", "text": "captured"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}]},
+    ]
+    await stream_anthropic(client, "oa/m1", messages=messages, tools=[{"name": "screenshot", "input_schema": {}}])
+    sent = mock_providers.sent_json(route)["messages"]
+    # OpenAI tool messages carry text only, so the image follows in a user message.
+    assert sent[-2:] == [{"role": "tool", "tool_call_id": "toolu_9", "content": "captured"},
+                         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG_URL}}]}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tool definitions, tool_choice and tool results in the next turn (streaming requests)
+# ---------------------------------------------------------------------------------------------
+
+TOOL_CHOICES = [
+    # (OpenAI tool_choice, Anthropic tool_choice) meaning the same thing
+    ("auto", {"type": "auto"}),
+    ("none", {"type": "none"}),
+    ("required", {"type": "any"}),
+    ({"type": "function", "function": {"name": "get_time"}}, {"type": "tool", "name": "get_time"}),
+]
+
+
+@pytest.mark.parametrize("oa_choice, an_choice", TOOL_CHOICES)
+async def test_tool_choice_is_carried_between_formats(router: Any, mock_providers: MockProviders, oa_choice: Any,
+                                                      an_choice: dict[str, Any]) -> None:
+    an_route = upstream(mock_providers, "an", ANTHROPIC_TEXT)
+    oa_route = upstream(mock_providers, "oa", OPENAI_TEXT)
+    ol_route = upstream(mock_providers, "ol", OLLAMA_TEXT)
+    client = await router(CONFIG)
+    await stream_openai(client, "an/m1", tools=OA_TOOL_DEFS, tool_choice=oa_choice, parallel_tool_calls=False)
+    sent = mock_providers.sent_json(an_route)
+    assert sent["tool_choice"] == {**an_choice, "disable_parallel_tool_use": True}
+    assert [t["name"] for t in sent["tools"]] == ["get_weather", "get_time"]
+    await stream_anthropic(client, "oa/m1", tools=AN_TOOL_DEFS, tool_choice=an_choice)
+    sent = mock_providers.sent_json(oa_route)
+    assert sent["tool_choice"] == oa_choice
+    assert sent["tools"][1] == {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    await stream_openai(client, "ol/m1", tools=OA_TOOL_DEFS, tool_choice=oa_choice)
+    sent = mock_providers.sent_json(ol_route)
+    # Ollama has no tool_choice: "none" is honoured by not offering the tools, the rest are best effort.
+    assert ("tools" in sent) is (oa_choice != "none") and "tool_choice" not in sent
+
+
+async def test_tool_results_in_the_next_turn_reach_every_provider(router: Any, mock_providers: MockProviders) -> None:
+    routes = {p: upstream(mock_providers, p, body) for p, body in
+              (("oa", OPENAI_TEXT), ("an", ANTHROPIC_TEXT), ("ol", OLLAMA_TEXT))}
+    client = await router(CONFIG)
+    history = [
+        {"role": "user", "content": "Weather and time?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
+            {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"CET"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "12:00"},
+    ]
+    for provider in routes:
+        await stream_openai(client, f"{provider}/m1", messages=history, tools=OA_TOOL_DEFS)
+    assert mock_providers.sent_json(routes["oa"])["messages"][1:] == history[1:]
+    an_messages = mock_providers.sent_json(routes["an"])["messages"]
+    assert an_messages[1]["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "call_2", "name": "get_time", "input": {"tz": "CET"}}]
+    assert an_messages[2] == {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "Sunny"},
+        {"type": "tool_result", "tool_use_id": "call_2", "content": "12:00"}]}
+    ol_messages = mock_providers.sent_json(routes["ol"])["messages"]
+    assert ol_messages[1]["tool_calls"] == [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                                            {"function": {"name": "get_time", "arguments": {"tz": "CET"}}}]
+    assert ol_messages[2:] == [{"role": "tool", "content": "Sunny", "tool_name": "get_weather"},
+                               {"role": "tool", "content": "12:00", "tool_name": "get_time"}]
