@@ -11,9 +11,9 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -33,6 +33,19 @@ PLUGIN_PROVIDER = "plugin"
 LOGGED_REQUEST = "_logged_request"
 Hook = Callable[[Context], Any]
 _REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
+_NONE_BLOCKED: frozenset[str] = frozenset()
+
+
+class Gate(Protocol):
+    """What routing asks the reliability layer (see :class:`llmrouter.reliability.Reliability`)."""
+
+    health: dict[str, bool]
+
+    def blocked(self) -> frozenset[str]:
+        """Providers that must not be chosen now (their circuit is open)."""
+
+    def unavailable(self, providers: list[str]) -> RouterError:
+        """The error when every provider the chain chose was blocked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +82,8 @@ class Pipeline:
     def __init__(self, config: Config, registry: PluginRegistry, providers: dict[str, Provider],
                  bus: EventBackend, request_log: RequestLog | None = None,
                  http: httpx.AsyncClient | None = None, provider_call: Any = None,
-                 discovered: Mapping[str, tuple[str, ...]] | None = None) -> None:
+                 discovered: Mapping[str, tuple[str, ...]] | None = None, stream_call: Any = None,
+                 gate: Gate | None = None) -> None:
         self.config = config
         self.registry = registry
         self.providers = providers
@@ -82,9 +96,11 @@ class Pipeline:
         self.classifiers = self._steps("classifiers", "classify")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
         self.rules = self._rules()
-        self.health: dict[str, bool] = {}
+        self.gate = gate
+        self.health: dict[str, bool] = gate.health if gate is not None else {}
         self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
         self._provider_call = provider_call or default_provider_call
+        self._stream_call = stream_call or default_stream_call
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -215,31 +231,75 @@ class Pipeline:
                 ctx.plugin_id = None
         ctx.request.tags = list(dict.fromkeys(tags))
 
+    async def _ask(self, rule: Rule, ctx: Context) -> Route | None:
+        """One rule's decision, or None when it passes or names an unknown provider."""
+        ctx.settings = ctx.config_settings = rule.settings
+        ctx.plugin_id = rule.type
+        try:
+            decision = await call_hook(rule.function, ctx)
+        except RouterError:
+            raise
+        except Exception as exc:
+            raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+        finally:
+            ctx.plugin_id = None
+        if decision is None:
+            return None
+        if not isinstance(decision, Route):
+            raise PluginFailed(f"plugin '{rule.type}' failed: route hook returned {type(decision).__name__}, "
+                               "expected Route or None")
+        return decision if decision.provider in self.providers else None
+
+    async def _walk(self, ctx: Context, start: int, exclude: Iterable[str]) -> tuple[Route | None, list[str]]:
+        """Walk the chain from rule ``start``; returns the decision and the blocked providers passed over.
+
+        A rule that picks a blocked provider (open circuit, or in ``exclude``) is asked again with
+        the blocked providers hidden from ``ctx.providers``, so it can pick its next candidate; if
+        it then passes, the chain continues.
+        """
+        blocked = self.gate.blocked() if self.gate is not None else _NONE_BLOCKED
+        if exclude:
+            blocked = blocked.union(exclude)
+        skipped: list[str] = []
+        for rule in self.rules[start:] if start else self.rules:
+            decision = await self._ask(rule, ctx)
+            if decision is not None and blocked and decision.provider in blocked:
+                skipped.append(decision.provider)
+                visible = ctx.providers
+                ctx.providers = {name: info for name, info in visible.items() if name not in blocked}
+                try:
+                    decision = await self._ask(rule, ctx)
+                finally:
+                    ctx.providers = visible
+                if decision is not None and decision.provider in blocked:
+                    decision = None
+            if decision is not None:
+                ctx.state["_rule"] = rule.index
+                return decision, skipped
+        return None, skipped
+
     async def _route(self, ctx: Context) -> Route:
         request = ctx.request
         if request.forced_provider:
             if request.forced_provider not in self.providers:
                 raise NoRoute(f"forced provider '{request.forced_provider}' is not available")
             return Route(request.forced_provider)
-        for rule in self.rules:
-            ctx.settings = ctx.config_settings = rule.settings
-            ctx.plugin_id = rule.type
-            try:
-                decision = await call_hook(rule.function, ctx)
-            except RouterError:
-                raise
-            except Exception as exc:
-                raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
-            finally:
-                ctx.plugin_id = None
-            if decision is None:
-                continue
-            if not isinstance(decision, Route):
-                raise PluginFailed(f"plugin '{rule.type}' failed: route hook returned {type(decision).__name__}, "
-                                   "expected Route or None")
-            if decision.provider in self.providers:
-                return decision
+        decision, skipped = await self._walk(ctx, 0, ())
+        if decision is not None:
+            return decision
+        if skipped and self.gate is not None:
+            raise self.gate.unavailable(list(dict.fromkeys(skipped)))
         raise NoRoute(f"no provider configured for model '{request.model}'")
+
+    async def reroute(self, ctx: Context, tried: Iterable[str]) -> Route | None:
+        """The next route after the routed provider failed: the chain continues from the rule that
+        chose it, without the providers in ``tried`` or with open circuits. None when nothing is left
+        (or the provider was forced)."""
+        start = ctx.state.get("_rule")
+        if ctx.request.forced_provider or start is None:
+            return None
+        decision, _ = await self._walk(ctx, start, tried)
+        return decision
 
     async def prepare(self, ctx: Context) -> None:
         """Everything before the provider: on_start, classify, pre_request and route.
@@ -285,8 +345,8 @@ class Pipeline:
         if ctx.response is not None:
             return iter_events(response_to_events(ctx.response))
         assert ctx.provider is not None and ctx.sent_model is not None
-        provider = self.providers[ctx.provider]
-        return await provider.stream(ctx.request, ctx.sent_model, self.http)  # type: ignore[arg-type]
+        result: AsyncIterator[StreamEvent] = await self._stream_call(self, ctx)
+        return result
 
     async def finish(self, ctx: Context) -> None:
         """post_response then on_end (skipped when a post_response hook returns STOP)."""
@@ -357,3 +417,9 @@ async def default_provider_call(pipeline: Pipeline, ctx: Context) -> ChatRespons
     """Call the routed provider once (the reliability layer replaces this with retries/failover)."""
     provider = pipeline.providers[ctx.provider]  # type: ignore[index]
     return await provider.complete(ctx.request, ctx.sent_model, pipeline.http)  # type: ignore[arg-type]
+
+
+async def default_stream_call(pipeline: Pipeline, ctx: Context) -> AsyncIterator[StreamEvent]:
+    """Open the routed provider's stream once (the reliability layer replaces this)."""
+    provider = pipeline.providers[ctx.provider]  # type: ignore[index]
+    return await provider.stream(ctx.request, ctx.sent_model, pipeline.http)  # type: ignore[arg-type]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
+import math
 import os
 import random
 import time
@@ -30,9 +32,10 @@ from llmrouter.formats import CLIENT_FORMATS, ClientFormat
 from llmrouter.formats.base import StreamRenderer
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.models import ResponseAccumulator, StreamError
-from llmrouter.pipeline import PLUGIN_PROVIDER, Pipeline
+from llmrouter.pipeline import Pipeline
 from llmrouter.plugins import PluginRegistry, load_entry_point_plugins
 from llmrouter.providers import build_providers
+from llmrouter.reliability import Reliability
 from llmrouter.requestlog import RequestLog
 from llmrouter.upstream import new_http_client
 
@@ -43,6 +46,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 BUS = web.AppKey("bus", EventBus)
 API_KEY = web.AppKey("api_key", str)
 DISCOVERY = web.AppKey("discovery", ModelDiscovery)
+RELIABILITY = web.AppKey("reliability", Reliability)
 
 KEEPALIVE_S = 15.0
 _OPENAI = CLIENT_FORMATS["openai"]
@@ -84,10 +88,23 @@ def resolve_api_key(config: Config, environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only listens on this machine; names other
+    than ``localhost``, the empty host and wildcard addresses count as exposed."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
 def check_exposure(config: Config, host: str, api_key: str | None) -> None:
     """Refuse a non-loopback bind without inbound auth unless explicitly allowed."""
-    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
-    if not loopback and api_key is None and not config.server.allow_unauthenticated:
+    if not is_loopback(host) and api_key is None and not config.server.allow_unauthenticated:
         raise ConfigError(
             f"{config.source}: [server] key 'host': binding {host!r} exposes the router; set api_key_env "
             "(or allow_unauthenticated = true to accept the risk)"
@@ -155,6 +172,78 @@ async def read_json(request: web.Request, limit_bytes: int) -> Any:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
 
 
+class UnsupportedMediaType(RouterError):
+    """A request body that is declared as something other than JSON (415)."""
+
+    status = 415
+    kind = "invalid_request_error"
+
+
+def check_content_type(request: web.Request) -> None:
+    """Accept JSON bodies: ``application/json`` (any parameters), ``application/*+json`` or no type.
+
+    Everything else is refused, ``text/plain`` and form types included: those are what a web page
+    can send to a loopback router without a CORS preflight.
+
+    :raises UnsupportedMediaType: for any other declared type.
+    """
+    declared = request.headers.get("Content-Type")
+    if declared is None or not declared.strip():
+        return
+    mime = request.content_type
+    if mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json")):
+        return
+    raise UnsupportedMediaType(f"unsupported content type {mime!r}: send the request body as application/json")
+
+
+def check_limits(body: Any, max_depth: int, max_messages: int) -> None:
+    """Refuse bodies nested deeper than ``max_depth`` or with more than ``max_messages`` messages.
+
+    :raises InvalidRequest: naming the limit.
+    """
+    if isinstance(body, dict):
+        messages = body.get("messages")
+        if isinstance(messages, list) and len(messages) > max_messages:
+            raise InvalidRequest(f"messages: {len(messages)} messages exceed the limit of {max_messages}")
+    if json_depth_exceeds(body, max_depth):
+        raise InvalidRequest(f"request body is nested deeper than the limit of {max_depth} levels")
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether decoded JSON ``value`` nests containers more than ``limit`` levels deep (a scalar or
+    an empty object is depth 1)."""
+    if type(value) is not dict and type(value) is not list:
+        return limit < 1
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            return True
+        children = node.values() if type(node) is dict else node
+        deeper = depth + 1
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, deeper))
+    return False
+
+
+def _record(pipeline: Pipeline, ctx: Context, started: float, status: int, error: str | None) -> None:
+    """Log a request whose context exists, once (marks it so a cancellation does not log it again)."""
+    ctx.state["_recorded"] = True
+    pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
+                    status=status, error=error)
+
+
+def _error_headers(request_id: str, ctx: Context | None, error: RouterError) -> dict[str, str]:
+    headers = _router_headers(request_id, ctx)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None and error.status in (429, 503):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return headers
+
+
 def _router_headers(request_id: str, ctx: Context | None) -> dict[str, str]:
     headers = {"X-Router-Request-Id": request_id}
     if ctx is not None:
@@ -186,7 +275,9 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
         body: Any = None
         try:
             try:
+                check_content_type(request)
                 body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
+                check_limits(body, config.server.max_json_depth, config.server.max_messages)
                 chat_request = fmt.parse_request(body, request.headers)
             except Exception:  # a rejected request still gets its start (and complete) event
                 pipeline.publish_start(request_id, _body_model(body), endpoint)
@@ -202,7 +293,12 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 ctx.error = exc.message
             pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
                             status=exc.status, error=exc.message, request_model=_body_model(body))
-            return error_response(fmt, exc, _router_headers(request_id, ctx))
+            return error_response(fmt, exc, _error_headers(request_id, ctx, exc))
+        except asyncio.CancelledError:
+            # The client went away or shutdown's grace ran out: the request still gets its log line.
+            if ctx is not None and "_recorded" not in ctx.state:
+                _record(pipeline, ctx, started, 499, "request cancelled")
+            raise
         except Exception as exc:  # a bug must not take the server down or leave the client hanging
             log.exception("unexpected error handling request %s", request_id)
             err = RouterError(f"internal error: {type(exc).__name__}: {exc}")
@@ -271,7 +367,7 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
     except (ConnectionError, asyncio.CancelledError) as exc:
         error, status = "client disconnected", 499
         if isinstance(exc, asyncio.CancelledError):
-            _finish_after_disconnect(pipeline, ctx, accumulator, started, iterator, pending)
+            _finish_after_disconnect(pipeline, ctx, accumulator, answered_by_plugin, started, iterator, pending)
             raise
     except Exception as exc:  # a bug mid-stream: the client still gets an error event and the log a line
         log.exception("unexpected error streaming request %s", ctx.request_id)
@@ -286,8 +382,7 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
         ctx.response = accumulator.result()
         ctx.error = error
         await pipeline.finish(ctx)
-    pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
-                    status=status, error=error)
+    _record(pipeline, ctx, started, status, error)
     try:
         await response.write_eof()
     except ConnectionError:
@@ -313,17 +408,18 @@ async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
 
 
 def _finish_after_disconnect(pipeline: Pipeline, ctx: Context, accumulator: ResponseAccumulator,
-                             started: float, iterator: AsyncIterator[Any], pending: Any) -> None:
-    """The handler was cancelled: close upstream and log in a task of its own."""
+                             answered_by_plugin: bool, started: float, iterator: AsyncIterator[Any],
+                             pending: Any) -> None:
+    """The handler was cancelled: log at once (the process may be shutting down), close upstream in a
+    task of its own."""
+    if not answered_by_plugin:
+        ctx.response = accumulator.result()
+    _record(pipeline, ctx, started, 499, "client disconnected")
 
     async def finish() -> None:
         if pending is not None and not pending.done():
             pending.cancel()
         await _close_iterator(iterator)
-        if ctx.response is None or ctx.provider != PLUGIN_PROVIDER:
-            ctx.response = accumulator.result()
-        pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
-                        status=499, error="client disconnected")
 
     task = asyncio.get_running_loop().create_task(finish())
     _BACKGROUND.add(task)
@@ -362,7 +458,9 @@ async def models_handler(request: web.Request) -> web.Response:
 async def health_handler(request: web.Request) -> web.Response:
     """``GET /health``: liveness plus per-provider status."""
     pipeline = request.app[PIPELINE]
-    providers = {name: {"format": info.format, "healthy": info.healthy, "models": list(info.models)}
+    circuits = request.app[RELIABILITY].snapshot()
+    providers = {name: {"format": info.format, "healthy": info.healthy, "models": list(info.models),
+                        "circuit": circuits.get(name)}
                  for name, info in pipeline.provider_infos().items()}
     return web.json_response({"status": "ok", "in_flight": pipeline.in_flight, "providers": providers})
 
@@ -387,7 +485,9 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     api_key = resolve_api_key(config, env)
     bus = EventBus()
     discovery = ModelDiscovery()
-    pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models)
+    reliability = Reliability(config, providers, bus)
+    pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models,
+                        provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability)
 
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=int(config.server.max_body_mb * 1024 * 1024) + 1)
@@ -395,6 +495,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app[PIPELINE] = pipeline
     app[BUS] = bus
     app[DISCOVERY] = discovery
+    app[RELIABILITY] = reliability
     if api_key:
         app[API_KEY] = api_key
 
