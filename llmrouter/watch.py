@@ -118,9 +118,11 @@ async def follow(base_url: str, api_key: str | None = None, *, history: int = 0,
     delay = RETRY_INITIAL_S
     status = on_status or (lambda message, connected: None)
     async with aiohttp.ClientSession() as session:
+        last_reason: str | None = None
+
         def opened() -> None:
-            nonlocal delay
-            delay = RETRY_INITIAL_S
+            nonlocal delay, last_reason
+            delay, last_reason = RETRY_INITIAL_S, None
             status(f"connected to {base_url}", True)
 
         while True:
@@ -131,7 +133,9 @@ async def follow(base_url: str, api_key: str | None = None, *, history: int = 0,
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             history = 0  # events the first connection replayed must not come again
-            status(f"disconnected ({reason}); retrying in {delay:g}s", False)
+            if reason != last_reason:  # one message per new kind of failure, not one per retry
+                status(f"disconnected ({reason}); retrying", False)
+            last_reason = reason
             await asyncio.sleep(delay)
             delay = min(RETRY_MAX_S, delay * 2)
 
