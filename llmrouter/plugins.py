@@ -3,7 +3,7 @@
 Plugins are found through the ``llmrouter`` entry point group; a plugin's id is its entry point
 name. Built-ins in ``llmrouter_plugins`` are registered through the very same group. pluggy
 validates every implementation against :mod:`llmrouter.hookspecs`; request-time dispatch, in
-config order, is done by :mod:`llmrouter.dispatch`.
+config order, is done by :mod:`llmrouter.pipeline`.
 """
 
 from __future__ import annotations
