@@ -194,3 +194,18 @@ async def test_log_disabled_writes_nothing(router: Any, tmp_path: Path) -> None:
     assert reply.status == 200 and reply.log_line is None
     assert client.pipeline.request_log is None
     assert not (tmp_path / "requests.jsonl").exists()
+
+
+async def test_everything_is_on_disk_when_the_app_shuts_down(aiohttp_client: Any, tmp_path: Path) -> None:
+    from llmrouter.server import create_app
+    from llmrouter.testing import make_config
+
+    cfg = make_config({"providers": [{"name": "echo", "format": "echo"}],
+                       "routers": [{"type": "fallback", "providers": ["echo"]}],
+                       "logging": {"enabled": True, "path": str(tmp_path / "deep" / "dir" / "log.jsonl")}})
+    client = await aiohttp_client(create_app(cfg, environ={}))
+    replies = await asyncio.gather(*(client.post("/v1/chat/completions", json=openai_chat(f"n{i}")) for i in range(50)))
+    assert all(r.status == 200 for r in replies)
+    await client.close()  # runs the app's cleanup: the log is drained and closed
+    lines = read_lines(tmp_path / "deep" / "dir" / "log.jsonl")
+    assert sorted(line["id"] for line in lines) == sorted(r.headers["X-Router-Request-Id"] for r in replies)
