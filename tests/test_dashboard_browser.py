@@ -202,3 +202,15 @@ async def test_dashboard_shows_live_cards_in_chromium(router: Any, chromium: str
         visible = [c["id"] for c in loads(await devtools.evaluate(CARDS_JS)) if not c["hidden"]]
         assert visible == [code.request_id, held_reply.request_id]
 
+        async def visible_after(script: str) -> list[str]:
+            await devtools.evaluate("document.getElementById('filter-clear').click(); {" + script + "}")
+            return [c["id"] for c in loads(await devtools.evaluate(CARDS_JS)) if not c["hidden"]]
+
+        by_tag = await visible_after("const t = document.getElementById('filter-tag'); t.value = 'vision';"
+                                     "t.dispatchEvent(new Event('change'));")
+        assert by_tag == [vision.request_id]
+        by_text = await visible_after("const f = document.getElementById('filter-text'); f.value = 'HELLO th';"
+                                      "f.dispatchEvent(new Event('input'));")
+        assert by_text == [plain.request_id]
+        assert len(await visible_after("")) == 5
+
