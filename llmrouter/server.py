@@ -49,6 +49,9 @@ DISCOVERY = web.AppKey("discovery", ModelDiscovery)
 RELIABILITY = web.AppKey("reliability", Reliability)
 
 KEEPALIVE_S = 15.0
+"""Seconds of client-side silence on a stream before a keep-alive is sent."""
+DISCONNECT_POLL_S = 1.0
+"""How often a stream waiting on a silent upstream checks whether its client has gone."""
 _OPENAI = CLIENT_FORMATS["openai"]
 _ANTHROPIC = CLIENT_FORMATS["anthropic"]
 _OPEN_PATHS = frozenset({"/health", "/"})
@@ -338,12 +341,16 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
         while True:
             pending = asyncio.ensure_future(iterator.__anext__())
             while not pending.done():
+                # aiohttp does not cancel handlers when clients leave (unless handler_cancellation is
+                # on), so a silent upstream would otherwise be held until the next write fails.
+                if request.transport is None or request.transport.is_closing():
+                    raise ConnectionResetError("client disconnected")
                 idle = loop.time() - last_write
                 if idle >= KEEPALIVE_S:
                     await response.write(renderer.keepalive())
                     last_write = loop.time()
                 else:
-                    await asyncio.wait({pending}, timeout=KEEPALIVE_S - idle)
+                    await asyncio.wait({pending}, timeout=min(KEEPALIVE_S - idle, DISCONNECT_POLL_S))
             try:
                 event = pending.result()
             except StopAsyncIteration:

@@ -10,13 +10,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
 from aiohttp import web
 
 import llmrouter.server
-from llmrouter.testing import RouterClient, anthropic_message, openai_chat
+from llmrouter.server import PIPELINE, create_app
+from llmrouter.testing import RouterClient, anthropic_message, make_config, openai_chat
 from tests.test_streaming_e2e import (
     ANTHROPIC_TEXT,
     OLLAMA_TEXT,
@@ -304,6 +306,55 @@ async def test_client_disconnect_during_upstream_silence_is_noticed_by_the_keepa
     resp.close()
     await asyncio.wait_for(upstream.closed.wait(), 3)
     line = await log_line_for(client, request_id)
+    assert (line["status"], line["error"]) == (499, "client disconnected")
+
+
+@pytest.fixture
+async def served(aiohttp_server: Any, tmp_path: Any) -> Any:
+    """A scripted upstream and a router served as ``llmrouter serve`` serves it: aiohttp's default
+    runner, which does not cancel a handler when its client goes away (the test server does)."""
+    upstream = ScriptedUpstream()
+    up = await aiohttp_server(upstream.app)
+    config = make_config({
+        "providers": [{"name": "an", "format": "anthropic", "base_url": f"http://127.0.0.1:{up.port}",
+                       "discover": False, "max_retries": 0}],
+        "routers": [{"type": "prefix", "model_prefix": "an/", "provider": "an"}],
+    }, tmp_path)
+    app = create_app(config, environ={})
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield upstream, f"http://127.0.0.1:{port}", app[PIPELINE]
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("script", ["drip", "silence"])
+async def test_client_disconnect_is_noticed_without_handler_cancellation(
+        served: Any, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    monkeypatch.setattr(llmrouter.server, "KEEPALIVE_S", 30.0)  # the keep-alive must not be what notices
+    monkeypatch.setattr(llmrouter.server, "DISCONNECT_POLL_S", KEEPALIVE)
+    upstream, url, pipeline = served
+    upstream.script = [("write", HEADS["an"]),
+                       ("drip", DRIPS["an"], 0.02) if script == "drip" else ("sleep", 5)]
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(f"{url}/v1/messages", json=anthropic_message("hi", model="an/m1", stream=True))
+        for _ in range(3):  # message_start, content_block_start, the "Hel" delta: the router is then idle
+            await resp.content.readuntil(b"\n\n")
+        await asyncio.sleep(0.1)
+        request_id = resp.headers["X-Router-Request-Id"]
+        resp.close()
+    await asyncio.wait_for(upstream.closed.wait(), 3)
+    deadline = time.monotonic() + 3
+    while True:
+        pipeline.request_log.wait_idle()
+        lines = [json.loads(x) for x in pipeline.request_log.path.read_bytes().splitlines()]
+        if any(line["id"] == request_id for line in lines):
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    (line,) = [line for line in lines if line["id"] == request_id]
     assert (line["status"], line["error"]) == (499, "client disconnected")
 
 
