@@ -71,8 +71,20 @@ class PluginRegistry:
         else:
             record.obj = plugin
             record.hooks = tuple(name for name in HOOK_NAMES if self.impl(plugin_id, name) is not None)
+            wrappers = self._wrappers(plugin_id)
+            if wrappers:
+                # The router dispatches hooks itself, in config order; pluggy wrappers would never run.
+                self.pm.unregister(name=plugin_id)
+                record.obj, record.hooks = None, ()
+                record.error = f"hook wrappers are not supported (wrapper/hookwrapper on {', '.join(wrappers)})"
         self.records[plugin_id] = record
         return record
+
+    def _wrappers(self, plugin_id: str) -> list[str]:
+        plugin = self.pm.get_plugin(plugin_id)
+        return [name for name in HOOK_NAMES
+                for hookimpl in getattr(self.pm.hook, name).get_hookimpls()
+                if hookimpl.plugin is plugin and (hookimpl.wrapper or hookimpl.hookwrapper)]
 
     def impl(self, plugin_id: str, hook_name: str) -> Callable[..., Any] | None:
         """The function implementing ``hook_name`` in plugin ``plugin_id``, or ``None``."""
@@ -119,6 +131,11 @@ def load_entry_point_plugins(registry: PluginRegistry | None = None) -> PluginRe
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = ep.dist.name if ep.dist is not None else None
         version = ep.dist.version if ep.dist is not None else None
+        if ep.name in registry.records:
+            previous = registry.records[ep.name]
+            log.warning("plugin id %r is provided by both %s and %s; keeping %s",
+                        ep.name, previous.distribution, dist, previous.distribution)
+            continue
         try:
             plugin = ep.load()
         except Exception as exc:
