@@ -915,3 +915,56 @@ async def test_tool_results_in_the_next_turn_reach_every_provider(router: Any, m
                                             {"function": {"name": "get_time", "arguments": {"tz": "CET"}}}]
     assert ol_messages[2:] == [{"role": "tool", "content": "Sunny", "tool_name": "get_weather"},
                                {"role": "tool", "content": "12:00", "tool_name": "get_time"}]
+
+
+# ---------------------------------------------------------------------------------------------
+# The official SDKs accumulate these streams
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_anthropic_sdk_accumulates_interleaved_tool_calls_and_reasoning(router: Any,
+                                                                             mock_providers: MockProviders) -> None:
+    import anthropic
+
+    mock_providers.mock.route(host="127.0.0.1").pass_through()
+    oa_route = mock_providers.add_openai(OA_URL, stream_body=OPENAI_INTERLEAVED_TOOLS)
+    client = await router(CONFIG)
+    sdk = anthropic.AsyncAnthropic(base_url=str(client.client.make_url("")).rstrip("/"), api_key="k", max_retries=0)
+    async with sdk.messages.stream(model="oa/m1", max_tokens=64, tools=AN_TOOL_DEFS,
+                                   messages=[{"role": "user", "content": "hi"}]) as stream:
+        final = await stream.get_final_message()
+    assert [(b.type, b.id, b.name, b.input) for b in final.content] == [
+        ("tool_use", "call_1", "get_weather", {"city": "Paris"}), ("tool_use", "call_2", "get_time", {"tz": "CET"})]
+    assert final.stop_reason == "tool_use"
+    oa_route.side_effect = None
+    oa_route.respond(200, content=OPENAI_REASONING, headers={"content-type": "text/event-stream"})
+    async with sdk.messages.stream(model="oa/m1", max_tokens=64, messages=[{"role": "user", "content": "hi"}]) as stream:
+        final = await stream.get_final_message()
+    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in final.content] == [
+        ("thinking", "Let me think."), ("text", "Answer.")]
+
+
+async def test_openai_sdk_sees_reasoning_and_parallel_calls(router: Any, mock_providers: MockProviders) -> None:
+    import openai
+
+    mock_providers.mock.route(host="127.0.0.1").pass_through()
+    upstream(mock_providers, "an", ANTHROPIC_THINKING)
+    upstream(mock_providers, "ol", OLLAMA_TOOLS)
+    client = await router(CONFIG)
+    sdk = openai.AsyncOpenAI(base_url=str(client.client.make_url("/v1")), api_key="k", max_retries=0)
+    stream = await sdk.chat.completions.create(model="an/m1", messages=[{"role": "user", "content": "hi"}],
+                                               stream=True)
+    reasoning, text = "", ""
+    async for chunk in stream:
+        delta = chunk.choices[0].delta
+        reasoning += (delta.model_extra or {}).get("reasoning_content") or ""
+        text += delta.content or ""
+    assert (reasoning, text) == ("Let me think.", "Answer.")
+    stream = await sdk.chat.completions.create(model="ol/m1", messages=[{"role": "user", "content": "hi"}],
+                                               tools=OA_TOOL_DEFS, stream=True)
+    calls: dict[int, list[str]] = {}
+    async for chunk in stream:
+        for call in chunk.choices[0].delta.tool_calls or []:
+            calls.setdefault(call.index, []).append((call.function.name or "") + (call.function.arguments or ""))
+    assert {i: "".join(parts) for i, parts in calls.items()} == {
+        0: 'get_weather{"city":"Paris"}', 1: 'get_time{"tz":"CET"}'}
