@@ -113,12 +113,22 @@ def plugins(as_json: bool) -> None:
                 click.echo(f"    {row['summary']}")
 
 
+@main.command("tui")
+@click.argument("url", default=DEFAULT_URL)
+@click.option("--api-key", envvar="ROUTER_API_KEY", default=None,
+              help="The router's inbound API key (default: $ROUTER_API_KEY).")
+@click.option("--model", default=None, help="Model for the chat box (default: the first from /v1/models).")
+def tui(url: str, api_key: str | None, model: str | None) -> None:
+    """A live terminal dashboard with a chat box for the router at URL."""
+    from llmrouter.tui import run_tui  # Textual loads only for this command
+
+    run_tui(url, api_key, model)
+
+
 from llmrouter.replay import replay_command  # noqa: E402  (commands defined in their own modules)
-from llmrouter.tui import tui  # noqa: E402
 from llmrouter.watch import watch  # noqa: E402
 
 main.add_command(watch)
-main.add_command(tui)
 main.add_command(replay_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -339,13 +339,8 @@ class RouterTUI(App[None]):
         self._say(f"assistant [{where}{' #' + tags if tags else ''}]: {reply}")
 
 
-@click.command("tui")
-@click.argument("url", default=DEFAULT_URL)
-@click.option("--api-key", envvar="ROUTER_API_KEY", default=None,
-              help="The router's inbound API key (default: $ROUTER_API_KEY).")
-@click.option("--model", default=None, help="Model for the chat box (default: the first from /v1/models).")
-def tui(url: str, api_key: str | None, model: str | None) -> None:
-    """A live terminal dashboard with a chat box for the router at URL."""
+def run_tui(url: str, api_key: str | None, model: str | None) -> None:
+    """Run the TUI until the user quits; raises ClickException on a fatal connection error."""
     app = RouterTUI(url, api_key, model)
     app.run()
     if app.fatal:
