@@ -154,13 +154,22 @@ class Provider:
     async def _decode(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
         assert self.wire is not None
         decoder = self.wire.stream_decoder()
+        # The total budget is applied read by read: a timeout context must not span a ``yield``,
+        # because each event may be pulled by a different task (the server's relay does this), and
+        # the expiring context would cancel whichever task happened to enter it.
+        deadline = asyncio.get_running_loop().time() + self.config.timeout_total_s
+        chunks = response.aiter_bytes().__aiter__()
         try:
-            async with asyncio.timeout(self.config.timeout_total_s):
-                async for chunk in response.aiter_bytes():
-                    for event in decoder.feed(chunk):
-                        if type(event) is StreamError:
-                            event = self._redact_event(event)
-                        yield event
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                for event in decoder.feed(chunk):
+                    if type(event) is StreamError:
+                        event = self._redact_event(event)
+                    yield event
             for event in decoder.close():
                 if type(event) is StreamError:
                     event = self._redact_event(event)

@@ -263,6 +263,20 @@ async def test_upstream_error_frame_mid_stream_ends_with_an_error_event(stack: A
     assert reply.log_line["response"]["content"][0]["text"] == "Hel"
 
 
+@pytest.mark.parametrize("client_format", ["openai", "anthropic"])
+async def test_total_timeout_mid_stream_ends_with_a_timeout_error_event(stack: Any, client_format: str) -> None:
+    upstream, client = stack
+    client.pipeline.providers["an"].config.timeout_total_s = 0.3
+    upstream.script = [("write", HEADS["an"]), ("sleep", 3)]
+    reply = await send(client, client_format, "an/m1")
+    fragment = "provider 'an' timed out"
+    if client_format == "openai":
+        assert_openai_error_tail(reply.text, fragment, "timeout_error")
+    else:
+        assert_anthropic_error_tail(reply.text, "claude-up", fragment, "timeout_error")
+    assert reply.log_line["status"] == 504 and fragment in reply.log_line["error"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Client disconnects
 # ---------------------------------------------------------------------------------------------
