@@ -670,6 +670,28 @@ async def test_interleaved_parallel_tool_arguments_reassemble_by_index(router: A
     assert [p["input"] for p in reply.log_line["response"]["content"]] == [{"city": "Paris"}, {"tz": "CET"}]
 
 
+OPENAI_TEXT_AFTER_TOOL = sse([
+    _oa_chunk({"role": "assistant", "content": None, "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"ci'}}]}),
+    _oa_chunk({"content": "Calling it."}),
+    _oa_chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ty":"Paris"}'}}]}),
+    _oa_chunk({}, "tool_calls"),
+    (None, "[DONE]"),
+])
+
+
+async def test_text_arriving_inside_a_tool_call_waits_its_turn_for_anthropic_clients(
+        router: Any, mock_providers: MockProviders) -> None:
+    upstream(mock_providers, "oa", OPENAI_TEXT_AFTER_TOOL)
+    client = await router(CONFIG)
+    view = anthropic_view((await stream_anthropic(client, "oa/m1", tools=AN_TOOL_DEFS)).text)
+    assert view[1:-2] == [
+        block_start(0, {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}}),
+        json_delta(0, '{"city":"Paris"}'), block_stop(0),
+        block_start(1, TEXT_BLOCK), text_delta(1, "Calling it."), block_stop(1),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # The pipeline around a stream
 # ---------------------------------------------------------------------------------------------
