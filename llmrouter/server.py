@@ -56,6 +56,7 @@ _OPENAI = CLIENT_FORMATS["openai"]
 _ANTHROPIC = CLIENT_FORMATS["anthropic"]
 _OPEN_PATHS = frozenset({"/health", "/"})
 _MIN_STREAM_READ = 2**16
+_JSON_OR_UNDECLARED = frozenset({"application/json", "application/octet-stream"})
 
 
 def new_request_id() -> str:
@@ -183,7 +184,9 @@ class UnsupportedMediaType(RouterError):
 
 
 def check_content_type(request: web.Request) -> None:
-    """Accept JSON bodies: ``application/json`` (any parameters), ``application/*+json`` or no type.
+    """Accept bodies declared as JSON (``application/json`` with any parameters, ``application/*+json``)
+    or not declared at all (no type, or ``application/octet-stream``, which some HTTP libraries put
+    on raw bytes).
 
     Everything else is refused, ``text/plain`` and form types included: those are what a web page
     can send to a loopback router without a CORS preflight.
@@ -194,7 +197,7 @@ def check_content_type(request: web.Request) -> None:
     if declared is None or not declared.strip():
         return
     mime = request.content_type
-    if mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json")):
+    if mime in _JSON_OR_UNDECLARED or (mime.startswith("application/") and mime.endswith("+json")):
         return
     raise UnsupportedMediaType(f"unsupported content type {mime!r}: send the request body as application/json")
 
@@ -254,10 +257,18 @@ def _router_headers(request_id: str, ctx: Context | None) -> dict[str, str]:
             headers["X-Router-Provider"] = ctx.provider
         model = ctx.sent_model or (ctx.response.model if ctx.response is not None else None)
         if model:
-            headers["X-Router-Model"] = model
+            headers["X-Router-Model"] = header_safe(model)
         if ctx.request.tags:
-            headers["X-Router-Request-Tags"] = ",".join(ctx.request.tags)
+            headers["X-Router-Request-Tags"] = header_safe(",".join(ctx.request.tags))
     return headers
+
+
+def header_safe(value: str) -> str:
+    """``value`` with control characters replaced by ``?``: client-chosen text (the model name) must
+    not be able to break or inject response headers."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else "?" for c in value)
 
 
 def _body_model(body: Any) -> str | None:
