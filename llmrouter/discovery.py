@@ -20,6 +20,7 @@ import httpx
 
 from llmrouter.config import ProviderConfig
 from llmrouter.jsonutil import loads
+from llmrouter.providers import redact_secrets
 
 logger = logging.getLogger("llmrouter.discovery")
 
@@ -140,8 +141,9 @@ class ModelDiscovery:
         try:
             models = await discover_models(client, provider, api_key)
         except Exception as exc:  # a discovery problem must never take the router down
-            logger.warning("%s", exc if isinstance(exc, DiscoveryError)
-                           else DiscoveryError(provider.name, f"{type(exc).__name__}: {exc}"))
+            error = exc if isinstance(exc, DiscoveryError) else DiscoveryError(provider.name, f"{type(exc).__name__}: {exc}")
+            # Upstreams may echo the credentials they were sent in their error bodies.
+            logger.warning("%s", redact_secrets(str(error), (api_key, *provider.headers.values())))
             return
         self.models[provider.name] = tuple(models)
         logger.debug("provider %r serves %d models", provider.name, len(models))

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
@@ -193,10 +193,7 @@ class Provider:
         Some upstreams echo the credentials they were sent in their error messages; those messages
         reach clients, logs and events.
         """
-        for secret in (self.api_key, *self.config.headers.values()):
-            if secret and len(secret) >= 8 and secret in text:
-                text = text.replace(secret, _REDACTED)
-        return text
+        return redact_secrets(text, (self.api_key, *self.config.headers.values()))
 
     def _redact_event(self, event: StreamError) -> StreamError:
         message = self._redact(event.message)
@@ -207,6 +204,14 @@ class Provider:
         retry_after = _retry_after(headers.get("retry-after"))
         return ProviderError(self.name, f"provider '{self.name}' returned {status}: {excerpt}",
                              upstream_status=status, retry_after=retry_after)
+
+
+def redact_secrets(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret of eight characters or more replaced by ``[redacted]``."""
+    for secret in secrets:
+        if secret and len(secret) >= 8 and secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
 
 
 def _describe(exc: BaseException) -> str:
