@@ -6,12 +6,13 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 
 from aiohttp import web
 
 from llmrouter.config import Config
-from llmrouter.server import check_exposure, create_app, resolve_api_key
+from llmrouter.server import PIPELINE, check_exposure, create_app, resolve_api_key
 
 log = logging.getLogger("llmrouter.serve")
 
@@ -28,11 +29,51 @@ def _use_uvloop() -> bool:
 def _serve_one(config: Config, sock: socket.socket | None = None) -> None:
     fast = _use_uvloop()
     app = create_app(config)
+    asyncio.run(serve_app(app, config, sock, uvloop=fast))
+
+
+async def serve_app(app: web.Application, config: Config, sock: socket.socket | None = None, *,
+                    uvloop: bool = False) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully.
+
+    Shutdown stops accepting connections, ends dashboard streams, gives in-flight requests (streams
+    included) up to ``shutdown_grace_s`` to finish, cancels what is left (still logging it), then
+    closes upstream connections and flushes the request log. Further signals during shutdown are
+    ignored.
+    """
+    grace = config.server.shutdown_grace_s
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=grace)
+    await runner.setup()
+    site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None
+                          else web.TCPSite(runner, config.server.host, config.server.port))
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info("llmrouter listening on http://%s:%s (config: %s, uvloop: %s, pid %s)",
-             config.server.host, config.server.port, config.source, fast, os.getpid())
-    web.run_app(app, host=None if sock else config.server.host, port=None if sock else config.server.port,
-                sock=sock, shutdown_timeout=config.server.shutdown_grace_s, print=None,
-                access_log=None, handle_signals=True)
+             config.server.host, config.server.port, config.source, uvloop, os.getpid())
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stopping.is_set():
+            log.info("%s received: shutdown already in progress", sig.name)
+            return
+        pipeline = app[PIPELINE]
+        log.info("%s received: shutting down; no new connections, %d request(s) in flight get up to %g s",
+                 sig.name, pipeline.in_flight, grace)
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await stopping.wait()
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("llmrouter stopped (pid %s)", os.getpid())
 
 
 def _worker(config: Config, sock: socket.socket) -> None:
@@ -60,11 +101,31 @@ def run(config: Config, workers: int = 1) -> None:
     procs = [ctx.Process(target=_worker, args=(config, sock), daemon=False) for _ in range(workers)]
     for proc in procs:
         proc.start()
+    sock.close()  # only the workers listen: once they stop accepting, the port is closed
+    _supervise(procs)
+
+
+def _supervise(procs: list[multiprocessing.process.BaseProcess]) -> None:
+    """Wait for the workers; the first SIGINT/SIGTERM is passed on to each as SIGTERM (once)."""
+    forwarded = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal forwarded
+        if forwarded:
+            return
+        forwarded = True
+        log.info("%s received: stopping %d workers", signal.Signals(signum).name, len(procs))
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for proc in procs:
             proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    failed = [proc.pid for proc in procs if proc.exitcode not in (0, None)]
+    if failed:
+        log.warning("workers %s exited with an error", failed)
