@@ -37,7 +37,7 @@ class FlakyUpstream:
     """An aiohttp app acting out a script of faults; counts calls and records request bodies."""
 
     def __init__(self, script: list[Action] | None = None, *, stall_s: float = 1.0, frame_delay_s: float = 0.1,
-                 chooser: Callable[[], Action] | None = None) -> None:
+                 chooser: Callable[[], Action] | None = None, keep_bodies: bool = True) -> None:
         self.script: list[Action] = list(script or [])
         self.stall_s = stall_s
         self.frame_delay_s = frame_delay_s
@@ -45,6 +45,7 @@ class FlakyUpstream:
         self.calls = 0
         self.actions: list[Action] = []
         self.bodies: list[dict[str, Any]] = []
+        self.keep_bodies = keep_bodies
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self._handle)
 
@@ -54,7 +55,8 @@ class FlakyUpstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.calls += 1
-        self.bodies.append(body)
+        if self.keep_bodies:
+            self.bodies.append(body)
         action = self._next()
         self.actions.append(action)
         streaming = bool(body.get("stream"))
