@@ -7,7 +7,8 @@ Design rules:
 * Nothing a client sent is silently lost. Fields the canonical model has no slot for are kept in
   ``extra`` dicts (top level, per message and per part) together with the client's wire format in
   ``ChatRequest.source_format``. A provider of that same format sends them on untouched; providers
-  of other formats drop them.
+  of other formats drop them. Whole content blocks without a canonical slot (Anthropic documents,
+  server-tool blocks, OpenAI audio...) become :class:`OpaquePart`, tagged with their format.
 * Streams are canonical too: a sequence of :data:`StreamEvent` objects modelled on Anthropic's block
   events (the richest of the three formats), accumulated into a :class:`ChatResponse` by
   :class:`ResponseAccumulator`.
@@ -46,6 +47,31 @@ class ImagePart(_Model):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
+class OpaquePart(_Model):
+    """A content block the canonical model has no slot for, kept exactly as it was sent.
+
+    ``data`` is the whole wire block (its ``type`` included) in wire format ``format``. Providers and
+    clients of that format receive it verbatim and in place, streams included; other formats drop
+    it, or send ``fallback_text`` as a plain text part when it is set (a plain-text document, a
+    search result), so a model of another vendor still reads what it says.
+    """
+
+    type: Literal["opaque"] = "opaque"
+    format: WireFormatName
+    data: dict[str, Any]
+    fallback_text: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The wire ``type`` of the block (``document``, ``server_tool_use``, ``input_audio``...)."""
+        kind = self.data.get("type")
+        return kind if isinstance(kind, str) else ""
+
+    def as_text(self) -> TextPart | None:
+        """The block as a text part for formats that cannot carry it, or ``None`` to drop it."""
+        return None if self.fallback_text is None else TextPart(text=self.fallback_text)
+
+
 class ToolUsePart(_Model):
     """A tool call made by the assistant.
 
@@ -71,11 +97,12 @@ class ToolUsePart(_Model):
 
 
 class ToolResultPart(_Model):
-    """The result of a tool call, sent back by the client in a user turn."""
+    """The result of a tool call, sent back by the client in a user turn. ``content`` may hold
+    opaque blocks (Anthropic search results, documents, tool references)."""
 
     type: Literal["tool_result"] = "tool_result"
     tool_use_id: str
-    content: list[TextPart | ImagePart] = Field(default_factory=list)
+    content: list[TextPart | ImagePart | OpaquePart] = Field(default_factory=list)
     is_error: bool = False
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -95,7 +122,8 @@ class ThinkingPart(_Model):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-Part = Annotated[TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart, Field(discriminator="type")]
+Part = Annotated[TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart | OpaquePart,
+                 Field(discriminator="type")]
 
 
 class Message(_Model):
@@ -189,14 +217,24 @@ class ChatRequest(_Model):
         return ""
 
     def iter_text(self) -> list[str]:
-        """Every text the user or assistant wrote: system blocks, text parts and tool-result text."""
+        """Every text the user or assistant wrote: system blocks, text parts and tool-result text.
+
+        Opaque blocks count only through their ``fallback_text`` (a plain-text document is text the
+        model reads whatever the provider; a PDF or a server-tool block is not).
+        """
         texts = [p.text for p in self.system or []]
         for message in self.messages:
             for part in message.content:
                 if isinstance(part, TextPart):
                     texts.append(part.text)
+                elif isinstance(part, OpaquePart) and part.fallback_text is not None:
+                    texts.append(part.fallback_text)
                 elif isinstance(part, ToolResultPart):
-                    texts.extend(p.text for p in part.content if isinstance(p, TextPart))
+                    for inner in part.content:
+                        if isinstance(inner, TextPart):
+                            texts.append(inner.text)
+                        elif isinstance(inner, OpaquePart) and inner.fallback_text is not None:
+                            texts.append(inner.fallback_text)
         return texts
 
 
@@ -240,7 +278,8 @@ class MessageStart(_Model):
 
 
 class BlockStart(_Model):
-    """A content block opens at ``index``. ``part`` is the block with empty text/arguments."""
+    """A content block opens at ``index``. ``part`` is the block with empty text/arguments; an
+    :class:`OpaquePart` is the block as its producer started it (complete when no deltas follow)."""
 
     type: Literal["block_start"] = "block_start"
     index: int
@@ -248,7 +287,12 @@ class BlockStart(_Model):
 
 
 class BlockDelta(_Model):
-    """Incremental content for block ``index``; exactly one of the fields is set."""
+    """Incremental content for block ``index``; exactly one of the fields is set.
+
+    ``opaque`` is a delta the other fields cannot express, kept as the producer sent it (``data`` is
+    the wire delta object): every delta of an opaque block, or e.g. an Anthropic ``citations_delta``
+    on a text block. Renderers of its format reproduce it; others ignore it.
+    """
 
     type: Literal["block_delta"] = "block_delta"
     index: int
@@ -256,6 +300,7 @@ class BlockDelta(_Model):
     partial_json: str | None = None
     thinking: str | None = None
     signature: str | None = None
+    opaque: OpaquePart | None = None
 
 
 class BlockStop(_Model):
@@ -291,11 +336,35 @@ class StreamError(_Model):
 StreamEvent = MessageStart | BlockStart | BlockDelta | BlockStop | MessageDelta | MessageStop | StreamError
 
 
+def _apply_opaque_delta(part: Any, delta: OpaquePart, json_parts: list[str] | None) -> None:
+    """Fold an opaque delta into ``part`` where its meaning is known (Anthropic's rules).
+
+    ``input_json_delta`` fragments go to ``json_parts`` (parsed into the block's ``input`` at its
+    stop) and ``citations_delta`` appends to the block's ``citations``; anything else leaves the
+    accumulated part as started.
+    """
+    if delta.format != "anthropic":
+        return
+    if delta.kind == "input_json_delta" and json_parts is not None:
+        fragment = delta.data.get("partial_json")
+        if isinstance(fragment, str):
+            json_parts.append(fragment)
+    elif delta.kind == "citations_delta" and "citation" in delta.data:
+        fields = (part.extra if isinstance(part, TextPart)
+                  else part.data if isinstance(part, OpaquePart) else None)
+        if fields is not None:
+            citations = fields.get("citations")
+            kept = citations if isinstance(citations, list) else []
+            fields["citations"] = [*kept, delta.data["citation"]]
+
+
 class ResponseAccumulator:
     """Builds the final :class:`ChatResponse` from canonical stream events as they pass by.
 
     Tool-call arguments arrive as JSON fragments; they are joined per block and parsed at
-    ``block_stop``. Arguments that are not valid JSON are kept as ``raw_arguments``.
+    ``block_stop``. Arguments that are not valid JSON are kept as ``raw_arguments``. Opaque blocks
+    keep the data they started with, updated by the opaque deltas whose meaning is known (a server
+    tool's ``input``, a text block's ``citations``; see :func:`_apply_opaque_delta`).
     """
 
     def __init__(self) -> None:
@@ -321,7 +390,10 @@ class ResponseAccumulator:
             part = self._parts.get(event.index)
             if part is None:
                 return
-            if event.text is not None and isinstance(part, TextPart):
+            if event.opaque is not None:
+                json_parts = self._json.setdefault(event.index, []) if isinstance(part, OpaquePart) else None
+                _apply_opaque_delta(part, event.opaque, json_parts)
+            elif event.text is not None and isinstance(part, TextPart):
                 part.text += event.text
             elif event.partial_json is not None:
                 self._json.setdefault(event.index, []).append(event.partial_json)
@@ -341,6 +413,10 @@ class ResponseAccumulator:
                         part.input = parsed
                 elif part.input is None:
                     part.input = {}
+            elif isinstance(part, OpaquePart) and event.index in self._json:
+                parsed = loads_object_or_none("".join(self._json.pop(event.index)))
+                if parsed is not None:
+                    part.data["input"] = parsed
         elif isinstance(event, MessageDelta):
             if event.stop_reason is not None:
                 self.response.stop_reason = event.stop_reason

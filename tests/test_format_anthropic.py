@@ -34,6 +34,7 @@ from llmrouter.models import (
     MessageDelta,
     MessageStart,
     MessageStop,
+    OpaquePart,
     ResponseAccumulator,
     ResponseFormat,
     StreamError,
@@ -500,6 +501,8 @@ def test_parse_response_reads_every_block_and_usage() -> None:
         ThinkingPart(redacted="ENC"),
         TextPart(text="Hello", extra={"citations": None}),
         ToolUsePart(id="toolu_1", name="Bash", input={"command": "ls"}),
+        OpaquePart(format="anthropic", data={"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                                             "input": {}}),
     ]
     assert resp.stop_reason == "tool_use" and resp.stop_sequence is None
     assert resp.usage == Usage(input_tokens=12, output_tokens=34, cache_read_input_tokens=100,
@@ -887,7 +890,7 @@ THINKING_STREAM = sse(
 )
 
 
-def test_decoder_thinking_with_signature_and_skips_unknown_blocks() -> None:
+def test_decoder_thinking_with_signature_and_carries_server_tool_blocks() -> None:
     events = decode_all(THINKING_STREAM)
     assert events == [
         MessageStart(id="msg_03", model="claude-x", usage=Usage(input_tokens=9)),
@@ -898,6 +901,11 @@ def test_decoder_thinking_with_signature_and_skips_unknown_blocks() -> None:
         BlockStop(index=0),
         BlockStart(index=1, part=ThinkingPart(redacted="ENC==")),
         BlockStop(index=1),
+        BlockStart(index=2, part=OpaquePart(format="anthropic", data={
+            "type": "server_tool_use", "id": "srv", "name": "web_search", "input": {}})),
+        BlockDelta(index=2, opaque=OpaquePart(format="anthropic", data={
+            "type": "input_json_delta", "partial_json": "{}"})),
+        BlockStop(index=2),
         BlockStart(index=3, part=TextPart(text="")),
         BlockDelta(index=3, text="4"),
         BlockStop(index=3),
@@ -908,8 +916,11 @@ def test_decoder_thinking_with_signature_and_skips_unknown_blocks() -> None:
     acc = ResponseAccumulator()
     for event in events:
         acc.feed(event)
-    assert acc.result().content == [ThinkingPart(thinking="2+2 is 4.", signature="EqQBCgIYAhIM=="),
-                                    ThinkingPart(redacted="ENC=="), TextPart(text="4")]
+    assert acc.result().content == [
+        ThinkingPart(thinking="2+2 is 4.", signature="EqQBCgIYAhIM=="), ThinkingPart(redacted="ENC=="),
+        OpaquePart(format="anthropic", data={"type": "server_tool_use", "id": "srv", "name": "web_search",
+                                             "input": {}}),
+        TextPart(text="4")]
 
 
 def test_decoder_error_event() -> None:
@@ -964,9 +975,7 @@ def test_renderer_to_decoder_round_trip() -> None:
 
 
 def test_upstream_reply_renders_back_to_the_same_message() -> None:
-    body = copy.deepcopy(UPSTREAM_MESSAGE)
-    del body["content"][4]  # server tools are not representable canonically
-    body["content"][2].pop("citations")
+    body = copy.deepcopy(UPSTREAM_MESSAGE)  # server tool blocks and citations included
     body["usage"].pop("service_tier")
     rendered = FMT.render_response(FMT.parse_response(copy.deepcopy(body)), ChatRequest(model="m"))
     assert rendered == body

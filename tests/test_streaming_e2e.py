@@ -602,17 +602,24 @@ async def test_thinking_history_is_kept_for_anthropic_and_dropped_for_openai(rou
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_anthropic_client_indices_stay_contiguous_when_blocks_are_dropped(
+async def test_server_tool_blocks_reach_anthropic_clients_and_skip_openai_clients(
         router: Any, mock_providers: MockProviders) -> None:
     upstream(mock_providers, "an", ANTHROPIC_SERVER_TOOL)
     client = await router(CONFIG)
     view = anthropic_view((await stream_anthropic(client, "an/m1")).text)
+    check_anthropic_indices(view)
     assert view == [
         message_start("claude-up", 25, 1),
         block_start(0, TEXT_BLOCK), text_delta(0, "Searching."), block_stop(0),
-        block_start(1, TEXT_BLOCK), text_delta(1, "Found."), block_stop(1),
+        block_start(1, {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}),
+        json_delta(1, '{"query": "x"}'), block_stop(1),
+        block_start(2, {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}),
+        block_stop(2),
+        block_start(3, TEXT_BLOCK), text_delta(3, "Found."), block_stop(3),
         *message_end("end_turn", {"output_tokens": 9}),
     ]
+    oa_view = openai_view((await stream_openai(client, "an/m1")).text)
+    assert oa_view == [ROLE, content("Searching."), content("Found."), finish("stop"), "[DONE]"]
 
 
 OPENAI_BAD_ARGUMENTS = sse([

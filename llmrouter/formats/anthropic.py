@@ -20,6 +20,14 @@ Upstream side, choices worth knowing:
 * Tool arguments that are not a JSON object (``ToolUsePart.raw_arguments``) are sent, rendered and
   streamed as ``{"_raw_arguments": "<text>"}``: ``input`` must be an object, and this keeps the
   model's text visible to the client, to its tool validation and to the model on the next turn.
+* Block types the Messages API defines but the canonical model has no slot for (documents, search
+  results, tool references, server-tool and MCP blocks, container uploads...; the full lists are
+  :data:`OPAQUE_BLOCK_TYPES` and :data:`OPAQUE_TOOL_RESULT_BLOCK_TYPES`) become
+  :class:`~llmrouter.models.OpaquePart` and reach Anthropic providers verbatim and in place (from
+  any client format). Other providers get nothing for them, except documents with a plain-text
+  source and search results: those carry a ``fallback_text`` (title, source, then the text) sent as
+  a text part, so the model still reads them. Block types not in the lists are rejected (400), so
+  typos and garbage still fail loudly. A text block's ``citations`` stay in its ``extra``.
 * Structured output: a JSON schema becomes ``output_config.format``. Plain JSON mode (OpenAI
   ``json_object``, or ``json_schema`` without a schema) has no Anthropic form: structured outputs
   need a schema whose objects all close ``additionalProperties``, so "any object" cannot be said.
@@ -40,10 +48,12 @@ from llmrouter.formats.anthropic_stream import (
     AnthropicStreamRenderer,
     error_body,
     error_type_for,
+    is_anthropic_opaque,
     message_id_for,
     response_block_to_part,
     stop_reason_from_wire,
     stop_reason_to_wire,
+    text_block,
     tool_input,
     usage_from_wire,
     usage_to_wire,
@@ -54,6 +64,7 @@ from llmrouter.models import (
     ChatResponse,
     ImagePart,
     Message,
+    OpaquePart,
     Part,
     ResponseFormat,
     TextPart,
@@ -64,7 +75,21 @@ from llmrouter.models import (
     ToolUsePart,
 )
 
-__all__ = ["RAW_ARGUMENTS_KEY", "AnthropicFormat"]
+__all__ = ["OPAQUE_BLOCK_TYPES", "OPAQUE_TOOL_RESULT_BLOCK_TYPES", "RAW_ARGUMENTS_KEY", "AnthropicFormat"]
+
+OPAQUE_BLOCK_TYPES = frozenset({
+    "document", "search_result",
+    "server_tool_use", "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result",
+    "bash_code_execution_tool_result", "text_editor_code_execution_tool_result", "tool_search_tool_result",
+    "advisor_tool_result",
+    "mcp_tool_use", "mcp_tool_result", "mcp_tool_listing",
+    "container_upload", "compaction", "fallback", "tool_addition", "tool_removal",
+})
+"""Message content block types the Messages API (betas included) accepts that have no canonical
+slot: carried as :class:`~llmrouter.models.OpaquePart` instead of being rejected."""
+
+OPAQUE_TOOL_RESULT_BLOCK_TYPES = frozenset({"document", "search_result", "tool_reference", "browser_state"})
+"""The same, for the ``content`` of a ``tool_result`` block (where ``text`` and ``image`` are canonical)."""
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent upstream when the request has none (the Messages API requires it)."""
@@ -339,6 +364,8 @@ class _RequestParser:
             return self._text(block, path)
         if kind == "image":
             return self._image(block, path)
+        if kind in (OPAQUE_TOOL_RESULT_BLOCK_TYPES if nested else OPAQUE_BLOCK_TYPES):
+            return OpaquePart(format="anthropic", data=block, fallback_text=_fallback_text(block))
         if not nested:
             if kind == "tool_use":
                 return self._tool_use(block, path)
@@ -442,6 +469,54 @@ class _RequestParser:
             request.extra["output_config"] = rest
 
 
+def _fallback_text(block: dict[str, Any]) -> str | None:
+    """Plain text standing in for a document or search result at providers of other formats:
+    header lines (title; a search result's source), a blank line, then the text. ``None`` for
+    blocks without a textual form (PDFs, images, server-tool blocks...)."""
+    kind = block.get("type")
+    if kind == "document":
+        body = _document_text(block.get("source"))
+        headers = [block.get("title")]
+    elif kind == "search_result":
+        body = _joined_text(block.get("content"))
+        headers = [block.get("title"), block.get("source")]
+    else:
+        return None
+    if body is None:
+        return None
+    header = "\n".join(h for h in headers if isinstance(h, str) and h)
+    return f"{header}\n\n{body}" if header else body
+
+
+def _document_text(source: Any) -> str | None:
+    if not isinstance(source, dict):
+        return None
+    kind, data = source.get("type"), source.get("data")
+    if kind == "text" and isinstance(data, str):
+        return data
+    if kind == "content":
+        return _joined_text(source.get("content"))
+    media_type = source.get("media_type")
+    if kind == "base64" and isinstance(data, str) and isinstance(media_type, str) \
+            and media_type.split(";")[0].strip() == "text/plain":
+        try:
+            return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
+        except ValueError:
+            return None
+    return None
+
+
+def _joined_text(content: Any) -> str | None:
+    """The text of a string or of a list of text blocks (non-text blocks skipped)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return None
+    texts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"
+             and isinstance(b.get("text"), str)]
+    return "\n".join(texts) if texts else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Request building (canonical -> provider)
 # ---------------------------------------------------------------------------------------------
@@ -481,8 +556,8 @@ def _build_messages(messages: list[Message], same: bool) -> list[dict[str, Any]]
     for entry in built:
         content = entry["content"]
         if not same and entry["role"] == "user":
-            content.sort(key=lambda block: block["type"] != "tool_result")
-        if len(content) == 1 and content[0]["type"] == "text" and content[0].keys() == {"type", "text"}:
+            content.sort(key=lambda block: block.get("type") != "tool_result")
+        if len(content) == 1 and content[0].get("type") == "text" and content[0].keys() == {"type", "text"}:
             entry["content"] = content[0]["text"]
     return built
 
@@ -508,13 +583,18 @@ def _request_block(part: Part, same: bool) -> dict[str, Any] | None:
         if part.signature:
             block = {"type": "thinking", "thinking": part.thinking, "signature": part.signature}
             return _with_extra(block, part.extra, same)
+    if isinstance(part, OpaquePart):
+        if part.format == "anthropic":
+            return dict(part.data)  # an Anthropic block wherever it came from: sent as it was
+        text = part.as_text()
+        return None if text is None else _request_block(text, same)
     return None
 
 
 def _tool_result_block(part: ToolResultPart, same: bool) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": part.tool_use_id}
     inner = [b for b in (_request_block(p, same) for p in part.content) if b is not None]
-    if len(inner) == 1 and inner[0]["type"] == "text" and inner[0].keys() == {"type", "text"}:
+    if len(inner) == 1 and inner[0].get("type") == "text" and inner[0].keys() == {"type", "text"}:
         block["content"] = inner[0]["text"]
     elif inner:
         block["content"] = inner
@@ -581,11 +661,13 @@ def _build_output_config(request: ChatRequest, same: bool) -> dict[str, Any] | N
 
 def _response_block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
+        return text_block(part)
+    if is_anthropic_opaque(part):
+        return part.data
     if isinstance(part, ToolUsePart):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": tool_input(part)}
     if isinstance(part, ThinkingPart):
         if part.redacted is not None:
             return {"type": "redacted_thinking", "data": part.redacted}
         return {"type": "thinking", "thinking": part.thinking, "signature": part.signature or ""}
-    return None  # images and tool results never appear in assistant output
+    return None  # images, tool results and other formats' opaque blocks never appear in a reply

@@ -17,17 +17,24 @@ Renderer choices worth knowing:
   oldest open block is live; the events of later ones are held and replayed, in order, as soon as
   every block before them has stopped.
 
-Decoder choices: server-side blocks the canonical model cannot hold (``server_tool_use``,
-``web_search_tool_result``...) are skipped together with their deltas; indices of the others are
-kept as sent. When the upstream closes without ``message_stop``, open blocks are closed and a
-``MessageStop`` is emitted, but only if the stream had started; no ``MessageDelta`` is invented,
-so the accumulated reply keeps ``stop_reason=None`` and callers can tell it was cut short.
+* Opaque Anthropic blocks (server tools, search results...) are sent as they came: their
+  ``content_block_start`` carries the block, their deltas (``input_json_delta`` of a
+  ``server_tool_use``...) are reproduced unbuffered, and so are opaque deltas on other blocks (a
+  text block's ``citations_delta``). Opaque blocks and deltas of other formats are left out.
+
+Decoder choices: blocks the canonical model cannot hold (``server_tool_use``,
+``web_search_tool_result``, any block type newer than this module) become
+:class:`~llmrouter.models.OpaquePart` and every delta they receive an opaque delta, as do delta
+types without a canonical field (``citations_delta``...). Indices are kept as sent. When the
+upstream closes without ``message_stop``, open blocks are closed and a ``MessageStop`` is
+emitted, but only if the stream had started; no ``MessageDelta`` is invented, so the accumulated
+reply keeps ``stop_reason=None`` and callers can tell it was cut short.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeGuard
 
 from llmrouter.errors import ProviderError, RouterError
 from llmrouter.formats.base import SSELineParser, StreamDecoder, StreamRenderer
@@ -39,6 +46,7 @@ from llmrouter.models import (
     MessageDelta,
     MessageStart,
     MessageStop,
+    OpaquePart,
     Part,
     StopReason,
     StreamError,
@@ -176,10 +184,14 @@ def _extra(block: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
 
 def response_block_to_part(block: Any) -> Part | None:
     """A content block of an Anthropic reply (or a stream's ``content_block_start``) as a canonical
-    part; ``None`` for block types the canonical model has no place for (server tools...)."""
+    part. Block types without a canonical slot (server tools and their results, MCP blocks,
+    container uploads, types newer than this module: the provider is the authority on what it
+    sends) become an :class:`OpaquePart`; ``None`` only for something that is not a block at all."""
     if not isinstance(block, dict):
         return None
     kind = block.get("type")
+    if not isinstance(kind, str):
+        return None
     if kind == "text":
         return TextPart(text=_as_str(block.get("text")), extra=_extra(block, _TEXT_KEYS))
     if kind == "tool_use":
@@ -201,7 +213,20 @@ def response_block_to_part(block: Any) -> Part | None:
                             extra=_extra(block, _THINKING_KEYS))
     if kind == "redacted_thinking":
         return ThinkingPart(redacted=_as_str(block.get("data")), extra=_extra(block, _REDACTED_KEYS))
-    return None
+    return OpaquePart(format="anthropic", data=block)
+
+
+def text_block(part: TextPart) -> dict[str, Any]:
+    """A reply's ``text`` block for ``part``, with the ``citations`` an Anthropic provider gave it."""
+    block: dict[str, Any] = {"type": "text", "text": part.text}
+    if "citations" in part.extra:
+        block["citations"] = part.extra["citations"]
+    return block
+
+
+def is_anthropic_opaque(part: Any) -> TypeGuard[OpaquePart]:
+    """Whether ``part`` is an opaque block in Anthropic's format (sent to Anthropic clients verbatim)."""
+    return isinstance(part, OpaquePart) and part.format == "anthropic"
 
 
 def _as_str(value: Any) -> str:
@@ -210,8 +235,8 @@ def _as_str(value: Any) -> str:
 
 def _renders(part: Part) -> bool:
     """Whether a block of this part appears in an Anthropic client's stream (images and tool
-    results never appear in assistant output)."""
-    return isinstance(part, TextPart | ToolUsePart | ThinkingPart)
+    results never appear in assistant output; nor do opaque blocks of other formats)."""
+    return isinstance(part, TextPart | ToolUsePart | ThinkingPart) or is_anthropic_opaque(part)
 
 
 def sse_frame(event_type: str, data: dict[str, Any]) -> bytes:
@@ -326,7 +351,7 @@ class AnthropicStreamRenderer(StreamRenderer):
         index, part = event.index, event.part
         follow: list[BlockDelta] = []
         if isinstance(part, TextPart):
-            kind, block = "text", {"type": "text", "text": ""}
+            kind, block = "text", text_block(TextPart(text="", extra=part.extra))
             if part.text:
                 follow.append(BlockDelta(index=index, text=part.text))
         elif isinstance(part, ToolUsePart):
@@ -342,6 +367,8 @@ class AnthropicStreamRenderer(StreamRenderer):
                 follow.append(BlockDelta(index=index, thinking=part.thinking))
             if part.signature:
                 follow.append(BlockDelta(index=index, signature=part.signature))
+        elif is_anthropic_opaque(part):
+            kind, block = "opaque", part.data
         else:
             return b""  # images and tool results never appear in assistant output
         self._output_index[index] = len(self._output_index)
@@ -356,8 +383,12 @@ class AnthropicStreamRenderer(StreamRenderer):
         if index not in self._open:
             return b""
         kind = self._kinds[index]
-        if kind == "text" and event.text is not None:
-            delta: dict[str, Any] = {"type": "text_delta", "text": event.text}
+        if event.opaque is not None:
+            if event.opaque.format != "anthropic":
+                return b""
+            delta: dict[str, Any] = event.opaque.data
+        elif kind == "text" and event.text is not None:
+            delta = {"type": "text_delta", "text": event.text}
         elif kind == "tool_use" and event.partial_json is not None:
             self._tool_json[index].append(event.partial_json)
             return b""
@@ -422,7 +453,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         self._started = False
         self._done = False
         self._open: list[int] = []
-        self._skipped: set[int] = set()
+        self._opaque: set[int] = set()  # indices of open blocks decoded as OpaquePart
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         """Consume a chunk; return the canonical events it completed."""
@@ -471,6 +502,7 @@ class AnthropicStreamDecoder(StreamDecoder):
             index = data.get("index")
             if index in self._open:
                 self._open.remove(index)
+                self._opaque.discard(index)
                 events.append(BlockStop(index=index))
         elif kind == "message_delta":
             delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
@@ -493,11 +525,13 @@ class AnthropicStreamDecoder(StreamDecoder):
             return
         part = response_block_to_part(data.get("content_block"))
         if part is None:
-            self._skipped.add(index)
             return
         self._started = True
-        self._skipped.discard(index)
         self._open.append(index)
+        if isinstance(part, OpaquePart):
+            self._opaque.add(index)
+        else:
+            self._opaque.discard(index)
         events.append(BlockStart(index=index, part=part))
 
     def _block_delta(self, data: dict[str, Any], events: list[StreamEvent]) -> None:
@@ -506,7 +540,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         if index not in self._open or not isinstance(delta, dict):
             return
         kind = delta.get("type")
-        if kind == "text_delta":
+        if index in self._opaque:
+            events.append(BlockDelta(index=index, opaque=OpaquePart(format="anthropic", data=delta)))
+        elif kind == "text_delta":
             events.append(BlockDelta(index=index, text=_as_str(delta.get("text"))))
         elif kind == "input_json_delta":
             events.append(BlockDelta(index=index, partial_json=_as_str(delta.get("partial_json"))))
@@ -514,3 +550,5 @@ class AnthropicStreamDecoder(StreamDecoder):
             events.append(BlockDelta(index=index, thinking=_as_str(delta.get("thinking"))))
         elif kind == "signature_delta":
             events.append(BlockDelta(index=index, signature=_as_str(delta.get("signature"))))
+        elif isinstance(kind, str):
+            events.append(BlockDelta(index=index, opaque=OpaquePart(format="anthropic", data=delta)))

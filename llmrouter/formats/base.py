@@ -16,6 +16,7 @@ from llmrouter.models import (
     MessageDelta,
     MessageStart,
     MessageStop,
+    OpaquePart,
     StreamEvent,
     TextPart,
     ThinkingPart,
@@ -158,7 +159,10 @@ class SSELineParser:
 
 
 def response_to_events(response: ChatResponse) -> list[StreamEvent]:
-    """Express a complete response as a canonical event sequence (for plugin answers and echo)."""
+    """Express a complete response as a canonical event sequence (for plugin answers and echo).
+
+    Opaque parts are emitted whole in their ``BlockStart``, followed directly by ``BlockStop``.
+    """
     events: list[StreamEvent] = [
         MessageStart(id=response.id, model=response.model,
                      usage=Usage(input_tokens=response.usage.input_tokens))
@@ -177,6 +181,9 @@ def response_to_events(response: ChatResponse) -> list[StreamEvent]:
                 events.append(BlockDelta(index=index, thinking=part.thinking))
             if part.signature:
                 events.append(BlockDelta(index=index, signature=part.signature))
+        elif isinstance(part, OpaquePart):
+            # Whole in the start event, no deltas: renderers of its format send it as one block.
+            events.append(BlockStart(index=index, part=part.model_copy(deep=True)))
         else:
             continue
         events.append(BlockStop(index=index))

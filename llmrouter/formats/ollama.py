@@ -12,7 +12,9 @@ Conversion choices worth knowing:
 * Thinking parts of earlier turns are not sent back; ``think: true`` is set when the request
   enables thinking. ``tool_choice = none`` is honoured by not sending tools; other tool choices
   have no Ollama equivalent and are ignored.
-* No client speaks Ollama, so ``extra`` fields (from other formats) are always dropped.
+* No client speaks Ollama, so ``extra`` fields (from other formats) are always dropped, and so
+  are opaque parts (PDF documents, server-tool blocks, audio...), except that one with a
+  ``fallback_text`` (a plain-text document, a search result) is sent as that text.
 * Ollama replies carry no message id: one is generated (``ollama-<hex>``), and tool calls without
   an ``id`` get ``call_<hex>``.
 * A stream that ends without its ``done: true`` line is finished as if it had ended normally
@@ -42,6 +44,7 @@ from llmrouter.models import (
     MessageDelta,
     MessageStart,
     MessageStop,
+    OpaquePart,
     Part,
     StopReason,
     StreamError,
@@ -89,7 +92,11 @@ class _Content:
         self.texts: list[str] = []
         self.images: list[str] = []
 
-    def add(self, part: TextPart | ImagePart) -> None:
+    def add(self, part: TextPart | ImagePart | OpaquePart) -> None:
+        if isinstance(part, OpaquePart):
+            if part.fallback_text is not None:
+                self.texts.append(part.fallback_text)
+            return
         if isinstance(part, TextPart):
             self.texts.append(part.text)
             return
@@ -137,7 +144,7 @@ def _convert_message(message: Message, tool_names: dict[str, str]) -> list[dict[
     result: list[dict[str, Any]] = []
     pending = _Content()
     for part in message.content:
-        if isinstance(part, TextPart | ImagePart):
+        if isinstance(part, TextPart | ImagePart | OpaquePart):
             pending.add(part)
         elif isinstance(part, ToolResultPart):
             if pending:

@@ -22,6 +22,12 @@ Choices worth knowing:
   their names, ``api_error``/``overloaded_error`` -> ``server_error``; unknown kinds map to
   ``server_error`` for 5xx statuses, ``invalid_request_error`` otherwise. ``code`` is the
   error's own code (``provider_error`` for provider failures) or null.
+* User content parts OpenAI documents but the canonical model has no slot for
+  (:data:`OPAQUE_PART_TYPES`: ``input_audio``, ``file``) become
+  :class:`~llmrouter.models.OpaquePart` and reach OpenAI providers verbatim and in place; other
+  providers get nothing for them. Unknown part types are still rejected (400). Opaque parts of other
+  formats are dropped here, or sent as a text part when they carry a ``fallback_text`` (an Anthropic
+  plain-text document or search result), in user turns and in tool results alike.
 * Tool results become one ``tool`` message each (text only, parts joined by newlines); their
   images follow in a ``user`` message. Thinking parts are not sent upstream.
 """
@@ -50,6 +56,7 @@ from llmrouter.models import (
     ChatResponse,
     ImagePart,
     Message,
+    OpaquePart,
     Part,
     ResponseFormat,
     TextPart,
@@ -80,6 +87,10 @@ _CANONICAL_FIELDS = frozenset(
         "plugins",
     }
 )
+OPAQUE_PART_TYPES = frozenset({"input_audio", "file"})
+"""User content part types OpenAI documents that have no canonical slot: carried as
+:class:`~llmrouter.models.OpaquePart` instead of being rejected."""
+
 # Never forwarded upstream, whatever ends up in ``extra``.
 _NEVER_FORWARD = frozenset(
     {
@@ -219,6 +230,8 @@ def _user_parts(content: Any, path: str) -> list[Part]:
             parts.append(TextPart(text=text, extra=_rest(raw, {"type", "text"})))
         elif kind == "image_url":
             parts.append(_image_part(raw, part_path))
+        elif kind in OPAQUE_PART_TYPES:
+            parts.append(OpaquePart(format="openai", data=raw))
         else:
             raise _fail(f"{part_path}.type", f"unknown content part type {kind!r}")
     return parts
@@ -543,8 +556,16 @@ def _image_json(part: ImagePart, same: bool) -> dict[str, Any]:
     return {"type": "image_url", "image_url": _merge_extra({"url": url}, part.extra, same)}
 
 
+def _sendable(part: Part) -> Part | None:
+    """``part`` as this format can send it: OpenAI opaque parts as they are, other formats' opaque
+    parts as their fallback text (or ``None``, dropped)."""
+    if isinstance(part, OpaquePart) and part.format != "openai":
+        return part.as_text()
+    return part
+
+
 def _content_json(parts: list[Part], same: bool) -> str | list[dict[str, Any]]:
-    """User content: a plain string for one text part, else a list of text/image parts."""
+    """User content: a plain string for one text part, else a list of text/image/opaque parts."""
     if len(parts) == 1 and isinstance(parts[0], TextPart) and not (same and parts[0].extra):
         return parts[0].text
     out: list[dict[str, Any]] = []
@@ -553,6 +574,8 @@ def _content_json(parts: list[Part], same: bool) -> str | list[dict[str, Any]]:
             out.append(_merge_extra({"type": "text", "text": part.text}, part.extra, same))
         elif isinstance(part, ImagePart):
             out.append(_image_json(part, same))
+        elif isinstance(part, OpaquePart):
+            out.append(dict(part.data))
     return out if out else ""
 
 
@@ -569,12 +592,15 @@ def _user_messages(message: Message, same: bool) -> list[dict[str, Any]]:
     result_images: list[Part] = []
     for part in message.content:
         if isinstance(part, ToolResultPart):
-            texts = [p.text for p in part.content if isinstance(p, TextPart)]
+            inner = [p for p in map(_sendable, part.content) if p is not None]
+            texts = [p.text for p in inner if isinstance(p, TextPart)]
             tool_msg = {"role": "tool", "tool_call_id": part.tool_use_id, "content": "\n".join(texts)}
             out.append(_merge_extra(tool_msg, part.extra, same))
-            result_images.extend(p for p in part.content if isinstance(p, ImagePart))
-        elif isinstance(part, TextPart | ImagePart):
-            rest.append(part)
+            result_images.extend(p for p in inner if isinstance(p, ImagePart))
+        elif isinstance(part, TextPart | ImagePart | OpaquePart):
+            sendable = _sendable(part)
+            if sendable is not None:
+                rest.append(sendable)
     if result_images or rest or not out:
         user = _message_base("user", message)
         user["content"] = _content_json(result_images + rest, same)
@@ -780,6 +806,7 @@ class OpenAIFormat(ClientFormat, UpstreamFormat):
 
 
 __all__ = [
+    "OPAQUE_PART_TYPES",
     "OpenAIFormat",
     "build_chat_request",
     "parse_chat_request",
