@@ -217,21 +217,23 @@ def check_limits(body: Any, max_depth: int, max_messages: int) -> None:
 
 def json_depth_exceeds(value: Any, limit: int) -> bool:
     """Whether decoded JSON ``value`` nests containers more than ``limit`` levels deep (a scalar or
-    an empty object is depth 1)."""
+    an empty object is depth 1). Walks level by level, looking only at containers."""
     if type(value) is not dict and type(value) is not list:
         return limit < 1
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        node, depth = pop()
+    level: list[Any] = [value]
+    depth = 1
+    while level:
         if depth > limit:
             return True
-        children = node.values() if type(node) is dict else node
-        deeper = depth + 1
-        for child in children:
-            kind = type(child)
-            if kind is dict or kind is list:
-                push((child, deeper))
+        deeper: list[Any] = []
+        push = deeper.append
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    push(child)
+        level = deeper
+        depth += 1
     return False
 
 
