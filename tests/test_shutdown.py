@@ -147,24 +147,31 @@ async def test_signal_lets_in_flight_requests_finish_then_exits_0(slow_upstream:
 async def test_requests_still_running_when_the_grace_period_ends_are_cut_and_logged(slow_upstream: Any,
                                                                                     tmp_path: Path) -> None:
     upstream, url = slow_upstream
-    upstream.frame_delay_s = 0.8
+    upstream.frame_delay_s, upstream.stall_s = 0.8, 5.0
     served = await start_router(tmp_path, url, grace_s=0.5)
     try:
         async with aiohttp.ClientSession(headers={"x-api-key": KEY}) as session:
             stream = await session.post(served.url + "/v1/chat/completions", json=openai_chat(stream=True))
             await stream.content.readuntil(b"\n\n")
             request_id = stream.headers["X-Router-Request-Id"]
+            upstream.chooser = lambda: "stall"
+            plain = asyncio.ensure_future(session.post(served.url + "/v1/chat/completions", json=openai_chat()))
+            while upstream.calls < 2:
+                await asyncio.sleep(0.01)
             signalled = time.monotonic()
             served.proc.send_signal(signal.SIGTERM)
             try:
                 text = (await stream.read()).decode()
             except aiohttp.ClientPayloadError:
                 text = ""
+            with pytest.raises(aiohttp.ClientError):
+                await plain
         assert "[DONE]" not in text
         code = await asyncio.wait_for(served.proc.wait(), 10)
         assert code == 0 and time.monotonic() - signalled < 3.5
-        (line,) = served.log_lines()
-        assert line["id"] == request_id and line["status"] == 499
+        lines = served.log_lines()
+        assert len(lines) == 2 and request_id in {line["id"] for line in lines}
+        assert {(line["status"], line["stream"]) for line in lines} == {(499, True), (499, False)}
     finally:
         await stop(served)
 
