@@ -162,7 +162,13 @@ class Pipeline:
                 raise InvalidRequest(f"plugins[{i}].id: unknown plugin {plugin_id!r}")
             if not record.loaded:
                 raise InvalidRequest(f"plugins[{i}].id: plugin {plugin_id!r} failed to load: {record.error}")
-            overrides[plugin_id] = {k: v for k, v in entry.items() if k != "id"}
+            if entry.get("enabled", True) is False:
+                # Operator policy (e.g. moderation) is not the client's to switch off.
+                if plugin_id in self.plugin_ids or plugin_id in self.classifier_ids:
+                    raise InvalidRequest(f"plugins[{i}].enabled: a request cannot disable plugin {plugin_id!r}, "
+                                         "which the config enables")
+                continue
+            overrides[plugin_id] = {k: v for k, v in entry.items() if k not in ("id", "enabled")}
         return overrides
 
     def _select(self, base: list[Step], hook_name: str, overrides: Mapping[str, dict[str, Any]],
@@ -359,6 +365,17 @@ class Pipeline:
             if stopped:
                 return
         await self._run_flow_hooks(ctx, self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids),
+                                   fatal=False)
+
+    async def fail(self, ctx: Context, error: str) -> None:
+        """A request failed after its context existed: run ``on_end`` with ``ctx.error`` set.
+
+        ``post_response`` does not run (there is no reply); ``on_end`` always does, so plugins that
+        count or meter requests see failures too.
+        """
+        ctx.error = error
+        overrides = ctx.state.get("_overrides", {})
+        await self._run_flow_hooks(ctx, self._select(self.hooks["on_end"], "on_end", overrides, self.plugin_ids),
                                    fatal=False)
 
     # -- events and log -----------------------------------------------------------------------------

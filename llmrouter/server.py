@@ -305,8 +305,8 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 return await _stream(request, fmt, pipeline, ctx, started)
             response = await pipeline.complete(ctx)
         except RouterError as exc:
-            if isinstance(exc, ProviderError) and ctx is not None:
-                ctx.error = exc.message
+            if ctx is not None:
+                await pipeline.fail(ctx, exc.message)
             pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
                             status=exc.status, error=exc.message, request_model=_body_model(body))
             return error_response(fmt, exc, _error_headers(request_id, ctx, exc))

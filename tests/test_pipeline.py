@@ -306,3 +306,36 @@ async def test_route_hook_returning_route_object(router: Any) -> None:
 
 def test_make_config_helper_disables_log_without_tmp_path() -> None:
     assert make_config(ECHO).logging.enabled is False
+
+
+async def test_on_end_runs_on_failures_with_error_set(router: Any, mock_providers: Any) -> None:
+    seen: list[tuple[str | None, bool]] = []
+
+    class Meter:
+        @hookimpl
+        def post_response(self, ctx: Context) -> None:
+            seen.append(("post_response", True))
+
+        @hookimpl
+        def on_end(self, ctx: Context) -> None:
+            seen.append((ctx.error, ctx.response is None))
+
+    config = {"providers": [{"name": "up", "format": "openai", "base_url": "http://up.test/v1", "max_retries": 0}],
+              "routers": [{"type": "fallback"}], "plugins": {"meter": {}}}
+    mock_providers.add_openai("http://up.test/v1", status=500, body={"error": {"message": "down"}})
+    client = await router(config, plugins={"meter": Meter()})
+    reply = await client.openai(openai_chat())
+    assert reply.status == 502
+    assert seen == [("provider 'up' returned 500: down", True)]
+
+
+async def test_request_cannot_disable_a_config_enabled_plugin(router: Any) -> None:
+    calls: list[str] = []
+    client = await router(cfg("a"), plugins={"a": Recorder("a", calls), "b": Recorder("b", calls)})
+    reply = await client.openai(openai_chat(plugins=[{"id": "a", "enabled": False}]))
+    assert reply.status == 400
+    assert "cannot disable plugin 'a'" in reply.body["error"]["message"]
+    calls.clear()
+    reply = await client.openai(openai_chat(plugins=[{"id": "b", "enabled": False}]))
+    assert reply.status == 200
+    assert not [c for c in calls if c.startswith("b.")]
