@@ -96,6 +96,7 @@ class Pipeline:
         self.classifiers = self._steps("classifiers", "classify")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
         self.rules = self._rules()
+        self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
         self.gate = gate
         self.health: dict[str, bool] = gate.health if gate is not None else {}
         self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
@@ -145,8 +146,11 @@ class Pipeline:
         """A fresh context for one request."""
         ctx = Context(request=request, request_id=request_id, providers=self.provider_infos(),
                       http=self.http, endpoint=endpoint)
-        # The log keeps the request as the client sent it (plugins may mutate it), so replay re-runs it.
-        ctx.state[LOGGED_REQUEST] = request.model_dump(mode="json", exclude={"headers"})
+        # The log keeps the request as the client sent it, so replay re-runs it. Only on_start and
+        # pre_request plugins can change it before that point; without any, the dump waits until
+        # the request is logged (one dump per request instead of two on the hot path).
+        if self._pre_hooks or request.plugins:
+            ctx.state[LOGGED_REQUEST] = request.model_dump(mode="json", exclude={"headers"})
         return ctx
 
     # -- per-request plugin selection ----------------------------------------------------------------
@@ -414,8 +418,7 @@ class Pipeline:
             "tags": list(ctx.request.tags) if ctx is not None else [],
             "plugins": plugins,
             "stream": ctx.request.stream if ctx is not None else False,
-            "request": ctx.state.get(LOGGED_REQUEST) or ctx.request.model_dump(mode="json", exclude={"headers"})
-            if ctx is not None else None,
+            "request": (ctx.state.get(LOGGED_REQUEST) or _as_sent(ctx.request)) if ctx is not None else None,
             "response": response.model_dump(mode="json") if response is not None else None,
             "error": error,
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
@@ -440,3 +443,10 @@ async def default_stream_call(pipeline: Pipeline, ctx: Context) -> AsyncIterator
     """Open the routed provider's stream once (the reliability layer replaces this)."""
     provider = pipeline.providers[ctx.provider]  # type: ignore[index]
     return await provider.stream(ctx.request, ctx.sent_model, pipeline.http)  # type: ignore[arg-type]
+
+
+def _as_sent(request: ChatRequest) -> dict[str, Any]:
+    """The logged form of a request no plugin could have changed: the router's own additions
+    (classifier tags, a forced provider) are taken out again."""
+    return request.model_dump(mode="json", exclude={"headers", "tags", "forced_provider"}) | {
+        "tags": [], "forced_provider": None}

@@ -66,6 +66,7 @@ class Provider:
             pool=config.timeout_connect_s,
         )
         self._timeout_ext = self.timeout.as_dict()
+        self._headers = self._static_headers()
 
     def _request(self, body: dict[str, Any], request: ChatRequest) -> httpx.Request:
         return httpx.Request("POST", self._url, content=dumps(body), headers=self.headers(request),
@@ -80,21 +81,26 @@ class Provider:
             latency=c.latency_ms, throughput=c.throughput_tokens_per_sec, models=models, healthy=healthy,
         )
 
-    def headers(self, request: ChatRequest) -> dict[str, str]:
-        """Upstream headers: credentials in the format's convention plus configured extras."""
+    def _static_headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         if self.format_name == "anthropic":
             headers["anthropic-version"] = ANTHROPIC_VERSION
-            if request.source_format == "anthropic":
-                # Betas the client asked for only make sense to an Anthropic-format provider.
-                for key in ("anthropic-version", "anthropic-beta"):
-                    if key in request.headers:
-                        headers[key] = request.headers[key]
             if self.api_key:
                 headers["x-api-key"] = self.api_key
         elif self.api_key:
             headers["authorization"] = f"Bearer {self.api_key}"
         headers.update(self.config.headers)
+        return headers
+
+    def headers(self, request: ChatRequest) -> dict[str, str]:
+        """Upstream headers: credentials in the format's convention plus configured extras."""
+        if self.format_name != "anthropic" or request.source_format != "anthropic" or not request.headers:
+            return self._headers
+        headers = dict(self._headers)
+        # Betas the client asked for only make sense to an Anthropic-format provider.
+        for key in ("anthropic-version", "anthropic-beta"):
+            if key in request.headers and key not in self.config.headers:
+                headers[key] = request.headers[key]
         return headers
 
     def cost_usd(self, usage: Usage) -> float | None:

@@ -55,7 +55,6 @@ DISCONNECT_POLL_S = 1.0
 _OPENAI = CLIENT_FORMATS["openai"]
 _ANTHROPIC = CLIENT_FORMATS["anthropic"]
 _OPEN_PATHS = frozenset({"/health", "/"})
-_MIN_STREAM_READ = 2**16
 _JSON_OR_UNDECLARED = frozenset({"application/json", "application/octet-stream"})
 
 
@@ -160,14 +159,13 @@ async def read_json(request: web.Request, limit_bytes: int) -> Any:
     """
     if request.content_length is not None and request.content_length > limit_bytes:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(_MIN_STREAM_READ):
-        size += len(chunk)
-        if size > limit_bytes:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    try:
+        # The app's client_max_size is limit_bytes + 1, so aiohttp stops reading past the limit.
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes") from None
+    if len(body) > limit_bytes:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
     if not body.strip():
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:

@@ -15,6 +15,7 @@ from httpx_aiohttp.transport import map_aiohttp_exceptions
 MAX_CONNECTIONS = 512
 KEEPALIVE_EXPIRY_S = 30.0
 BUFFERED = "llmrouter.buffered"
+_KEPT_HEADERS = frozenset({b"content-type", b"content-encoding", b"retry-after", b"request-id", b"x-request-id"})
 
 
 class ProviderTransport(AiohttpTransport):
@@ -36,7 +37,8 @@ class ProviderTransport(AiohttpTransport):
             async with self.client.request(
                 method=request.method,
                 url=str(request.url),
-                headers=request.headers,
+                # Plain pairs: aiohttp would otherwise look every header up in httpx's Headers one by one.
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
                 data=request.content or None,
                 allow_redirects=False,
                 auto_decompress=False,
@@ -45,8 +47,21 @@ class ProviderTransport(AiohttpTransport):
                                       connect=timeout.get("pool")),
             ) as response:
                 body = await response.read()
-        return httpx.Response(status_code=response.status, headers=response.raw_headers, content=body,
-                              request=request, extensions={"http_version": b"HTTP/1.1"})
+        # Only the headers the router reads: providers send dozens (rate limits, tracing) and
+        # httpx normalises every one it is given.
+        headers = [(k, v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS]
+        return _buffered_response(response.status, headers, body, request)
+
+
+def _buffered_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                       request: httpx.Request) -> httpx.Response:
+    """An httpx response around a body read whole. Without a content encoding the body is attached
+    as already read, skipping httpx's per-chunk decoding pipeline; with one, httpx decodes it."""
+    if any(k.lower() == b"content-encoding" for k, _ in headers):
+        return httpx.Response(status_code=status, headers=headers, content=body, request=request)
+    response = httpx.Response(status_code=status, headers=headers, stream=httpx.ByteStream(body), request=request)
+    response._content = body  # what Response.read() would store; the stream stays readable too
+    return response
 
 
 def new_http_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
