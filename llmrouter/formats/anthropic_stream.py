@@ -37,7 +37,7 @@ import uuid
 from typing import Any, TypeGuard
 
 from llmrouter.errors import ProviderError, RouterError
-from llmrouter.formats.base import SSELineParser, StreamDecoder, StreamRenderer
+from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
 from llmrouter.jsonutil import dumps, dumps_str, loads, loads_object_or_none
 from llmrouter.models import (
     BlockDelta,
@@ -445,28 +445,19 @@ class AnthropicStreamRenderer(StreamRenderer):
 # ---------------------------------------------------------------------------------------------
 
 
-class AnthropicStreamDecoder(StreamDecoder):
+class AnthropicStreamDecoder(SSEStreamDecoder):
     """Decodes one Anthropic Messages SSE stream, fed in arbitrary byte chunks (see module notes)."""
 
     def __init__(self) -> None:
-        self._sse = SSELineParser()
+        super().__init__()
         self._started = False
         self._done = False
         self._open: list[int] = []
         self._opaque: set[int] = set()  # indices of open blocks decoded as OpaquePart
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        """Consume a chunk; return the canonical events it completed."""
-        events: list[StreamEvent] = []
-        for name, payload in self._sse.feed(data):
-            self._frame(name, payload, events)
-        return events
-
     def close(self) -> list[StreamEvent]:
         """Flush the last frame; finish a stream that ended without ``message_stop``."""
-        events: list[StreamEvent] = []
-        for name, payload in self._sse.close():
-            self._frame(name, payload, events)
+        events = self._flush()
         if self._started and not self._done:
             self._finish(events)
         return events

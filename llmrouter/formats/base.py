@@ -53,6 +53,31 @@ class StreamDecoder(ABC):
         """The upstream stream ended; return any final events (e.g. closing open blocks)."""
 
 
+class SSEStreamDecoder(StreamDecoder):
+    """A decoder for SSE upstreams: subclasses turn each ``(event, data)`` frame into events."""
+
+    def __init__(self) -> None:
+        self._sse = SSELineParser()
+
+    @abstractmethod
+    def _frame(self, name: str | None, payload: str, events: list[StreamEvent]) -> None:
+        """Append the canonical events of one SSE frame to ``events``."""
+
+    def feed(self, data: bytes) -> list[StreamEvent]:
+        """Consume the next bytes; return the events they complete."""
+        events: list[StreamEvent] = []
+        for name, payload in self._sse.feed(data):
+            self._frame(name, payload, events)
+        return events
+
+    def _flush(self) -> list[StreamEvent]:
+        """The events of a last frame that lacked its terminating blank line (for ``close``)."""
+        events: list[StreamEvent] = []
+        for name, payload in self._sse.close():
+            self._frame(name, payload, events)
+        return events
+
+
 class ClientFormat(ABC):
     """A format clients speak to the router (``/v1/chat/completions`` or ``/v1/messages``)."""
 

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from llmrouter.errors import RouterError
-from llmrouter.formats.base import SSELineParser, StreamDecoder, StreamRenderer
+from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.models import (
     BlockDelta,
@@ -314,7 +314,7 @@ class OpenAIStreamRenderer(StreamRenderer):
 # ---------------------------------------------------------------------------------------------
 
 
-class OpenAIStreamDecoder(StreamDecoder):
+class OpenAIStreamDecoder(SSEStreamDecoder):
     """Decodes an OpenAI-compatible SSE stream, fed in arbitrary byte chunks, into canonical events.
 
     Text and reasoning blocks are emitted one at a time: a new kind of content closes the block
@@ -327,7 +327,7 @@ class OpenAIStreamDecoder(StreamDecoder):
     """
 
     def __init__(self) -> None:
-        self._sse = SSELineParser()
+        super().__init__()
         self._started = False
         self._ended = False
         self._next_index = 0
@@ -340,18 +340,9 @@ class OpenAIStreamDecoder(StreamDecoder):
         self._refused = False
         self._usage: Usage | None = None
 
-    def feed(self, data: bytes) -> list[StreamEvent]:
-        """Consume the next bytes; return the events they complete."""
-        events: list[StreamEvent] = []
-        for name, payload in self._sse.feed(data):
-            self._frame(name, payload, events)
-        return events
-
     def close(self) -> list[StreamEvent]:
         """The upstream connection ended: flush the parser and finish the message if needed."""
-        events: list[StreamEvent] = []
-        for name, payload in self._sse.close():
-            self._frame(name, payload, events)
+        events = self._flush()
         if not self._ended:
             if not self._started:
                 self._ended = True
