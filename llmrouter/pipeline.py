@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import httpx
@@ -96,6 +97,7 @@ class Pipeline:
         self.classifiers = self._steps("classifiers", "classify")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
         self.rules = self._rules()
+        self._infos: Mapping[str, ProviderInfo] | None = None
         self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
         self.gate = gate
         self.health: dict[str, bool] = gate.health if gate is not None else {}
@@ -137,10 +139,17 @@ class Pipeline:
             rules.append(Rule(index, rtype, function, dict(table)))
         return rules
 
-    def provider_infos(self) -> dict[str, ProviderInfo]:
-        """The providers as plugins see them, in config order."""
-        return {name: p.info(self.health.get(name, True), self.discovered.get(name, ()))
-                for name, p in self.providers.items()}
+    def provider_infos(self) -> Mapping[str, ProviderInfo]:
+        """The providers as plugins see them, in config order (a read-only mapping).
+
+        Rebuilt only when a provider's health or discovered models changed since the last call.
+        """
+        infos = [p.info(self.health.get(name, True), self.discovered.get(name, ()))
+                 for name, p in self.providers.items()]
+        cached = self._infos
+        if cached is None or any(a is not b for a, b in zip(infos, cached.values(), strict=True)):
+            cached = self._infos = MappingProxyType({info.name: info for info in infos})
+        return cached
 
     def new_context(self, request: ChatRequest, request_id: str, endpoint: str) -> Context:
         """A fresh context for one request."""

@@ -59,6 +59,7 @@ class Provider:
         base = (config.base_url or "").rstrip("/")
         self.url = base + _PATHS.get(config.format, "")
         self._url = httpx.URL(self.url) if config.format != "echo" else None
+        self._host = self._url.netloc.decode("ascii") if self._url is not None else ""
         self.timeout = httpx.Timeout(
             connect=config.timeout_connect_s,
             read=config.timeout_first_byte_s,
@@ -67,19 +68,32 @@ class Provider:
         )
         self._timeout_ext = self.timeout.as_dict()
         self._headers = self._static_headers()
+        self._info: tuple[bool, tuple[str, ...], ProviderInfo] | None = None
 
     def _request(self, body: dict[str, Any], request: ChatRequest) -> httpx.Request:
-        return httpx.Request("POST", self._url, content=dumps(body), headers=self.headers(request),
+        content = dumps(body)
+        # Host and Content-Length given up front: httpx would otherwise add each after a failed
+        # (exception-raising) header lookup, a measurable cost per request.
+        headers = {**self.headers(request), "host": self._host, "content-length": str(len(content))}
+        return httpx.Request("POST", self._url, content=content, headers=headers,
                              extensions={"timeout": self._timeout_ext})
 
     def info(self, healthy: bool = True, discovered: tuple[str, ...] = ()) -> ProviderInfo:
-        """The read-only view plugins and routers get: configured plus ``discovered`` models."""
+        """The read-only view plugins and routers get: configured plus ``discovered`` models.
+
+        The same object is returned while ``healthy`` and ``discovered`` (by identity) are unchanged.
+        """
+        cached = self._info
+        if cached is not None and cached[0] == healthy and cached[1] is discovered:
+            return cached[2]
         c = self.config
         models = tuple(dict.fromkeys([*c.models, *discovered]))
-        return ProviderInfo(
+        info = ProviderInfo(
             name=c.name, format=c.format, cost=c.cost_per_1m_tokens, quality=c.quality,
             latency=c.latency_ms, throughput=c.throughput_tokens_per_sec, models=models, healthy=healthy,
         )
+        self._info = (healthy, discovered, info)
+        return info
 
     def _static_headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}

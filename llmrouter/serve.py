@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -15,6 +16,7 @@ from llmrouter.config import Config
 from llmrouter.server import PIPELINE, check_exposure, create_app, resolve_api_key
 
 log = logging.getLogger("llmrouter.serve")
+GC_GEN0_THRESHOLD = 50_000
 
 
 def _use_uvloop() -> bool:
@@ -26,9 +28,22 @@ def _use_uvloop() -> bool:
     return True
 
 
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a long-running server.
+
+    Objects alive after start-up (modules, config, plugins) are moved out of the collector's view,
+    and the youngest generation is collected after 50,000 allocations instead of 700: each request
+    allocates thousands of short-lived objects that reference counting frees anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _serve_one(config: Config, sock: socket.socket | None = None) -> None:
     fast = _use_uvloop()
     app = create_app(config)
+    _tune_gc()
     asyncio.run(serve_app(app, config, sock, uvloop=fast))
 
 
