@@ -47,6 +47,9 @@ class RoutingConfig(_Section):
     failover: bool = True
     circuit_failures: int = Field(default=5, gt=0)
     circuit_cooldown_s: float = Field(default=30, ge=0)
+    retry_backoff_base_s: float = Field(default=0.5, ge=0)
+    retry_backoff_max_s: float = Field(default=8.0, ge=0)
+    max_retry_after_s: float = Field(default=30.0, ge=0)
 
 
 class ProviderConfig(_Section):

@@ -98,9 +98,6 @@ class RetryPolicy:
         return max(retry_after, backoff)
 
 
-DEFAULT_POLICY = RetryPolicy()
-
-
 # -- circuit breaker --------------------------------------------------------------------------------
 
 
@@ -242,7 +239,9 @@ class Reliability:
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self.failover = config.routing.failover
         self.bus = bus
-        self.policy = policy or DEFAULT_POLICY
+        routing = config.routing
+        self.policy = policy or RetryPolicy(base_s=routing.retry_backoff_base_s, max_s=routing.retry_backoff_max_s,
+                                            max_retry_after_s=routing.max_retry_after_s)
         self.rand = rand
         self.sleep = sleep
         self.health: dict[str, bool] = {}

@@ -528,3 +528,18 @@ async def test_no_retry_once_the_stream_has_started(aiohttp_server: Any, router:
     assert a.calls == 1 and b.calls == 0, "bytes reached the client: no retry, no failover"
     assert "It is " in reply.text and "stream broke" in reply.text and "[DONE]" not in reply.text
     assert reply.log_line["status"] == 502 and statuses(reply) == [("a", 200)]
+
+
+def test_retry_policy_comes_from_routing_config() -> None:
+    from llmrouter.config import parse_config
+    from llmrouter.events import EventBus
+    from llmrouter.providers import build_providers
+    from llmrouter.reliability import Reliability
+
+    config = parse_config({"providers": [{"name": "e", "format": "echo"}],
+                           "routing": {"retry_backoff_base_s": 0.1, "retry_backoff_max_s": 0.4,
+                                       "max_retry_after_s": 2}})
+    policy = Reliability(config, build_providers(config, {}), EventBus()).policy
+    assert (policy.base_s, policy.max_s, policy.max_retry_after_s) == (0.1, 0.4, 2)
+    assert policy.delay(5, None, 0.999) <= 0.4
+    assert policy.delay(0, 3.0, 0.0) is None
