@@ -54,6 +54,7 @@ DISCONNECT_POLL_S = 1.0
 """How often a stream waiting on a silent upstream checks whether its client has gone."""
 _OPENAI = CLIENT_FORMATS["openai"]
 _ANTHROPIC = CLIENT_FORMATS["anthropic"]
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 _OPEN_PATHS = frozenset({"/health", "/"})
 _JSON_OR_UNDECLARED = frozenset({"application/json", "application/octet-stream"})
 
@@ -130,7 +131,15 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         presented = _presented_key(request)
         if presented is None or not hmac.compare_digest(presented.encode(), key.encode()):
             message = "missing API key" if presented is None else "invalid API key"
-            return error_response(format_for_path(request.path), AuthenticationFailed(message))
+            headers = None
+            if request.method == "POST" and request.path in _CHAT_PATHS:
+                # Refused chat requests are exchanges too: they get events and a log line (no body).
+                pipeline, request_id = request.app[PIPELINE], new_request_id()
+                pipeline.publish_start(request_id, None, request.path)
+                pipeline.record(ctx=None, request_id=request_id, endpoint=request.path,
+                                started=time.perf_counter(), status=401, error=message)
+                headers = {"X-Router-Request-Id": request_id}
+            return error_response(format_for_path(request.path), AuthenticationFailed(message), headers)
     return await handler(request)
 
 

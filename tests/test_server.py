@@ -212,3 +212,14 @@ async def test_concurrent_requests_all_answered(router: Any) -> None:
                                      for i in range(50)))
     bodies = [await r.json() for r in replies]
     assert sorted(b["choices"][0]["message"]["content"] for b in bodies) == sorted(f"n{i}" for i in range(50))
+
+
+async def test_refused_chat_requests_are_logged_without_secrets(router: Any) -> None:
+    config = {**ECHO, "server": {"api_key_env": "ROUTER_KEY"}}
+    client = await router(config, environ={"ROUTER_KEY": "let-me-in-please"})
+    reply = await client.openai(openai_chat("secret prompt"), headers={"Authorization": "Bearer wrong-key-123456"})
+    assert reply.status == 401
+    assert [e["type"] for e in reply.events] == ["start", "complete"]
+    assert reply.log_line["status"] == 401 and reply.log_line["error"] == "invalid API key"
+    assert reply.log_line["request"] is None
+    assert "wrong-key-123456" not in str(reply.log_line) and "let-me-in-please" not in str(reply.log_line)
