@@ -1281,3 +1281,16 @@ def test_renderer_output_decodes_back_to_the_same_response(include_usage: bool) 
         ChatRequest(model="m", stream=True, include_usage=include_usage), response_to_events(original)
     )
     assert accumulate(decode(data, chunk_size=3)) == original
+
+
+def test_n_other_than_one_is_refused_by_name() -> None:
+    import pytest
+
+    from llmrouter.errors import InvalidRequest
+    from llmrouter.formats.openai import OpenAIFormat
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}
+    with pytest.raises(InvalidRequest, match="n: only n = 1 is supported"):
+        OpenAIFormat().parse_request(body, {})
+    body["n"] = 1
+    assert OpenAIFormat().parse_request(body, {}).extra["n"] == 1

@@ -452,6 +452,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
     request = ChatRequest(model=model, system=system, messages=messages, source_format="openai", extra=extra)
 
     get = {k: v for k, v in body.items() if v is not None}.get
+    if get("n") is not None and _integer(get("n"), "n") != 1:
+        # One canonical reply per request: silently answering with one of n choices would mislead.
+        raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
     if get("tools") is not None:
         request.tools = _tools(get("tools"))
     if get("tool_choice") is not None:
