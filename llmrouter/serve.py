@@ -82,6 +82,8 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    if _early_signal is not None:  # a worker told to stop while it was still starting
+        on_signal(_early_signal)
     try:
         await stopping.wait()
     finally:
@@ -91,7 +93,19 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
     log.info("llmrouter stopped (pid %s)", os.getpid())
 
 
+_early_signal: signal.Signals | None = None
+
+
+def _remember_signal(signum: int, frame: object) -> None:
+    global _early_signal
+    _early_signal = signal.Signals(signum)
+
+
 def _worker(config: Config, sock: socket.socket) -> None:
+    # Until the event loop takes over signals, a SIGTERM must not kill the half-started worker:
+    # remember it, start, then shut down gracefully like any other worker.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _remember_signal)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _serve_one(config, sock)
 
