@@ -351,11 +351,32 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
     error: str | None = None
     status = 200
     iterator = events.__aiter__()
-    watch = _Watchdog(request, response, renderer)
+    pending: asyncio.Future[Any] | None = None
+    loop = asyncio.get_running_loop()
     try:
         await response.prepare(request)
-        watch.start()
-        async for event in iterator:
+        # Keep-alives follow the client's silence, not the upstream's: a renderer may hold output
+        # back (Anthropic tool arguments) while the upstream is busy.
+        last_write = loop.time()
+        while True:
+            pending = asyncio.ensure_future(iterator.__anext__())
+            while not pending.done():
+                # aiohttp does not cancel handlers when clients leave (unless handler_cancellation is
+                # on), so a silent upstream would otherwise be held until the next write fails.
+                if request.transport is None or request.transport.is_closing():
+                    raise ConnectionResetError("client disconnected")
+                idle = loop.time() - last_write
+                if idle >= KEEPALIVE_S:
+                    await response.write(renderer.keepalive())
+                    last_write = loop.time()
+                else:
+                    await asyncio.wait({pending}, timeout=min(KEEPALIVE_S - idle, DISCONNECT_POLL_S))
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                break
+            finally:
+                pending = None
             accumulator.feed(event)
             if isinstance(event, StreamError):
                 err = ProviderError(ctx.provider or "?", f"provider '{ctx.provider}' stream error: {event.message}")
@@ -366,15 +387,14 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
             data = renderer.render(event)
             if data:
                 await response.write(data)
-                watch.wrote()
+                last_write = loop.time()
     except RouterError as exc:
         error, status = exc.message, exc.status
         await _write_error(response, renderer, exc)
     except (ConnectionError, asyncio.CancelledError) as exc:
         error, status = "client disconnected", 499
-        if isinstance(exc, asyncio.CancelledError) and not watch.cancelled_us():
-            watch.stop()
-            _finish_after_disconnect(pipeline, ctx, accumulator, answered_by_plugin, started, iterator)
+        if isinstance(exc, asyncio.CancelledError):
+            _finish_after_disconnect(pipeline, ctx, accumulator, answered_by_plugin, started, iterator, pending)
             raise
     except Exception as exc:  # a bug mid-stream: the client still gets an error event and the log a line
         log.exception("unexpected error streaming request %s", ctx.request_id)
@@ -382,7 +402,8 @@ async def _stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, c
         error, status = internal.message, internal.status
         await _write_error(response, renderer, internal)
     finally:
-        watch.stop()
+        if pending is not None and not pending.done():
+            pending.cancel()
         await _close_iterator(iterator)
     if not answered_by_plugin:
         ctx.response = accumulator.result()
@@ -413,66 +434,9 @@ async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
             log.debug("error closing upstream stream", exc_info=True)
 
 
-class _Watchdog:
-    """One task per stream that keeps a silent stream alive and notices a client that left.
-
-    Keep-alives follow the client's silence, not the upstream's: a renderer may hold output back
-    (Anthropic tool arguments) while the upstream is busy. aiohttp does not cancel handlers when
-    clients leave, so while the upstream is silent the watchdog checks the connection every
-    ``DISCONNECT_POLL_S`` and cancels the relay when it is gone. The relay itself then iterates
-    the upstream directly, with no task or wait per event.
-    """
-
-    def __init__(self, request: web.Request, response: web.StreamResponse, renderer: StreamRenderer) -> None:
-        self._request, self._response, self._renderer = request, response, renderer
-        self._loop = asyncio.get_running_loop()
-        self._last_write = self._loop.time()
-        self._task: asyncio.Task[None] | None = None
-        self._relay: asyncio.Task[Any] | None = None
-        self._cancelled = False
-
-    def start(self) -> None:
-        """Begin watching on behalf of the current (relay) task."""
-        self._relay = asyncio.current_task()
-        self._last_write = self._loop.time()
-        self._task = self._loop.create_task(self._run())
-
-    def wrote(self) -> None:
-        """The relay just sent the client something."""
-        self._last_write = self._loop.time()
-
-    def cancelled_us(self) -> bool:
-        """Whether the relay's cancellation came from this watchdog (the client left)."""
-        if self._cancelled and self._relay is not None:
-            self._relay.uncancel()
-        return self._cancelled
-
-    def stop(self) -> None:
-        """Stop watching (idempotent)."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-
-    async def _run(self) -> None:
-        while True:
-            idle = self._loop.time() - self._last_write
-            if idle >= KEEPALIVE_S:
-                try:
-                    await self._response.write(self._renderer.keepalive())
-                except (ConnectionError, RuntimeError):
-                    pass
-                self._last_write = self._loop.time()
-                continue
-            await asyncio.sleep(min(KEEPALIVE_S - idle, DISCONNECT_POLL_S))
-            transport = self._request.transport
-            if transport is None or transport.is_closing():
-                self._cancelled = True
-                if self._relay is not None:
-                    self._relay.cancel()
-                return
-
-
 def _finish_after_disconnect(pipeline: Pipeline, ctx: Context, accumulator: ResponseAccumulator,
-                             answered_by_plugin: bool, started: float, iterator: AsyncIterator[Any]) -> None:
+                             answered_by_plugin: bool, started: float, iterator: AsyncIterator[Any],
+                             pending: Any) -> None:
     """The handler was cancelled: log at once (the process may be shutting down), close upstream in a
     task of its own."""
     if not answered_by_plugin:
@@ -480,6 +444,8 @@ def _finish_after_disconnect(pipeline: Pipeline, ctx: Context, accumulator: Resp
     _record(pipeline, ctx, started, 499, "client disconnected")
 
     async def finish() -> None:
+        if pending is not None and not pending.done():
+            pending.cancel()
         await _close_iterator(iterator)
 
     task = asyncio.get_running_loop().create_task(finish())
