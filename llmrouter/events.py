@@ -89,6 +89,16 @@ class Subscription:
             raise SubscriptionClosed
         return event
 
+    def pending(self) -> list[Event]:
+        """Every event queued right now, without waiting (for tests and tools); empty once closed."""
+        events: list[Event] = []
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if event is _CLOSED:
+                break
+            events.append(event)
+        return events
+
     def close(self) -> None:
         """Stop receiving events; a pending :meth:`get` raises :class:`SubscriptionClosed`."""
         if self.closed:

@@ -91,12 +91,7 @@ class RouterClient:
 
     def drain_events(self) -> list[Event]:
         """Move every queued bus event into :attr:`events` and return the new ones."""
-        new = []
-        while True:
-            try:
-                new.append(self.subscription._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
+        new = self.subscription.pending()
         self.events.extend(new)
         return new
 

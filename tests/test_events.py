@@ -253,3 +253,17 @@ async def test_slow_subscriber_never_slows_requests(router: Any) -> None:
     assert len(got) == 2
     notice = await slow.get()
     assert notice["type"] == "dropped" and notice["count"] == 30 * 4 - 2
+
+
+async def test_pending_returns_queued_events_without_waiting() -> None:
+    from llmrouter.events import EventBus
+
+    bus = EventBus()
+    subscription = bus.subscribe(10)
+    assert subscription.pending() == []
+    bus.publish({"type": "start", "id": "a"})
+    bus.publish({"type": "complete", "id": "a"})
+    assert [e["type"] for e in subscription.pending()] == ["start", "complete"]
+    assert subscription.pending() == []
+    subscription.close()
+    assert subscription.pending() == []
