@@ -23,10 +23,7 @@ ECHO = {
 
 
 def drain(sub: Subscription) -> list[dict[str, Any]]:
-    out = []
-    while not sub._queue.empty():
-        out.append(sub._queue.get_nowait())
-    return out
+    return sub.pending()
 
 
 # -- the bus itself ----------------------------------------------------------------------------------

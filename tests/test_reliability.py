@@ -189,7 +189,7 @@ def test_reliability_publishes_circuit_events_and_health() -> None:
     subscription = bus.subscribe()
     reliability = Reliability(config, {p.name: Provider(p) for p in config.providers}, bus)
     reliability.breakers["a"].failure(reliability.breakers["a"].acquire())  # type: ignore[arg-type]
-    event = subscription._queue.get_nowait()
+    event = subscription.pending()[0]
     assert {k: event[k] for k in ("type", "provider", "state", "consecutive_failures")} == {
         "type": "circuit", "provider": "a", "state": "open", "consecutive_failures": 1}
     assert isinstance(event["ts_ms"], int)
