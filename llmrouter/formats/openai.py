@@ -194,13 +194,14 @@ def _text_parts(content: Any, path: str) -> list[TextPart]:
             raise _fail(
                 f"{part_path}.type", f"unsupported content part type {kind!r} (only 'text' is allowed here)"
             )
-        parts.append(
-            TextPart(
-                text=_string(_require(raw, "text", f"{part_path}.text"), f"{part_path}.text"),
-                extra=_rest(raw, {"type", "text"}),
-            )
-        )
+        parts.append(_text_part(raw, part_path))
     return parts
+
+
+def _text_part(raw: dict[str, Any], path: str) -> TextPart:
+    """One ``{"type": "text", "text": ...}`` content part; other keys are kept in ``extra``."""
+    return TextPart(text=_string(_require(raw, "text", f"{path}.text"), f"{path}.text"),
+                    extra=_rest(raw, {"type", "text"}))
 
 
 def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
@@ -226,8 +227,7 @@ def _user_parts(content: Any, path: str) -> list[Part]:
         raw = _object(raw, part_path)
         kind = _require(raw, "type", f"{part_path}.type")
         if kind == "text":
-            text = _string(_require(raw, "text", f"{part_path}.text"), f"{part_path}.text")
-            parts.append(TextPart(text=text, extra=_rest(raw, {"type", "text"})))
+            parts.append(_text_part(raw, part_path))
         elif kind == "image_url":
             parts.append(_image_part(raw, part_path))
         elif kind in OPAQUE_PART_TYPES:
