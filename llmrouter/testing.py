@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from llmrouter.config import Config, parse_config
-from llmrouter.events import Event
+from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.plugins import PluginRegistry, load_entry_point_plugins
+from llmrouter.observe.events import Event
 
 __all__ = ["MockProviders", "Reply", "RouterClient", "make_config", "openai_chat", "anthropic_message"]
 
@@ -82,7 +82,7 @@ class RouterClient:
     def __init__(self, client: Any, config: Config) -> None:
         self.client = client
         self.config = config
-        from llmrouter.server import BUS, PIPELINE
+        from llmrouter.web.app import BUS, PIPELINE
 
         self.app = client.server.app
         self.pipeline = self.app[PIPELINE]
@@ -209,7 +209,7 @@ def mock_providers() -> Iterator[MockProviders]:
 @pytest.fixture
 async def router(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RouterClient]]]:
     """Factory fixture: build the router app for a config dict and return a :class:`RouterClient`."""
-    from llmrouter.server import create_app
+    from llmrouter.web.app import create_app
 
     async def make(config: Mapping[str, Any] | Config, *, plugins: Mapping[str, Any] | None = None,
                    environ: Mapping[str, str] | None = None, log: bool = True) -> RouterClient:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from llmrouter.server import DISCOVERY
 from llmrouter.testing import MockProviders, Reply, RouterClient, anthropic_message, openai_chat
+from llmrouter.web.app import DISCOVERY
 
 OPENAI_URL = "http://openai.test/v1"
 ANTHROPIC_URL = "http://anthropic.test"

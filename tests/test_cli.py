@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from llmrouter.cli import main
+from llmrouter.cli.main import main
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from llmrouter import dashboard
+from llmrouter.web import dashboard
 from llmrouter.jsonutil import loads
-from llmrouter.server import BUS
 from llmrouter.testing import openai_chat
+from llmrouter.web.app import BUS
 
 ECHO = {"providers": [{"name": "echo", "format": "echo"}],
         "classifiers": {"keyword": {"enabled": True, "tags": {"code": ["def "]}}},
@@ -154,8 +154,8 @@ async def test_works_behind_inbound_auth_with_query_key(router: Any) -> None:
 
 
 async def test_shutdown_ends_open_streams(aiohttp_client: Any) -> None:
-    from llmrouter.server import create_app
     from llmrouter.testing import make_config
+    from llmrouter.web.app import create_app
 
     app = create_app(make_config(ECHO), environ={})
     client = await aiohttp_client(app)

@@ -22,8 +22,8 @@ import pytest
 
 from llmrouter import Context, hookimpl
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.server import BUS
 from llmrouter.testing import openai_chat
+from llmrouter.web.app import BUS
 
 CONFIG = {
     "server": {"api_key_env": "ROUTER_API_KEY"},

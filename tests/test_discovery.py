@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from llmrouter.config import ProviderConfig
-from llmrouter.discovery import DiscoveryError, ModelDiscovery, discover_models
+from llmrouter.upstream.discovery import DiscoveryError, ModelDiscovery, discover_models
 
 
 def provider(name: str = "p", fmt: str = "openai", base_url: str | None = "http://up.test/v1",
@@ -174,10 +174,10 @@ async def test_failure_keeps_previous_list_and_warns(client: httpx.AsyncClient,
 
         flaky.respond(503, text="overloaded")
         mock.get("http://fine.test/v1/models").respond(json={"data": [{"id": "f2"}]})
-        with caplog.at_level(logging.WARNING, logger="llmrouter.discovery"):
+        with caplog.at_level(logging.WARNING, logger="llmrouter.upstream.discovery"):
             await discovery.refresh(client, providers)
     assert discovery.models == {"flaky": ("m1",), "fine": ("f2",)}
-    warnings = [r for r in caplog.records if r.name == "llmrouter.discovery" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "llmrouter.upstream.discovery" and r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "flaky" in warnings[0].getMessage() and "503" in warnings[0].getMessage()
 

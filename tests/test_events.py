@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from llmrouter import ChatResponse, Context, Flow, hookimpl
-from llmrouter.events import EventBus, Subscription, SubscriptionClosed
-from llmrouter.server import BUS
+from llmrouter.observe.events import EventBus, Subscription, SubscriptionClosed
 from llmrouter.testing import MockProviders, openai_chat
+from llmrouter.web.app import BUS
 
 ECHO = {
     "providers": [{"name": "echo", "format": "echo", "cost_per_1m_tokens": 1.0},
@@ -253,7 +253,7 @@ async def test_slow_subscriber_never_slows_requests(router: Any) -> None:
 
 
 async def test_pending_returns_queued_events_without_waiting() -> None:
-    from llmrouter.events import EventBus
+    from llmrouter.observe.events import EventBus
 
     bus = EventBus()
     subscription = bus.subscribe(10)

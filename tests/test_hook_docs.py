@@ -22,7 +22,7 @@ import pytest
 
 from llmrouter import hookspecs
 from llmrouter.context import Context
-from llmrouter.plugins import HOOK_NAMES, load_entry_point_plugins
+from llmrouter.engine.registry import HOOK_NAMES, load_entry_point_plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS_DOC = ROOT / "docs" / "plugin-hooks.md"

@@ -19,8 +19,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmrouter.server import PIPELINE, create_app, json_depth_exceeds
 from llmrouter.testing import anthropic_message, make_config, openai_chat
+from llmrouter.web.app import PIPELINE, create_app
+from llmrouter.web.limits import json_depth_exceeds
 
 ECHO = {"providers": [{"name": "echo", "format": "echo"}], "routers": [{"type": "fallback"}]}
 OPENAI, ANTHROPIC = "/v1/chat/completions", "/v1/messages"

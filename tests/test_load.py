@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.reliability import RetryPolicy
-from llmrouter.server import RELIABILITY
 from llmrouter.testing import RouterClient, anthropic_message, openai_chat
+from llmrouter.upstream.reliability import RetryPolicy
+from llmrouter.web.app import RELIABILITY
 from tests.flaky_upstream import Action, FlakyUpstream
 
 REQUESTS = 2000

@@ -15,8 +15,8 @@ import anthropic
 import openai
 import pytest
 
-from llmrouter.server import create_app
 from llmrouter.testing import make_config
+from llmrouter.web.app import create_app
 
 URL = os.environ.get("LLMROUTER_LOCAL_MODEL_URL")
 MODEL = os.environ.get("LLMROUTER_LOCAL_MODEL", "gemma3-270m")

@@ -7,7 +7,7 @@ from typing import Any
 import pluggy
 
 from llmrouter import Context, hookimpl
-from llmrouter.plugins import PluginRegistry, load_entry_point_plugins, new_plugin_manager
+from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins, new_plugin_manager
 
 
 def test_valid_plugin_is_registered_with_its_hooks() -> None:

@@ -1,6 +1,6 @@
 """Upstream faults: retries with backoff and Retry-After, circuit breakers, failover down the router chain.
 
-Unit tests drive :mod:`llmrouter.reliability` directly; the rest go through the real app, with respx
+Unit tests drive :mod:`llmrouter.upstream.reliability` directly; the rest go through the real app, with respx
 mocks for exact sequences and real loopback servers (``tests/flaky_upstream.py``) for slow first
 bytes, dropped connections and mid-stream disconnects.
 """
@@ -18,10 +18,11 @@ import pytest
 from llmrouter import Context, Route, hookimpl
 from llmrouter.config import parse_config
 from llmrouter.errors import ProviderError, ProviderTimeout
-from llmrouter.events import EventBus
 from llmrouter.jsonutil import loads
-from llmrouter.providers import Provider, ProviderConnectTimeout
-from llmrouter.reliability import (
+from llmrouter.observe.events import EventBus
+from llmrouter.testing import RouterClient, anthropic_message, openai_chat
+from llmrouter.upstream.providers import Provider, ProviderConnectTimeout
+from llmrouter.upstream.reliability import (
     CircuitBreaker,
     CircuitState,
     Reliability,
@@ -31,8 +32,7 @@ from llmrouter.reliability import (
     is_retryable,
     should_fail_over,
 )
-from llmrouter.server import RELIABILITY
-from llmrouter.testing import RouterClient, anthropic_message, openai_chat
+from llmrouter.web.app import RELIABILITY
 from tests.flaky_upstream import FlakyUpstream, anthropic_overloaded_stream
 from tests.upstreams import anthropic_stream, openai_reply, openai_stream
 
@@ -532,9 +532,9 @@ async def test_no_retry_once_the_stream_has_started(aiohttp_server: Any, router:
 
 def test_retry_policy_comes_from_routing_config() -> None:
     from llmrouter.config import parse_config
-    from llmrouter.events import EventBus
-    from llmrouter.providers import build_providers
-    from llmrouter.reliability import Reliability
+    from llmrouter.observe.events import EventBus
+    from llmrouter.upstream.providers import build_providers
+    from llmrouter.upstream.reliability import Reliability
 
     config = parse_config({"providers": [{"name": "e", "format": "echo"}],
                            "routing": {"retry_backoff_base_s": 0.1, "retry_backoff_max_s": 0.4,

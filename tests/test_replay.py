@@ -9,10 +9,10 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from llmrouter.cli import main
+from llmrouter.cli.main import main
+from llmrouter.cli.replay import read_log, render_text, replay
 from llmrouter.config import load_config
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.replay import read_log, render_text, replay
 from llmrouter.testing import make_config, openai_chat
 
 DATA = Path(__file__).parent / "data"

@@ -11,7 +11,7 @@ import pytest
 
 from llmrouter import ChatRequest, Context, hookimpl
 from llmrouter.jsonutil import loads
-from llmrouter.requestlog import REDACTED, RequestLog, redact_keys
+from llmrouter.observe.requestlog import REDACTED, RequestLog, redact_keys
 from llmrouter.testing import MockProviders, anthropic_message, openai_chat
 
 ENTRY_KEYS = {"type", "id", "ts_ms", "duration_ms", "endpoint", "status", "provider", "requested_model",
@@ -197,8 +197,8 @@ async def test_log_disabled_writes_nothing(router: Any, tmp_path: Path) -> None:
 
 
 async def test_everything_is_on_disk_when_the_app_shuts_down(aiohttp_client: Any, tmp_path: Path) -> None:
-    from llmrouter.server import create_app
     from llmrouter.testing import make_config
+    from llmrouter.web.app import create_app
 
     cfg = make_config({"providers": [{"name": "echo", "format": "echo"}],
                        "routers": [{"type": "fallback", "providers": ["echo"]}],

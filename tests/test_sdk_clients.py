@@ -9,8 +9,8 @@ import anthropic
 import openai
 import pytest
 
-from llmrouter.server import create_app
 from llmrouter.testing import make_config
+from llmrouter.web.app import create_app
 from tests.upstreams import WEATHER_TOOL_ARGS, FakeUpstream
 
 OPENAI_TOOLS = [{"type": "function", "function": {

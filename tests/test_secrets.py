@@ -17,12 +17,12 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from llmrouter import serve
-from llmrouter.cli import main
+from llmrouter.web import runner as serve
+from llmrouter.cli.main import main
 from llmrouter.config import ConfigError, parse_config
 from llmrouter.jsonutil import dumps
-from llmrouter.server import check_exposure, is_loopback
 from llmrouter.testing import anthropic_message, openai_chat
+from llmrouter.web.middleware import check_exposure, is_loopback
 
 CLIENT_KEY = "rk-PLANTED-client-4d1f0a9c77"
 OPENAI_KEY = "sk-PLANTED-openai-9f8e7d6c5b"
@@ -214,7 +214,7 @@ def test_check_exposure() -> None:
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Replace the actual serving in llmrouter.serve with a recorder."""
+    """Replace the actual serving in llmrouter.web.runner with a recorder."""
     calls: list[Any] = []
     monkeypatch.setattr(serve, "_serve_one", lambda config, sock=None: calls.append(config))
     monkeypatch.delenv("ROUTER_KEY", raising=False)
@@ -253,7 +253,7 @@ async def test_every_route_but_health_and_root_needs_the_key(router: Any, monkey
         compared.append(a)
         return real(a, b)
 
-    monkeypatch.setattr("llmrouter.server.hmac.compare_digest", spy)
+    monkeypatch.setattr("llmrouter.web.middleware.hmac.compare_digest", spy)
     client = await router({"server": {"api_key_env": "ROUTER_KEY"}, "providers": [{"name": "e", "format": "echo"}],
                            "routers": [{"type": "fallback"}]}, environ={"ROUTER_KEY": CLIENT_KEY})
     for path in ("/v1/models", "/dashboard", "/dashboard/events", "/v1/nothing"):

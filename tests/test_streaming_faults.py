@@ -16,9 +16,9 @@ import openai
 import pytest
 from aiohttp import web
 
-import llmrouter.server
-from llmrouter.server import PIPELINE, create_app
+import llmrouter.web.streaming
 from llmrouter.testing import RouterClient, anthropic_message, make_config, openai_chat
+from llmrouter.web.app import PIPELINE, create_app
 from tests.test_streaming_e2e import (
     ANTHROPIC_TEXT,
     OLLAMA_TEXT,
@@ -45,7 +45,7 @@ from tests.test_streaming_e2e import (
 Step = tuple[Any, ...]
 CONTENT_TYPES = {"oa": "text/event-stream", "an": "text/event-stream", "ol": "application/x-ndjson"}
 PATHS = {"oa": "/v1/chat/completions", "an": "/v1/messages", "ol": "/api/chat"}
-KEEPALIVE = 0.04  # seconds; patched over llmrouter.server.KEEPALIVE_S (15 s) so silences are short
+KEEPALIVE = 0.04  # seconds; patched over llmrouter.web.streaming.KEEPALIVE_S (15 s) so silences are short
 
 
 class ScriptedUpstream:
@@ -310,7 +310,7 @@ async def test_client_disconnect_cancels_the_upstream_request(stack: Any, provid
 
 async def test_client_disconnect_during_upstream_silence_is_noticed_by_the_keepalive(
         stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llmrouter.server, "KEEPALIVE_S", KEEPALIVE)
+    monkeypatch.setattr(llmrouter.web.streaming, "KEEPALIVE_S", KEEPALIVE)
     upstream, client = stack
     upstream.script = [("write", HEADS["an"]), ("sleep", 5)]
     resp = await client.client.post("/v1/messages", json=anthropic_message("hi", model="an/m1", stream=True),
@@ -347,8 +347,8 @@ async def served(aiohttp_server: Any, tmp_path: Any) -> Any:
 @pytest.mark.parametrize("script", ["drip", "silence"])
 async def test_client_disconnect_is_noticed_without_handler_cancellation(
         served: Any, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
-    monkeypatch.setattr(llmrouter.server, "KEEPALIVE_S", 30.0)  # the keep-alive must not be what notices
-    monkeypatch.setattr(llmrouter.server, "DISCONNECT_POLL_S", KEEPALIVE)
+    monkeypatch.setattr(llmrouter.web.streaming, "KEEPALIVE_S", 30.0)  # the keep-alive must not be what notices
+    monkeypatch.setattr(llmrouter.web.streaming, "DISCONNECT_POLL_S", KEEPALIVE)
     upstream, url, pipeline = served
     upstream.script = [("write", HEADS["an"]),
                        ("drip", DRIPS["an"], 0.02) if script == "drip" else ("sleep", 5)]
@@ -394,7 +394,7 @@ def paused_script(provider: str, pause: float) -> list[Step]:
 @pytest.mark.parametrize("provider", ["oa", "an", "ol"])
 async def test_silence_sends_pings_to_anthropic_clients(stack: Any, monkeypatch: pytest.MonkeyPatch,
                                                         provider: str) -> None:
-    monkeypatch.setattr(llmrouter.server, "KEEPALIVE_S", KEEPALIVE)
+    monkeypatch.setattr(llmrouter.web.streaming, "KEEPALIVE_S", KEEPALIVE)
     upstream, client = stack
     upstream.script = paused_script(provider, 0.2)
     reply = await send(client, "anthropic", f"{provider}/m1")
@@ -410,7 +410,7 @@ async def test_silence_sends_pings_to_anthropic_clients(stack: Any, monkeypatch:
 @pytest.mark.parametrize("provider", ["oa", "an", "ol"])
 async def test_silence_sends_sse_comments_to_openai_clients(stack: Any, monkeypatch: pytest.MonkeyPatch,
                                                             provider: str) -> None:
-    monkeypatch.setattr(llmrouter.server, "KEEPALIVE_S", KEEPALIVE)
+    monkeypatch.setattr(llmrouter.web.streaming, "KEEPALIVE_S", KEEPALIVE)
     upstream, client = stack
     upstream.script = paused_script(provider, 0.2)
     reply = await send(client, "openai", f"{provider}/m1")
@@ -424,7 +424,7 @@ async def test_keepalive_also_covers_output_the_renderer_holds_back(stack: Any,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Anthropic clients get a tool call's arguments in one piece at its end; while an upstream
     drips the fragments the client hears nothing, so pings must flow then too."""
-    monkeypatch.setattr(llmrouter.server, "KEEPALIVE_S", KEEPALIVE)
+    monkeypatch.setattr(llmrouter.web.streaming, "KEEPALIVE_S", KEEPALIVE)
     upstream, client = stack
     start = sse([_oa_chunk({"role": "assistant", "content": None, "tool_calls": [
         {"index": 0, "id": "call_1", "type": "function", "function": {"name": "write_file", "arguments": ""}}]})])
@@ -440,7 +440,7 @@ async def test_keepalive_also_covers_output_the_renderer_holds_back(stack: Any,
 
 
 async def test_official_sdks_ignore_keepalives(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llmrouter.server, "KEEPALIVE_S", KEEPALIVE)
+    monkeypatch.setattr(llmrouter.web.streaming, "KEEPALIVE_S", KEEPALIVE)
     upstream, client = stack
     base = str(client.client.make_url("")).rstrip("/")
     upstream.script = paused_script("an", 0.15)

@@ -13,11 +13,11 @@ from aiohttp import web
 from textual.widgets import DataTable, Input, Static
 
 from llmrouter import Context, hookimpl
+from llmrouter.cli.tui import FeedState, RouterTUI
+from llmrouter.engine.registry import load_entry_point_plugins
 from llmrouter.jsonutil import dumps
-from llmrouter.plugins import load_entry_point_plugins
-from llmrouter.server import create_app
 from llmrouter.testing import make_config, openai_chat
-from llmrouter.tui import FeedState, RouterTUI
+from llmrouter.web.app import create_app
 
 CONFIG = {
     "providers": [{"name": "echo", "format": "echo", "models": ["echo-1"]},

@@ -9,7 +9,7 @@ import httpx
 import respx
 from aiohttp import web
 
-from llmrouter.upstream import new_http_client, send
+from llmrouter.upstream.client import new_http_client, send
 
 
 async def upstream_app(aiohttp_server: Any) -> str:

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from llmrouter.cli.watch import SSEParser, excerpt, format_event
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.server import create_app
 from llmrouter.testing import make_config, openai_chat
-from llmrouter.watch import SSEParser, excerpt, format_event
+from llmrouter.web.app import create_app
 
 CONFIG = {
     "providers": [{"name": "echo", "format": "echo", "cost_per_1m_tokens": 3.0},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmrouter.plugins import load_entry_point_plugins
+from llmrouter.engine.registry import load_entry_point_plugins
 
 EXPECTED = {"shouting": ["classify"], "prompt-length": ["route"], "signature": ["post_response"]}
 

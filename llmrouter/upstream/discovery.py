@@ -20,9 +20,9 @@ import httpx
 
 from llmrouter.config import ProviderConfig
 from llmrouter.jsonutil import loads
-from llmrouter.providers import redact_secrets
+from llmrouter.upstream.providers import redact_secrets
 
-logger = logging.getLogger("llmrouter.discovery")
+logger = logging.getLogger("llmrouter.upstream.discovery")
 
 ANTHROPIC_VERSION = "2023-06-01"
 _ANTHROPIC_MAX_PAGES = 50

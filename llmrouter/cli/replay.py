@@ -178,10 +178,10 @@ async def replay(entries: list[dict[str, Any]], config: Config, *, live: bool = 
 
     :raises ConfigError: when the config cannot be turned into a pipeline.
     """
-    from llmrouter.events import EventBus
-    from llmrouter.pipeline import Pipeline
-    from llmrouter.plugins import load_entry_point_plugins
-    from llmrouter.providers import build_providers
+    from llmrouter.engine.pipeline import Pipeline
+    from llmrouter.engine.registry import load_entry_point_plugins
+    from llmrouter.observe.events import EventBus
+    from llmrouter.upstream.providers import build_providers
 
     env = dict(os.environ if environ is None else environ)
     registry = registry or load_entry_point_plugins()
@@ -190,7 +190,7 @@ async def replay(entries: list[dict[str, Any]], config: Config, *, live: bool = 
     pipeline = Pipeline(config, registry, providers, EventBus(history=0), provider_call=None if live else stand_in)
     report = ReplayReport(live=live)
     if live:
-        from llmrouter.upstream import new_http_client
+        from llmrouter.upstream.client import new_http_client
 
         pipeline.http = new_http_client()
     try:

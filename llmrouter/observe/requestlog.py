@@ -24,7 +24,7 @@ from typing import Any
 
 from llmrouter.jsonutil import dumps
 
-log = logging.getLogger("llmrouter.requestlog")
+log = logging.getLogger("llmrouter.observe.requestlog")
 
 REDACTED = "[redacted]"
 _STOP = object()

@@ -16,8 +16,8 @@ from importlib import resources
 
 from aiohttp import web
 
-from llmrouter.events import Subscription, SubscriptionClosed
 from llmrouter.jsonutil import dumps
+from llmrouter.observe.events import Subscription, SubscriptionClosed
 
 SSE_KEEPALIVE_S = 15.0
 SUBSCRIBER_QUEUE = 1000
@@ -34,7 +34,7 @@ def sse_frame(event: dict[str, object]) -> bytes:
 
 async def dashboard_page(request: web.Request) -> web.Response:
     """Serve the dashboard page (no external assets)."""
-    html = resources.files("llmrouter").joinpath("static/dashboard.html").read_bytes()
+    html = resources.files("llmrouter").joinpath("web/static/dashboard.html").read_bytes()
     return web.Response(body=html, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-cache"})
 
@@ -48,7 +48,7 @@ def _history_limit(request: web.Request) -> int:
 
 async def dashboard_events(request: web.Request) -> web.StreamResponse:
     """Stream every bus event as SSE, with keep-alive comments, until the client or server goes away."""
-    from llmrouter.server import BUS
+    from llmrouter.web.app import BUS
 
     bus = request.app[BUS]
     limit = _history_limit(request)

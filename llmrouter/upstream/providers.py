@@ -33,9 +33,9 @@ from llmrouter.models import (
     TextPart,
     Usage,
 )
-from llmrouter.upstream import send
+from llmrouter.upstream.client import send
 
-log = logging.getLogger("llmrouter.providers")
+log = logging.getLogger("llmrouter.upstream.providers")
 
 ANTHROPIC_VERSION = "2023-06-01"
 _PATHS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}

@@ -13,9 +13,9 @@ import socket
 from aiohttp import web
 
 from llmrouter.config import Config
-from llmrouter.server import PIPELINE, check_exposure, create_app, resolve_api_key
+from llmrouter.web.app import PIPELINE, check_exposure, create_app, resolve_api_key
 
-log = logging.getLogger("llmrouter.serve")
+log = logging.getLogger("llmrouter.web.runner")
 GC_GEN0_THRESHOLD = 50_000
 
 

@@ -34,15 +34,15 @@ import httpx
 
 from llmrouter.config import Config
 from llmrouter.errors import ProviderError, ProviderTimeout, RouterError
-from llmrouter.events import EventBackend, now_ms
 from llmrouter.models import ChatRequest, StreamError, StreamEvent
-from llmrouter.providers import Provider, ProviderConnectTimeout
+from llmrouter.observe.events import EventBackend, now_ms
+from llmrouter.upstream.providers import Provider, ProviderConnectTimeout
 
 if TYPE_CHECKING:
     from llmrouter.context import Context
-    from llmrouter.pipeline import Pipeline
+    from llmrouter.engine.pipeline import Pipeline
 
-log = logging.getLogger("llmrouter.reliability")
+log = logging.getLogger("llmrouter.upstream.reliability")
 
 #: Upstream statuses that do not fail over: the request itself is at fault, so every provider
 #: would refuse it the same way. 401/403/404/408 (a misconfigured key or model, a slow upstream)
@@ -229,7 +229,7 @@ Call = Callable[[Provider, ChatRequest, str, httpx.AsyncClient], Awaitable[Any]]
 class Reliability:
     """Retries, circuit breakers and failover around the pipeline's provider calls.
 
-    Pass :meth:`complete` and :meth:`stream` to :class:`~llmrouter.pipeline.Pipeline` as
+    Pass :meth:`complete` and :meth:`stream` to :class:`~llmrouter.engine.pipeline.Pipeline` as
     ``provider_call``/``stream_call`` and the instance itself as ``gate``.
     """
 

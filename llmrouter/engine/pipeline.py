@@ -20,15 +20,15 @@ import httpx
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Flow, ProviderInfo, Route
+from llmrouter.engine.registry import PluginRegistry
 from llmrouter.errors import InvalidRequest, NoRoute, PluginFailed, RouterError
-from llmrouter.events import EventBackend, now_ms
 from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
-from llmrouter.plugins import PluginRegistry
-from llmrouter.providers import Provider
-from llmrouter.requestlog import RequestLog
+from llmrouter.observe.events import EventBackend, now_ms
+from llmrouter.observe.requestlog import RequestLog
+from llmrouter.upstream.providers import Provider
 
-log = logging.getLogger("llmrouter.pipeline")
+log = logging.getLogger("llmrouter.engine.pipeline")
 
 PLUGIN_PROVIDER = "plugin"
 LOGGED_REQUEST = "_logged_request"
@@ -38,7 +38,7 @@ _NONE_BLOCKED: frozenset[str] = frozenset()
 
 
 class Gate(Protocol):
-    """What routing asks the reliability layer (see :class:`llmrouter.reliability.Reliability`)."""
+    """What routing asks the reliability layer (see :class:`llmrouter.upstream.reliability.Reliability`)."""
 
     health: dict[str, bool]
 

@@ -3,7 +3,7 @@
 Plugins are found through the ``llmrouter`` entry point group; a plugin's id is its entry point
 name. Built-ins in ``llmrouter_plugins`` are registered through the very same group. pluggy
 validates every implementation against :mod:`llmrouter.hookspecs`; request-time dispatch, in
-config order, is done by :mod:`llmrouter.pipeline`.
+config order, is done by :mod:`llmrouter.engine.pipeline`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pluggy
 
 from llmrouter import hookspecs
 
-log = logging.getLogger("llmrouter.plugins")
+log = logging.getLogger("llmrouter.engine.registry")
 
 ENTRY_POINT_GROUP = "llmrouter"
 HOOK_NAMES: tuple[str, ...] = ("on_start", "classify", "pre_request", "route", "post_response", "on_end")

@@ -39,7 +39,7 @@ def main(log_level: str) -> None:
               help="Worker processes sharing the port (SO_REUSEPORT); each has its own event bus.")
 def serve(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
     """Run the router on CONFIG_PATH (default: the embedded default config)."""
-    from llmrouter.serve import run
+    from llmrouter.web.runner import run
 
     config = _load(config_path)
     if host is not None:
@@ -56,15 +56,15 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False))
 def check(config_path: str | None) -> None:
     """Validate CONFIG_PATH and print the resolved providers, classifiers, rules and plugins."""
-    from llmrouter.pipeline import Pipeline
-    from llmrouter.plugins import load_entry_point_plugins
-    from llmrouter.providers import build_providers
+    from llmrouter.engine.pipeline import Pipeline
+    from llmrouter.engine.registry import load_entry_point_plugins
+    from llmrouter.upstream.providers import build_providers
 
     config = _load(config_path)
     registry = load_entry_point_plugins()
     try:
         providers = build_providers(config, dict(os.environ))
-        from llmrouter.events import EventBus
+        from llmrouter.observe.events import EventBus
 
         pipeline = Pipeline(config, registry, providers, EventBus())
     except ConfigError as exc:
@@ -95,7 +95,7 @@ def check(config_path: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def plugins(as_json: bool) -> None:
     """List installed plugins with their distribution, version, hooks and load errors."""
-    from llmrouter.plugins import describe, load_entry_point_plugins
+    from llmrouter.engine.registry import describe, load_entry_point_plugins
 
     registry = load_entry_point_plugins()
     rows: list[dict[str, Any]] = [describe(r) for r in sorted(registry.records.values(), key=lambda r: r.id)]
@@ -120,13 +120,19 @@ def plugins(as_json: bool) -> None:
 @click.option("--model", default=None, help="Model for the chat box (default: the first from /v1/models).")
 def tui(url: str, api_key: str | None, model: str | None) -> None:
     """A live terminal dashboard with a chat box for the router at URL."""
-    from llmrouter.tui import run_tui  # Textual loads only for this command
+    try:
+        from llmrouter.cli.tui import run_tui  # Textual is an extra, loaded only for this command
+    except ModuleNotFoundError as exc:
+        if exc.name != "textual" and not (exc.name or "").startswith("textual."):
+            raise
+        raise click.ClickException(
+            "the TUI needs Textual, an optional extra: pip install 'llmrouter[tui]'") from None
 
     run_tui(url, api_key, model)
 
 
-from llmrouter.replay import replay_command  # noqa: E402  (commands defined in their own modules)
-from llmrouter.watch import watch  # noqa: E402
+from llmrouter.cli.replay import replay_command  # noqa: E402  (commands defined in their own modules)
+from llmrouter.cli.watch import watch  # noqa: E402
 
 main.add_command(watch)
 main.add_command(replay_command)

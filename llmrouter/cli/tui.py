@@ -23,8 +23,8 @@ from textual.containers import Horizontal, Vertical
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Static
 
+from llmrouter.cli.watch import DEFAULT_URL, WatchError, excerpt, follow, prompt_text, reply_text, short_id
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.watch import DEFAULT_URL, WatchError, excerpt, follow, prompt_text, reply_text, short_id
 
 RECENT_ROWS = 200
 HISTORY = 50

@@ -1,0 +1,1 @@
+"""The request engine: the pipeline and the plugin registry."""

@@ -1,0 +1,112 @@
+"""Route handlers: the chat endpoints, ``/v1/models``, ``/health`` and ``/``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from llmrouter.context import Context
+from llmrouter.errors import RouterError
+from llmrouter.formats import ClientFormat
+from llmrouter.jsonutil import dumps
+from llmrouter.web.appkeys import CONFIG, PIPELINE, RELIABILITY
+from llmrouter.web.limits import check_content_type, check_limits, read_json
+from llmrouter.web.replies import body_model, error_headers, error_response, new_request_id, router_headers
+from llmrouter.web.streaming import record_once, relay_stream
+
+log = logging.getLogger("llmrouter.web")
+
+
+def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler for one chat endpoint speaking client format ``fmt``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        pipeline = request.app[PIPELINE]
+        config = request.app[CONFIG]
+        request_id = new_request_id()
+        started = time.perf_counter()
+        ctx: Context | None = None
+        body: Any = None
+        try:
+            try:
+                check_content_type(request)
+                body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
+                check_limits(body, config.server.max_json_depth, config.server.max_messages)
+                chat_request = fmt.parse_request(body, request.headers)
+            except Exception:  # a rejected request still gets its start (and complete) event
+                pipeline.publish_start(request_id, body_model(body), endpoint)
+                raise
+            pipeline.publish_start(request_id, chat_request.model, endpoint)
+            ctx = pipeline.new_context(chat_request, request_id, endpoint)
+            await pipeline.prepare(ctx)
+            if chat_request.stream:
+                return await relay_stream(request, fmt, pipeline, ctx, started)
+            response = await pipeline.complete(ctx)
+        except RouterError as exc:
+            if ctx is not None:
+                await pipeline.fail(ctx, exc.message)
+            pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
+                            status=exc.status, error=exc.message, request_model=body_model(body))
+            return error_response(fmt, exc, error_headers(request_id, ctx, exc))
+        except asyncio.CancelledError:
+            # The client went away or shutdown's grace ran out: the request still gets its log line.
+            if ctx is not None and "_recorded" not in ctx.state:
+                record_once(pipeline, ctx, started, 499, "request cancelled")
+            raise
+        except Exception as exc:  # a bug must not take the server down or leave the client hanging
+            log.exception("unexpected error handling request %s", request_id)
+            err = RouterError(f"internal error: {type(exc).__name__}: {exc}")
+            pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
+                            status=500, error=err.message, request_model=body_model(body))
+            return error_response(fmt, err, router_headers(request_id, ctx))
+        pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started, status=200, error=None)
+        return web.Response(body=dumps(fmt.render_response(response, ctx.request)), content_type="application/json",
+                            headers=router_headers(request_id, ctx))
+
+    return handle
+
+
+async def models_handler(request: web.Request) -> web.Response:
+    """``GET /v1/models``: every model the config can route, in OpenAI or Anthropic list shape."""
+    pipeline = request.app[PIPELINE]
+    config = request.app[CONFIG]
+    owners: dict[str, str] = {}
+    for name, info in pipeline.provider_infos().items():
+        for model in info.models:
+            owners.setdefault(model, name)
+    for rule in config.routers:
+        provider = rule.get("provider")
+        if isinstance(rule.get("rewrite_model"), str):
+            owners.setdefault(rule["rewrite_model"], provider or "router")
+        for cand in rule.get("candidates") or []:
+            if isinstance(cand, dict) and isinstance(cand.get("model"), str):
+                owners.setdefault(cand["model"], cand.get("provider", "router"))
+    if "anthropic-version" in request.headers:
+        data = [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in owners]
+        body: dict[str, Any] = {"data": data, "has_more": False,
+                                "first_id": data[0]["id"] if data else None,
+                                "last_id": data[-1]["id"] if data else None}
+    else:
+        body = {"object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": p} for m, p in owners.items()]}
+    return web.json_response(body, dumps=lambda v: dumps(v).decode())
+
+
+async def health_handler(request: web.Request) -> web.Response:
+    """``GET /health``: liveness plus per-provider status."""
+    pipeline = request.app[PIPELINE]
+    circuits = request.app[RELIABILITY].snapshot()
+    providers = {name: {"format": info.format, "healthy": info.healthy, "models": list(info.models),
+                        "circuit": circuits.get(name)}
+                 for name, info in pipeline.provider_infos().items()}
+    return web.json_response({"status": "ok", "in_flight": pipeline.in_flight, "providers": providers})
+
+
+async def root_handler(request: web.Request) -> web.Response:
+    """``GET``/``HEAD /``: a liveness answer (Claude Code probes ``HEAD /`` first)."""
+    return web.json_response({"name": "llmrouter", "status": "ok"})

@@ -1,0 +1,95 @@
+"""Request body checks: content type, size, nesting depth and message count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from llmrouter.errors import InvalidRequest, PayloadTooLarge, RouterError
+from llmrouter.jsonutil import loads
+
+_JSON_OR_UNDECLARED = frozenset({"application/json", "application/octet-stream"})
+
+
+async def read_json(request: web.Request, limit_bytes: int) -> Any:
+    """Read and decode the body, enforcing the size limit.
+
+    :raises PayloadTooLarge: over the limit. :raises InvalidRequest: empty or invalid JSON.
+    """
+    if request.content_length is not None and request.content_length > limit_bytes:
+        raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit_bytes} bytes")
+    try:
+        # The app's client_max_size is limit_bytes + 1, so aiohttp stops reading past the limit.
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes") from None
+    if len(body) > limit_bytes:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+    if not body.strip():
+        raise InvalidRequest("request body is empty; expected a JSON object")
+    try:
+        return loads(body)
+    except ValueError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+
+class UnsupportedMediaType(RouterError):
+    """A request body that is declared as something other than JSON (415)."""
+
+    status = 415
+    kind = "invalid_request_error"
+
+
+def check_content_type(request: web.Request) -> None:
+    """Accept bodies declared as JSON (``application/json`` with any parameters, ``application/*+json``)
+    or not declared at all (no type, or ``application/octet-stream``, which some HTTP libraries put
+    on raw bytes).
+
+    Everything else is refused, ``text/plain`` and form types included: those are what a web page
+    can send to a loopback router without a CORS preflight.
+
+    :raises UnsupportedMediaType: for any other declared type.
+    """
+    declared = request.headers.get("Content-Type")
+    if declared is None or not declared.strip():
+        return
+    mime = request.content_type
+    if mime in _JSON_OR_UNDECLARED or (mime.startswith("application/") and mime.endswith("+json")):
+        return
+    raise UnsupportedMediaType(f"unsupported content type {mime!r}: send the request body as application/json")
+
+
+def check_limits(body: Any, max_depth: int, max_messages: int) -> None:
+    """Refuse bodies nested deeper than ``max_depth`` or with more than ``max_messages`` messages.
+
+    :raises InvalidRequest: naming the limit.
+    """
+    if isinstance(body, dict):
+        messages = body.get("messages")
+        if isinstance(messages, list) and len(messages) > max_messages:
+            raise InvalidRequest(f"messages: {len(messages)} messages exceed the limit of {max_messages}")
+    if json_depth_exceeds(body, max_depth):
+        raise InvalidRequest(f"request body is nested deeper than the limit of {max_depth} levels")
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether decoded JSON ``value`` nests containers more than ``limit`` levels deep (a scalar or
+    an empty object is depth 1). Walks level by level, looking only at containers."""
+    if type(value) is not dict and type(value) is not list:
+        return limit < 1
+    level: list[Any] = [value]
+    depth = 1
+    while level:
+        if depth > limit:
+            return True
+        deeper: list[Any] = []
+        push = deeper.append
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    push(child)
+        level = deeper
+        depth += 1
+    return False

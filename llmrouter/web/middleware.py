@@ -1,0 +1,103 @@
+"""Inbound auth and error-shape middleware, and the start-up checks on who may reach the router."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from llmrouter.config import Config, ConfigError
+from llmrouter.errors import AuthenticationFailed, NotFound, RouterError
+from llmrouter.web.appkeys import API_KEY, PIPELINE
+from llmrouter.web.replies import error_response, format_for_path, new_request_id
+
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
+_OPEN_PATHS = frozenset({"/health", "/"})
+
+
+def resolve_api_key(config: Config, environ: Mapping[str, str]) -> str | None:
+    """The inbound API key, or None when auth is off.
+
+    :raises ConfigError: when ``api_key_env`` names an unset variable, or a non-loopback bind
+        has no key and ``allow_unauthenticated`` is not set.
+    """
+    server = config.server
+    if server.api_key_env:
+        key = environ.get(server.api_key_env)
+        if not key:
+            raise ConfigError(f"{config.source}: [server] key 'api_key_env': environment variable "
+                              f"{server.api_key_env} is not set")
+        return key
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only listens on this machine; names other
+    than ``localhost``, the empty host and wildcard addresses count as exposed."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def check_exposure(config: Config, host: str, api_key: str | None) -> None:
+    """Refuse a non-loopback bind without inbound auth unless explicitly allowed."""
+    if not is_loopback(host) and api_key is None and not config.server.allow_unauthenticated:
+        raise ConfigError(
+            f"{config.source}: [server] key 'host': binding {host!r} exposes the router; set api_key_env "
+            "(or allow_unauthenticated = true to accept the risk)"
+        )
+
+
+def _presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key") or request.query.get("api_key")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+    """Require the inbound key on every route except ``/health`` and ``/``."""
+    key = request.app.get(API_KEY)
+    if key and request.path not in _OPEN_PATHS:
+        presented = _presented_key(request)
+        if presented is None or not hmac.compare_digest(presented.encode(), key.encode()):
+            message = "missing API key" if presented is None else "invalid API key"
+            headers = None
+            if request.method == "POST" and request.path in _CHAT_PATHS:
+                # Refused chat requests are exchanges too: they get events and a log line (no body).
+                pipeline, request_id = request.app[PIPELINE], new_request_id()
+                pipeline.publish_start(request_id, None, request.path)
+                pipeline.record(ctx=None, request_id=request_id, endpoint=request.path,
+                                started=time.perf_counter(), status=401, error=message)
+                headers = {"X-Router-Request-Id": request_id}
+            return error_response(format_for_path(request.path), AuthenticationFailed(message), headers)
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    """Render aiohttp's own HTTP errors (404, 405) in the client's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/dashboard"):
+            raise
+        fmt = format_for_path(request.path)
+        if exc.status == 404:
+            err: RouterError = NotFound(f"no route for {request.method} {request.path}")
+        else:
+            err = RouterError(f"{exc.reason} for {request.method} {request.path}", status=exc.status,
+                              kind="invalid_request_error")
+        return error_response(fmt, err)

@@ -1,0 +1,154 @@
+"""The stream relay: upstream events rendered to the client as they arrive, with keep-alives,
+disconnect detection and exactly one log line per stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from llmrouter.context import Context
+from llmrouter.engine.pipeline import Pipeline
+from llmrouter.errors import ProviderError, RouterError
+from llmrouter.formats import ClientFormat
+from llmrouter.formats.base import StreamRenderer
+from llmrouter.models import ResponseAccumulator, StreamError
+from llmrouter.web.replies import router_headers
+
+log = logging.getLogger("llmrouter.web")
+
+KEEPALIVE_S = 15.0
+"""Seconds of client-side silence on a stream before a keep-alive is sent."""
+DISCONNECT_POLL_S = 1.0
+"""How often a stream waiting on a silent upstream checks whether its client has gone."""
+
+
+def record_once(pipeline: Pipeline, ctx: Context, started: float, status: int, error: str | None) -> None:
+    """Log a request whose context exists, once (marks it so a cancellation does not log it again)."""
+    ctx.state["_recorded"] = True
+    pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
+                    status=status, error=error)
+
+
+async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, ctx: Context,
+                  started: float) -> web.StreamResponse:
+    """Relay a streamed reply; errors before the first byte propagate as ordinary error replies."""
+    answered_by_plugin = ctx.response is not None
+    if answered_by_plugin:
+        await pipeline.finish(ctx)
+    events = await pipeline.open_stream(ctx)
+    renderer = fmt.stream_renderer(ctx.request)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
+        **router_headers(ctx.request_id, ctx),
+    })
+    accumulator = ResponseAccumulator()
+    error: str | None = None
+    status = 200
+    iterator = events.__aiter__()
+    pending: asyncio.Future[Any] | None = None
+    loop = asyncio.get_running_loop()
+    try:
+        await response.prepare(request)
+        # Keep-alives follow the client's silence, not the upstream's: a renderer may hold output
+        # back (Anthropic tool arguments) while the upstream is busy.
+        last_write = loop.time()
+        while True:
+            pending = asyncio.ensure_future(iterator.__anext__())
+            while not pending.done():
+                # aiohttp does not cancel handlers when clients leave (unless handler_cancellation is
+                # on), so a silent upstream would otherwise be held until the next write fails.
+                if request.transport is None or request.transport.is_closing():
+                    raise ConnectionResetError("client disconnected")
+                idle = loop.time() - last_write
+                if idle >= KEEPALIVE_S:
+                    await response.write(renderer.keepalive())
+                    last_write = loop.time()
+                else:
+                    await asyncio.wait({pending}, timeout=min(KEEPALIVE_S - idle, DISCONNECT_POLL_S))
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                break
+            finally:
+                pending = None
+            accumulator.feed(event)
+            if isinstance(event, StreamError):
+                err = ProviderError(ctx.provider or "?", f"provider '{ctx.provider}' stream error: {event.message}")
+                err.kind = event.error_type  # e.g. overloaded_error: clients back off as they would upstream
+                await response.write(renderer.render_error(err))
+                error, status = err.message, err.status
+                break
+            data = renderer.render(event)
+            if data:
+                await response.write(data)
+                last_write = loop.time()
+    except RouterError as exc:
+        error, status = exc.message, exc.status
+        await _write_error(response, renderer, exc)
+    except (ConnectionError, asyncio.CancelledError) as exc:
+        error, status = "client disconnected", 499
+        if isinstance(exc, asyncio.CancelledError):
+            _finish_after_disconnect(pipeline, ctx, accumulator, answered_by_plugin, started, iterator, pending)
+            raise
+    except Exception as exc:  # a bug mid-stream: the client still gets an error event and the log a line
+        log.exception("unexpected error streaming request %s", ctx.request_id)
+        internal = RouterError(f"internal error: {type(exc).__name__}: {exc}")
+        error, status = internal.message, internal.status
+        await _write_error(response, renderer, internal)
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        await _close_iterator(iterator)
+    if not answered_by_plugin:
+        ctx.response = accumulator.result()
+        ctx.error = error
+        await pipeline.finish(ctx)
+    record_once(pipeline, ctx, started, status, error)
+    try:
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    return response
+
+
+async def _write_error(response: web.StreamResponse, renderer: StreamRenderer, error: RouterError) -> None:
+    """Send the client an error event in its format, unless it is already gone."""
+    try:
+        await response.write(renderer.render_error(error))
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # closing a broken upstream must never mask the real outcome
+            log.debug("error closing upstream stream", exc_info=True)
+
+
+def _finish_after_disconnect(pipeline: Pipeline, ctx: Context, accumulator: ResponseAccumulator,
+                             answered_by_plugin: bool, started: float, iterator: AsyncIterator[Any],
+                             pending: Any) -> None:
+    """The handler was cancelled: log at once (the process may be shutting down), close upstream in a
+    task of its own."""
+    if not answered_by_plugin:
+        ctx.response = accumulator.result()
+    record_once(pipeline, ctx, started, 499, "client disconnected")
+
+    async def finish() -> None:
+        if pending is not None and not pending.done():
+            pending.cancel()
+        await _close_iterator(iterator)
+
+    task = asyncio.get_running_loop().create_task(finish())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
