@@ -29,7 +29,14 @@ from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.observe.events import Event
 
-__all__ = ["MockProviders", "Reply", "RouterClient", "make_config", "openai_chat", "anthropic_message"]
+__all__ = ["MockProviders", "Reply", "RouterClient", "anthropic_message", "installed_plugins", "make_config",
+           "openai_chat"]
+
+
+def installed_plugins() -> PluginRegistry:
+    """Every plugin installed in this environment, loaded exactly as ``llmrouter serve`` loads them
+    (a plugin's own tests use it to check that its entry points resolve)."""
+    return load_entry_point_plugins()
 
 
 def make_config(data: Mapping[str, Any], tmp_path: Path | None = None) -> Config:

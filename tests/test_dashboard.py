@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from llmrouter.web import dashboard
 from llmrouter.jsonutil import loads
 from llmrouter.testing import openai_chat
+from llmrouter.web import dashboard
 from llmrouter.web.app import BUS
 
 ECHO = {"providers": [{"name": "echo", "format": "echo"}],

@@ -17,11 +17,11 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from llmrouter.web import runner as serve
 from llmrouter.cli.main import main
 from llmrouter.config import ConfigError, parse_config
 from llmrouter.jsonutil import dumps
 from llmrouter.testing import anthropic_message, openai_chat
+from llmrouter.web import runner as serve
 from llmrouter.web.middleware import check_exposure, is_loopback
 
 CLIENT_KEY = "rk-PLANTED-client-4d1f0a9c77"

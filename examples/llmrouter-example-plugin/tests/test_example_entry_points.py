@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from llmrouter.engine.registry import load_entry_point_plugins
+from llmrouter.testing import installed_plugins
 
 EXPECTED = {"shouting": ["classify"], "prompt-length": ["route"], "signature": ["post_response"]}
 
 
 def test_each_plugin_is_installed_under_its_own_id() -> None:
-    registry = load_entry_point_plugins()
+    registry = installed_plugins()
     for plugin_id, hooks in EXPECTED.items():
         record = registry.records[plugin_id]
         assert record.error is None, record.error
