@@ -7,10 +7,14 @@ httpx's pool collapses (see docs/performance.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
 import httpx
 from aiohttp import ClientSession, ClientTimeout
 from httpx_aiohttp import AiohttpTransport
-from httpx_aiohttp.transport import map_aiohttp_exceptions
 
 MAX_CONNECTIONS = 512
 KEEPALIVE_EXPIRY_S = 30.0
@@ -18,39 +22,94 @@ BUFFERED = "llmrouter.buffered"
 _KEPT_HEADERS = frozenset({b"content-type", b"content-encoding", b"retry-after", b"request-id", b"x-request-id"})
 
 
-class ProviderTransport(AiohttpTransport):
-    """``AiohttpTransport`` with a fast path for replies read whole.
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, unreachable: nothing was sent
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # the reply was cut
+    (aiohttp.ClientPayloadError, httpx.ReadError),
+    (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.InvalidUrlClientError, httpx.UnsupportedProtocol),
+    (aiohttp.ClientConnectionError, httpx.ReadError),
+    (asyncio.TimeoutError, httpx.ReadTimeout),
+)
+"""aiohttp's errors as httpx's, most specific first. httpx-aiohttp has a mapping of its own, but it
+reports a refused connection and a cut reply as connect timeouts; the router's status mapping
+(502 unreachable, 502 cut, 504 timeout) needs them apart."""
 
-    A request whose extensions carry ``BUFFERED`` is answered with the complete body read by
-    aiohttp in one call, instead of being relayed chunk by chunk through httpx's stream machinery;
-    httpx still applies content decoding. Streaming requests take the parent's path unchanged.
+
+@contextlib.contextmanager
+def httpx_errors() -> Iterator[None]:
+    """Re-raise aiohttp's transport errors as the matching ``httpx.TransportError``."""
+    try:
+        yield
+    except httpx.HTTPError:
+        raise
+    except Exception as exc:
+        for source, target in _ERRORS:
+            if isinstance(exc, source):
+                raise target(str(exc) or type(exc).__name__) from exc
+        raise
+
+
+class ProviderTransport(AiohttpTransport):
+    """An httpx transport on aiohttp's connection pool, with a fast path for replies read whole.
+
+    httpx-aiohttp provides the session (pool limits, TLS context); requests are sent here so that
+    errors map through :func:`httpx_errors`. A request whose extensions carry ``BUFFERED`` is
+    answered with the complete body read by aiohttp in one call, instead of being relayed chunk by
+    chunk through httpx's stream machinery; httpx still applies content decoding.
     """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; buffered requests come back with their body already read."""
-        if not request.extensions.get(BUFFERED):
-            return await super().handle_async_request(request)
         if not isinstance(self.client, ClientSession):
             self.client = self.get_client()
         timeout = request.extensions.get("timeout", {})
-        with map_aiohttp_exceptions():
-            async with self.client.request(
-                method=request.method,
-                url=str(request.url),
-                # Plain pairs: aiohttp would otherwise look every header up in httpx's Headers one by one.
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
-                data=request.content or None,
-                allow_redirects=False,
-                auto_decompress=False,
-                compress=False,
-                timeout=ClientTimeout(sock_connect=timeout.get("connect"), sock_read=timeout.get("read"),
-                                      connect=timeout.get("pool")),
-            ) as response:
+        call = self.client.request(
+            method=request.method,
+            url=str(request.url),
+            # Plain pairs: aiohttp would otherwise look every header up in httpx's Headers one by one.
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+            data=request.content or None,
+            allow_redirects=False,
+            auto_decompress=False,
+            compress=False,
+            timeout=ClientTimeout(sock_connect=timeout.get("connect"), sock_read=timeout.get("read"),
+                                  connect=timeout.get("pool")),
+        )
+        if not request.extensions.get(BUFFERED):
+            with httpx_errors():
+                response = await call.__aenter__()
+            return httpx.Response(status_code=response.status, headers=response.raw_headers,
+                                  stream=_ResponseStream(response), request=request)
+        with httpx_errors():
+            async with call as response:
                 body = await response.read()
         # Only the headers the router reads: providers send dozens (rate limits, tracing) and
         # httpx normalises every one it is given.
         headers = [(k, v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS]
         return _buffered_response(response.status, headers, body, request)
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """A streamed aiohttp reply as an httpx byte stream, chunks as they arrive."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with httpx_errors():
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        """Release the connection (back to the pool when the body was read to the end)."""
+        with httpx_errors():
+            self._response.release()
 
 
 def _buffered_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes,
