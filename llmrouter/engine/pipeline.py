@@ -8,6 +8,7 @@ The server calls :meth:`Pipeline.prepare` (everything before the provider), then
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -34,6 +35,9 @@ PLUGIN_PROVIDER = "plugin"
 LOGGED_REQUEST = "_logged_request"
 Hook = Callable[[Context], Any]
 _REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
+_ENDED = "_ended"
+_RECORDED = "_recorded"
+"""``ctx.state`` markers: the request's late hooks have run / its log line is written."""
 _NONE_BLOCKED: frozenset[str] = frozenset()
 
 
@@ -90,6 +94,7 @@ class Pipeline:
         self.providers = providers
         self.bus = bus
         self.request_log = request_log
+        self._background: set[asyncio.Task[None]] = set()
         self.http = http
         self.in_flight = 0
         self.plugin_ids = frozenset(pid for pid, _ in config.enabled("plugins"))
@@ -368,7 +373,11 @@ class Pipeline:
         return result
 
     async def finish(self, ctx: Context) -> None:
-        """post_response then on_end (skipped when a post_response hook returns STOP)."""
+        """post_response then on_end (skipped when a post_response hook returns STOP). Runs at most
+        once per request: a request ends once, whichever path it takes."""
+        if ctx.state.get(_ENDED):
+            return
+        ctx.state[_ENDED] = True
         overrides = ctx.state.get("_overrides", {})
         plugin_ids = self.plugin_ids
         if ctx.response is not None:
@@ -384,12 +393,26 @@ class Pipeline:
         """A request failed after its context existed: run ``on_end`` with ``ctx.error`` set.
 
         ``post_response`` does not run (there is no reply); ``on_end`` always does, so plugins that
-        count or meter requests see failures too.
+        count or meter requests see failures too. Does nothing if the request already ended.
         """
+        if ctx.state.get(_ENDED):
+            return
+        ctx.state[_ENDED] = True
         ctx.error = error
         overrides = ctx.state.get("_overrides", {})
         await self._run_flow_hooks(ctx, self._select(self.hooks["on_end"], "on_end", overrides, self.plugin_ids),
                                    fatal=False)
+
+    def abandon(self, ctx: Context, *, started: float, status: int, error: str) -> None:
+        """A request whose task is being cancelled (client gone, shutdown): log it at once, since
+        the process may be about to exit, then run ``on_end`` in a task of its own."""
+        self.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
+                    status=status, error=error)
+        if ctx.state.get(_ENDED):
+            return
+        task = asyncio.get_running_loop().create_task(self.fail(ctx, error))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- events and log -----------------------------------------------------------------------------
 
@@ -400,8 +423,13 @@ class Pipeline:
                           "endpoint": endpoint, "in_flight": self.in_flight})
 
     def record(self, *, ctx: Context | None, request_id: str, endpoint: str, started: float,
-               status: int, error: str | None, request_model: str | None = None) -> dict[str, Any]:
-        """Publish ``complete`` and append it to the request log; returns the entry."""
+               status: int, error: str | None, request_model: str | None = None) -> dict[str, Any] | None:
+        """Publish ``complete`` and append it to the request log; returns the entry. A request is
+        recorded once: later calls for the same context return ``None``."""
+        if ctx is not None:
+            if ctx.state.get(_RECORDED):
+                return None
+            ctx.state[_RECORDED] = True
         self.in_flight = max(0, self.in_flight - 1)
         response = ctx.response if ctx is not None else None
         usage = response.usage if response is not None else None

@@ -17,7 +17,7 @@ from llmrouter.jsonutil import dumps
 from llmrouter.web.appkeys import CONFIG, PIPELINE, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, read_json
 from llmrouter.web.replies import body_model, error_headers, error_response, new_request_id, router_headers
-from llmrouter.web.streaming import record_once, relay_stream
+from llmrouter.web.streaming import relay_stream
 
 log = logging.getLogger("llmrouter.web")
 
@@ -47,6 +47,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
             if chat_request.stream:
                 return await relay_stream(request, fmt, pipeline, ctx, started)
             response = await pipeline.complete(ctx)
+            reply_body = dumps(fmt.render_response(response, ctx.request))
         except RouterError as exc:
             if ctx is not None:
                 await pipeline.fail(ctx, exc.message)
@@ -55,18 +56,19 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
             return error_response(fmt, exc, error_headers(request_id, ctx, exc))
         except asyncio.CancelledError:
             # The client went away or shutdown's grace ran out: the request still gets its log line.
-            if ctx is not None and "_recorded" not in ctx.state:
-                record_once(pipeline, ctx, started, 499, "request cancelled")
+            if ctx is not None:
+                pipeline.abandon(ctx, started=started, status=499, error="request cancelled")
             raise
         except Exception as exc:  # a bug must not take the server down or leave the client hanging
             log.exception("unexpected error handling request %s", request_id)
             err = RouterError(f"internal error: {type(exc).__name__}: {exc}")
+            if ctx is not None:
+                await pipeline.fail(ctx, err.message)
             pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
                             status=500, error=err.message, request_model=body_model(body))
             return error_response(fmt, err, router_headers(request_id, ctx))
         pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started, status=200, error=None)
-        return web.Response(body=dumps(fmt.render_response(response, ctx.request)), content_type="application/json",
-                            headers=router_headers(request_id, ctx))
+        return web.Response(body=reply_body, content_type="application/json", headers=router_headers(request_id, ctx))
 
     return handle
 

@@ -26,15 +26,8 @@ DISCONNECT_POLL_S = 1.0
 """How often a stream waiting on a silent upstream checks whether its client has gone."""
 
 
-def record_once(pipeline: Pipeline, ctx: Context, started: float, status: int, error: str | None) -> None:
-    """Log a request whose context exists, once (marks it so a cancellation does not log it again)."""
-    ctx.state["_recorded"] = True
-    pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
-                    status=status, error=error)
-
-
 async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeline, ctx: Context,
-                  started: float) -> web.StreamResponse:
+                       started: float) -> web.StreamResponse:
     """Relay a streamed reply; errors before the first byte propagate as ordinary error replies."""
     answered_by_plugin = ctx.response is not None
     if answered_by_plugin:
@@ -107,7 +100,8 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
         ctx.response = accumulator.result()
         ctx.error = error
         await pipeline.finish(ctx)
-    record_once(pipeline, ctx, started, status, error)
+    pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
+                    status=status, error=error)
     try:
         await response.write_eof()
     except ConnectionError:
@@ -135,11 +129,11 @@ async def _close_iterator(iterator: AsyncIterator[Any]) -> None:
 def _finish_after_disconnect(pipeline: Pipeline, ctx: Context, accumulator: ResponseAccumulator,
                              answered_by_plugin: bool, started: float, iterator: AsyncIterator[Any],
                              pending: Any) -> None:
-    """The handler was cancelled: log at once (the process may be shutting down), close upstream in a
-    task of its own."""
+    """The handler was cancelled: log at once (the process may be shutting down); ``on_end`` and
+    closing the upstream run in tasks of their own."""
     if not answered_by_plugin:
         ctx.response = accumulator.result()
-    record_once(pipeline, ctx, started, 499, "client disconnected")
+    pipeline.abandon(ctx, started=started, status=499, error="client disconnected")
 
     async def finish() -> None:
         if pending is not None and not pending.done():
