@@ -3,7 +3,8 @@
 Every hook takes one argument, ``ctx`` (a :class:`llmrouter.Context`), so that new context fields
 never break existing plugins. Implementations may be plain functions or coroutines; the router
 awaits whatever is awaitable. Request-time hooks are dispatched by the router itself, in config
-order (see ``docs/pipeline.md``); pluggy is used for discovery, validation and documentation.
+order (see ``docs/pipeline.md``); pluggy checks implementations against these specs and documents
+them, while ``llmrouter.engine.registry`` loads plugins from the ``llmrouter`` entry-point group.
 """
 
 from __future__ import annotations

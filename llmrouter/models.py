@@ -180,6 +180,22 @@ class Usage(_Model):
         """Input plus output tokens."""
         return self.input_tokens + self.output_tokens
 
+    def merged(self, update: Usage | None) -> Usage:
+        """A copy overlaid with ``update``'s non-zero token counts and known cache figures (streams
+        report usage piecemeal: input at the start, output at the end)."""
+        merged = self.model_copy()
+        if update is None:
+            return merged
+        if update.input_tokens:
+            merged.input_tokens = update.input_tokens
+        if update.output_tokens:
+            merged.output_tokens = update.output_tokens
+        if update.cache_read_input_tokens is not None:
+            merged.cache_read_input_tokens = update.cache_read_input_tokens
+        if update.cache_creation_input_tokens is not None:
+            merged.cache_creation_input_tokens = update.cache_creation_input_tokens
+        return merged
+
 
 class ChatRequest(_Model):
     """The canonical request every client format is parsed into and every provider format built from."""
@@ -423,15 +439,7 @@ class ResponseAccumulator:
             if event.stop_sequence is not None:
                 self.response.stop_sequence = event.stop_sequence
             if event.usage is not None:
-                usage = self.response.usage
-                if event.usage.input_tokens:
-                    usage.input_tokens = event.usage.input_tokens
-                if event.usage.output_tokens:
-                    usage.output_tokens = event.usage.output_tokens
-                for field in ("cache_read_input_tokens", "cache_creation_input_tokens"):
-                    value = getattr(event.usage, field)
-                    if value is not None:
-                        setattr(usage, field, value)
+                self.response.usage = self.response.usage.merged(event.usage)
         elif isinstance(event, StreamError):
             self.error = event.message
 

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from llmrouter.cli.watch import SSEParser, excerpt, format_event
+from llmrouter.cli.watch import excerpt, format_event
+from llmrouter.formats.base import SSELineParser
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.testing import make_config, openai_chat
 from llmrouter.web.app import create_app
@@ -74,11 +75,12 @@ def test_excerpt() -> None:
     assert excerpt(None) == ""
 
 
-def test_sse_parser() -> None:
-    parser = SSEParser()
-    lines = ["retry: 2000", ": connected", "", "event: start", 'data: {"a":', "data: 1}", "", "data: x", ""]
-    out = [e for e in (parser.feed_line(line) for line in lines) if e]
-    assert out == [("start", '{"a":\n1}'), ("message", "x")]
+def test_the_dashboard_stream_parses_with_the_formats_sse_parser() -> None:
+    """watch reads /dashboard/events with the same SSE parser the provider formats use."""
+    parser = SSELineParser()
+    body = b'retry: 2000\n: connected\n\nevent: start\ndata: {"a":\ndata: 1}\n\ndata: x\n\n'
+    out = [frame for chunk in (body[:17], body[17:40], body[40:]) for frame in parser.feed(chunk)]
+    assert out == [("start", '{"a":\n1}'), (None, "x")]
 
 
 # -- the command against a live server --------------------------------------------------------------

@@ -36,7 +36,7 @@ def main(log_level: str) -> None:
 @click.option("--host", default=None, help="Address to bind (overrides [server] host).")
 @click.option("--port", default=None, type=int, help="Port to bind (overrides [server] port).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes sharing the port (SO_REUSEPORT); each has its own event bus.")
+              help="Worker processes accepting on one shared listening socket; each has its own event bus.")
 def serve(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
     """Run the router on CONFIG_PATH (default: the embedded default config)."""
     from llmrouter.web.runner import run

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from llmrouter.formats.base import SSELineParser
 from llmrouter.jsonutil import dumps_str, loads
 
 DEFAULT_URL = "http://127.0.0.1:8090"
@@ -32,33 +33,6 @@ class WatchError(Exception):
 
 
 # -- reading the stream -----------------------------------------------------------------------------
-
-
-class SSEParser:
-    """Incremental parser of a ``text/event-stream`` body into ``(event type, data)`` pairs."""
-
-    def __init__(self) -> None:
-        self._kind: str | None = None
-        self._data: list[str] = []
-
-    def feed_line(self, line: str) -> tuple[str, str] | None:
-        """Feed one line (without its newline); returns a finished event at a blank line."""
-        if not line:
-            if not self._data:
-                self._kind = None
-                return None
-            event = (self._kind or "message", "\n".join(self._data))
-            self._kind, self._data = None, []
-            return event
-        if line.startswith(":"):
-            return None
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            self._kind = value
-        elif field == "data":
-            self._data.append(value)
-        return None
 
 
 def events_url(base_url: str, history: int = 0) -> str:
@@ -89,19 +63,16 @@ async def stream_events(session: Any, base_url: str, api_key: str | None = None,
                                               message=f"unexpected status {resp.status}")
         if on_open is not None:
             on_open()
-        parser = SSEParser()
+        parser = SSELineParser()
         async for raw in resp.content:
-            finished = parser.feed_line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-            if finished is None:
-                continue
-            kind, data = finished
-            try:
-                event = loads(data)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                event.setdefault("type", kind)
-                yield event
+            for kind, data in parser.feed(raw):
+                try:
+                    event = loads(data)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    event.setdefault("type", kind or "message")
+                    yield event
 
 
 async def follow(base_url: str, api_key: str | None = None, *, history: int = 0,

@@ -58,7 +58,7 @@ from llmrouter.formats.anthropic_stream import (
     usage_from_wire,
     usage_to_wire,
 )
-from llmrouter.formats.base import ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
+from llmrouter.formats.base import ROUTER_FIELDS, ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
 from llmrouter.models import (
     ChatRequest,
     ChatResponse,
@@ -99,8 +99,6 @@ _TOP_LEVEL_KEYS = frozenset({
     "model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "temperature",
     "top_p", "stream", "metadata", "thinking", "output_config", "plugins",
 })
-# Never copied from ``request.extra`` into an upstream body, whatever a plugin put there.
-_NEVER_FORWARDED = frozenset({"plugins", "tags", "forced_provider", "headers", "source_format", "extra"})
 _ROLES = ("user", "assistant", "system")
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
 _TOOL_CHOICES_OUT = {"auto": "auto", "required": "any", "tool": "tool", "none": "none"}
@@ -178,7 +176,7 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
             body["output_config"] = output_config
         if same:
             for key, value in request.extra.items():
-                if key not in body and key not in _NEVER_FORWARDED:
+                if key not in body and key not in ROUTER_FIELDS:
                     body[key] = value
         return body
 

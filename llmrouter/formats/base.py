@@ -24,6 +24,10 @@ from llmrouter.models import (
     Usage,
 )
 
+ROUTER_FIELDS = frozenset({"plugins", "tags", "forced_provider", "headers", "source_format", "extra"})
+"""Request fields the router owns: never copied from ``request.extra`` into an upstream body,
+whatever a client sent or a plugin put there."""
+
 
 class StreamRenderer(ABC):
     """Turns canonical stream events into the bytes a client of one format expects (SSE frames)."""

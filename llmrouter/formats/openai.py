@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmrouter.errors import InvalidRequest, RouterError
-from llmrouter.formats.base import ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
+from llmrouter.formats.base import ROUTER_FIELDS, ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
 from llmrouter.formats.openai_stream import (
     OpenAIStreamDecoder,
     OpenAIStreamRenderer,
@@ -91,19 +91,8 @@ OPAQUE_PART_TYPES = frozenset({"input_audio", "file"})
 """User content part types OpenAI documents that have no canonical slot: carried as
 :class:`~llmrouter.models.OpaquePart` instead of being rejected."""
 
-# Never forwarded upstream, whatever ends up in ``extra``.
-_NEVER_FORWARD = frozenset(
-    {
-        "plugins",
-        "tags",
-        "forced_provider",
-        "headers",
-        "max_tokens",
-        "max_completion_tokens",
-        "stream",
-        "stream_options",
-    }
-)
+# Never copied from ``extra``: the router's own fields, and the ones this format sets itself.
+_NEVER_FORWARD = ROUTER_FIELDS | {"max_tokens", "max_completion_tokens", "stream", "stream_options"}
 
 
 # ---------------------------------------------------------------------------------------------

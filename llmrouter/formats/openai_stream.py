@@ -151,22 +151,6 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def merge_usage(base: Usage, update: Usage | None) -> Usage:
-    """``base`` overlaid with the non-zero / non-null figures of ``update``."""
-    if update is None:
-        return base
-    merged = base.model_copy()
-    if update.input_tokens:
-        merged.input_tokens = update.input_tokens
-    if update.output_tokens:
-        merged.output_tokens = update.output_tokens
-    for field in ("cache_read_input_tokens", "cache_creation_input_tokens"):
-        value = getattr(update, field)
-        if value is not None:
-            setattr(merged, field, value)
-    return merged
-
-
 def sse(payload: Any) -> bytes:
     """One ``data:`` SSE frame holding ``payload`` as JSON."""
     return b"data: " + dumps(payload) + b"\n\n"
@@ -207,7 +191,7 @@ class OpenAIStreamRenderer(StreamRenderer):
         if isinstance(event, MessageStart):
             self._id = completion_id(event.id)
             self._model = event.model or self._model
-            self._usage = merge_usage(self._usage, event.usage)
+            self._usage = self._usage.merged(event.usage)
             return self._start()
         if isinstance(event, StreamError):
             self._done = True
@@ -227,7 +211,7 @@ class OpenAIStreamRenderer(StreamRenderer):
         elif isinstance(event, BlockDelta):
             out += self._block_delta(event)
         elif isinstance(event, MessageDelta):
-            self._usage = merge_usage(self._usage, event.usage)
+            self._usage = self._usage.merged(event.usage)
             out += self._finish(event.stop_reason)
         elif isinstance(event, MessageStop):
             out += self._finish(None) + self._end()

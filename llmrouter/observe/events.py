@@ -180,11 +180,6 @@ class EventBus:
             return []
         return list(self._history)[-limit:]
 
-    def close_all(self) -> None:
-        """Close every subscription (on shutdown, so long-lived readers return at once)."""
-        for subscription in list(self._subscribers):
-            subscription.close()
-
     @property
     def subscriber_count(self) -> int:
         """How many subscriptions are open."""

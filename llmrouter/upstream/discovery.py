@@ -20,11 +20,10 @@ import httpx
 
 from llmrouter.config import ProviderConfig
 from llmrouter.jsonutil import loads
-from llmrouter.upstream.providers import redact_secrets
+from llmrouter.upstream.providers import credential_headers, redact_secrets
 
 logger = logging.getLogger("llmrouter.upstream.discovery")
 
-ANTHROPIC_VERSION = "2023-06-01"
 _ANTHROPIC_MAX_PAGES = 50
 _TIMEOUT_S = 30.0
 
@@ -89,14 +88,9 @@ async def discover_models(client: httpx.AsyncClient, provider: ProviderConfig, a
     if provider.format == "echo":
         return list(provider.models)
     base = (provider.base_url or "").rstrip("/")
-    headers = dict(provider.headers)
+    headers = {**credential_headers(provider.format, api_key), **provider.headers}
     if provider.format == "anthropic":
-        headers["anthropic-version"] = ANTHROPIC_VERSION
-        if api_key:
-            headers["x-api-key"] = api_key
         return await _anthropic_models(client, provider, f"{base}/v1/models", headers)
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
     if provider.format == "ollama":
         url = f"{base}/api/tags"
         return _names(provider.name, url, await _get_json(client, provider, url, headers), "models", ("name", "model"))

@@ -96,13 +96,7 @@ class Provider:
         return info
 
     def _static_headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if self.format_name == "anthropic":
-            headers["anthropic-version"] = ANTHROPIC_VERSION
-            if self.api_key:
-                headers["x-api-key"] = self.api_key
-        elif self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
+        headers = {"content-type": "application/json", **credential_headers(self.format_name, self.api_key)}
         headers.update(self.config.headers)
         return headers
 
@@ -224,6 +218,14 @@ class Provider:
         retry_after = _retry_after(headers.get("retry-after"))
         return ProviderError(self.name, f"provider '{self.name}' returned {status}: {excerpt}",
                              upstream_status=status, retry_after=retry_after)
+
+
+def credential_headers(format_name: str, api_key: str | None) -> dict[str, str]:
+    """The headers that identify the router to a provider of ``format_name``: Anthropic's version
+    and ``x-api-key``, or a Bearer token for the OpenAI-style formats."""
+    if format_name == "anthropic":
+        return {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": api_key} if api_key else {})}
+    return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def redact_secrets(text: str, secrets: Iterable[str | None]) -> str:
