@@ -71,6 +71,7 @@ class ProviderConfig(_Section):
     timeout_first_byte_s: float = Field(default=120, gt=0)
     timeout_total_s: float = Field(default=600, gt=0)
     max_retries: int = Field(default=2, ge=0)
+    late_system: Literal["user", "keep"] = "user"
 
 
 class Config(BaseModel):

@@ -71,7 +71,7 @@ def test_build_system_blocks_become_leading_system_message() -> None:
     assert body["messages"][1] == {"role": "user", "content": "hi"}
 
 
-def test_build_mid_conversation_system_message_stays_in_place() -> None:
+def test_build_mid_conversation_system_message_becomes_user_text() -> None:
     messages = [
         user("one"),
         Message(role="assistant", content=[TextPart(text="two")]),
@@ -79,6 +79,16 @@ def test_build_mid_conversation_system_message_stays_in_place() -> None:
         user("three"),
     ]
     body = build(messages=messages)
+    assert [(m["role"], m["content"]) for m in body["messages"]] == [
+        ("user", "one"), ("assistant", "two"),
+        ("user", "<system-reminder>\nnow be terse\n</system-reminder>\n\nthree"),
+    ]
+
+
+def test_build_mid_conversation_system_message_stays_in_place_with_keep() -> None:
+    messages = [user("one"), Message(role="assistant", content=[TextPart(text="two")]),
+                Message(role="system", content=[TextPart(text="now be terse")]), user("three")]
+    body = OllamaFormat(late_system="keep").build_request(ChatRequest(model="m", messages=messages), "llama3.2")
     assert [(m["role"], m["content"]) for m in body["messages"]] == [
         ("user", "one"), ("assistant", "two"), ("system", "now be terse"), ("user", "three"),
     ]

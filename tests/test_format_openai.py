@@ -770,9 +770,9 @@ def test_build_from_anthropic_source_maps_content_and_drops_foreign_extras() -> 
                 "content": [
                     {"type": "image_url", "image_url": {"url": "https://x.test/s.png"}},
                     {"type": "text", "text": "continue"},
+                    {"type": "text", "text": "<system-reminder>\nmid-conversation rule\n</system-reminder>"},
                 ],
             },
-            {"role": "system", "content": "mid-conversation rule"},
         ],
         "tools": [
             {

@@ -212,5 +212,8 @@ async def test_claude_code_fields_dropped_cleanly_for_openai_provider(stack: Any
     sent = upstream.last("openai")
     assert "context_management" not in sent and "metadata" not in sent
     assert sent["messages"][0] == {"role": "system", "content": "You are Claude Code."}
-    assert sent["messages"][3] == {"role": "system", "content": "mid-conversation note"}
+    assert sent["messages"][3] == {"role": "user", "content": [
+        {"type": "text", "text": "<system-reminder>\nmid-conversation note\n</system-reminder>"},
+        {"type": "text", "text": "again"}]}
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
     assert sent["max_tokens"] == 64 or sent.get("max_completion_tokens") == 64

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import RouterError
 from llmrouter.models import (
@@ -23,6 +23,9 @@ from llmrouter.models import (
     ToolUsePart,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from llmrouter.config import ProviderConfig
 
 ROUTER_FIELDS = frozenset({"plugins", "tags", "forced_provider", "headers", "source_format", "extra"})
 """Request fields the router owns: never copied from ``request.extra`` into an upstream body,
@@ -131,6 +134,14 @@ class UpstreamFormat(ABC):
     @abstractmethod
     def stream_decoder(self) -> StreamDecoder:
         """A decoder for one streamed reply."""
+
+    def for_provider(self, config: ProviderConfig) -> UpstreamFormat:
+        """This format as the provider configured by ``config`` uses it.
+
+        Formats with per-provider options (``late_system`` for OpenAI and Ollama) return a copy set
+        up for ``config``; the default is the format itself.
+        """
+        return self
 
 
 class SSELineParser:

@@ -4,6 +4,9 @@ Conversion choices worth knowing:
 
 * Ollama messages carry one ``content`` string, so several text parts of a message are joined with a
   blank line, as system blocks are.
+* A system message that is not first becomes user text in place, and leading ones merge into the
+  one leading system message (see :mod:`llmrouter.formats.system_messages`), unless the provider
+  sets ``late_system = "keep"``.
 * Ollama accepts only inline base64 images. Data URLs are decoded into ``images``; an image given
   by an http(s) URL cannot be sent, so it is replaced by a short text note naming the URL instead
   of failing the whole request.
@@ -26,12 +29,13 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
 
 from llmrouter.formats.base import StreamDecoder, UpstreamFormat
+from llmrouter.formats.system_messages import LateSystem, fold_system_messages
 from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import (
     BlockDelta,
@@ -55,6 +59,9 @@ from llmrouter.models import (
     ToolUsePart,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from llmrouter.config import ProviderConfig
 
 _JOINER = "\n\n"
 
@@ -172,8 +179,17 @@ class OllamaFormat(UpstreamFormat):
 
     name = "ollama"
 
+    def __init__(self, late_system: LateSystem = "user") -> None:
+        self.late_system = late_system
+
+    def for_provider(self, config: ProviderConfig) -> OllamaFormat:
+        """This format with the provider's ``late_system`` setting (itself when it matches)."""
+        return self if config.late_system == self.late_system else type(self)(config.late_system)
+
     def build_request(self, request: ChatRequest, model: str) -> dict[str, Any]:
         """The ``/api/chat`` body for ``request`` sent to ``model`` (see the module notes)."""
+        if self.late_system == "user":
+            request = fold_system_messages(request)
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system_text()})

@@ -5,7 +5,9 @@ Choices worth knowing:
 
 * Leading ``system``/``developer`` messages become ``request.system``; later ones stay in place as
   ``Message(role="system")``. Building a request sends one leading ``system`` message (blocks
-  joined with a blank line).
+  joined with a blank line); later system messages become user text in place (see
+  :mod:`llmrouter.formats.system_messages`), or stay ``system`` messages for a provider with
+  ``late_system = "keep"``.
 * ``max_tokens`` and ``max_completion_tokens`` both become ``request.max_tokens``. When the client
   used ``max_completion_tokens`` that key is also left in ``request.extra`` as a marker, so an
   OpenAI provider receives the key the client sent (never both); other sources send ``max_tokens``,
@@ -35,7 +37,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import InvalidRequest, RouterError
 from llmrouter.formats.base import ROUTER_FIELDS, ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
@@ -50,6 +52,7 @@ from llmrouter.formats.openai_stream import (
     usage_from_openai,
     usage_to_openai,
 )
+from llmrouter.formats.system_messages import LateSystem, fold_system_messages
 from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import (
     ChatRequest,
@@ -66,6 +69,9 @@ from llmrouter.models import (
     ToolResultPart,
     ToolUsePart,
 )
+
+if TYPE_CHECKING:
+    from llmrouter.config import ProviderConfig
 
 # Top-level request fields that have a canonical slot (everything else goes to ``extra``).
 _CANONICAL_FIELDS = frozenset(
@@ -768,6 +774,13 @@ class OpenAIFormat(ClientFormat, UpstreamFormat):
 
     name = "openai"
 
+    def __init__(self, late_system: LateSystem = "user") -> None:
+        self.late_system = late_system
+
+    def for_provider(self, config: ProviderConfig) -> OpenAIFormat:
+        """This format with the provider's ``late_system`` setting (itself when it matches)."""
+        return self if config.late_system == self.late_system else type(self)(config.late_system)
+
     def parse_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
         """Parse a client's Chat Completions body; raises ``InvalidRequest`` naming the field."""
         return parse_chat_request(body)
@@ -785,7 +798,11 @@ class OpenAIFormat(ClientFormat, UpstreamFormat):
         return OpenAIStreamRenderer(request)
 
     def build_request(self, request: ChatRequest, model: str) -> dict[str, Any]:
-        """The body for an OpenAI-compatible provider's ``/chat/completions``."""
+        """The body for an OpenAI-compatible provider's ``/chat/completions`` (late system messages
+        folded into user turns unless ``late_system`` is ``keep``; see
+        :mod:`llmrouter.formats.system_messages`)."""
+        if self.late_system == "user":
+            request = fold_system_messages(request)
         return build_chat_request(request, model)
 
     def parse_response(self, body: Any) -> ChatResponse:

@@ -55,7 +55,8 @@ class Provider:
         self.name = config.name
         self.api_key = api_key
         self.format_name = config.format
-        self.wire: UpstreamFormat | None = UPSTREAM_FORMATS.get(config.format)
+        wire = UPSTREAM_FORMATS.get(config.format)
+        self.wire: UpstreamFormat | None = wire.for_provider(config) if wire is not None else None
         base = (config.base_url or "").rstrip("/")
         self.url = base + _PATHS.get(config.format, "")
         self._url = httpx.URL(self.url) if config.format != "echo" else None
