@@ -325,6 +325,18 @@ class Pipeline:
         decision, _ = await self._walk(ctx, start, tried)
         return decision
 
+    async def resolve_route(self, ctx: Context) -> Route:
+        """Classify and walk the router chain for ``ctx``, as :meth:`prepare` does, without the flow
+        hooks (``on_start``, ``pre_request``) and without events: for requests that are not chat
+        exchanges, such as ``/v1/messages/count_tokens``. Sets ``ctx.provider`` and ``ctx.sent_model``.
+        """
+        overrides = self._request_overrides(ctx.request)
+        await self._classify(ctx, self._select(self.classifiers, "classify", overrides, self.classifier_ids))
+        decision = await self._route(ctx)
+        ctx.provider = decision.provider
+        ctx.sent_model = decision.model or ctx.request.model
+        return decision
+
     async def prepare(self, ctx: Context) -> None:
         """Everything before the provider: on_start, classify, pre_request and route.
 

@@ -117,6 +117,11 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
         """Validate and convert a Messages request body (see :class:`ClientFormat`)."""
         return _RequestParser().parse(body, headers)
 
+    def parse_count_tokens_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+        """Validate and convert a ``/v1/messages/count_tokens`` body: a Messages request without
+        ``max_tokens``, which is then optional."""
+        return _RequestParser(require_max_tokens=False).parse(body, headers)
+
     def render_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
         """A Messages ``Message`` object for ``response``."""
         content = [block for block in map(_response_block, response.content) if block is not None]
@@ -260,6 +265,9 @@ class _RequestParser:
     _MESSAGE = frozenset({"role", "content"})
     _TOOL = frozenset({"name", "description", "input_schema"})
 
+    def __init__(self, *, require_max_tokens: bool = True) -> None:
+        self.require_max_tokens = require_max_tokens
+
     def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
         if not isinstance(body, dict):
             _fail("body", "must be a JSON object")
@@ -270,8 +278,9 @@ class _RequestParser:
             _fail("model", "must be a non-empty string")
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
-            _fail("max_tokens", "field required")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            if self.require_max_tokens:
+                _fail("max_tokens", "field required")
+        elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             _fail("max_tokens", "must be a positive integer")
         messages = body.get("messages")
         if messages is None:

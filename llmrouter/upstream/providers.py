@@ -71,12 +71,12 @@ class Provider:
         self._headers = self._static_headers()
         self._info: tuple[bool, tuple[str, ...], ProviderInfo] | None = None
 
-    def _request(self, body: dict[str, Any], request: ChatRequest) -> httpx.Request:
+    def _request(self, body: dict[str, Any], request: ChatRequest, url: httpx.URL | None = None) -> httpx.Request:
         content = dumps(body)
         # Host and Content-Length given up front: httpx would otherwise add each after a failed
         # (exception-raising) header lookup, a measurable cost per request.
         headers = {**self.headers(request), "host": self._host, "content-length": str(len(content))}
-        return httpx.Request("POST", self._url, content=content, headers=headers,
+        return httpx.Request("POST", url or self._url, content=content, headers=headers,
                              extensions={"timeout": self._timeout_ext})
 
     def info(self, healthy: bool = True, discovered: tuple[str, ...] = ()) -> ProviderInfo:
@@ -195,6 +195,38 @@ class Provider:
             raise ProviderError(self.name, f"provider '{self.name}' stream broke: {self._redact(_describe(exc))}") from None
         finally:
             await response.aclose()
+
+    async def count_tokens(self, body: dict[str, Any], request: ChatRequest,
+                           http: httpx.AsyncClient) -> dict[str, Any] | None:
+        """POST ``body`` to an Anthropic provider's ``/v1/messages/count_tokens`` and return its reply
+        (``{"input_tokens": N, ...}``), or None when the upstream has no such endpoint (404/405).
+
+        Credentials and the client's ``anthropic-version``/``anthropic-beta`` go along as for
+        messages. Errors are raised as for :meth:`complete` (no retries).
+        """
+        if self.format_name != "anthropic" or self._url is None:
+            raise ValueError(f"provider '{self.name}' ({self.format_name}) cannot count tokens")
+        url = self._url.copy_with(path=self._url.path + "/count_tokens")
+        try:
+            async with asyncio.timeout(self.config.timeout_total_s):
+                response = await send(http, self._request(body, request, url))
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise self._timeout(exc) from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {self._redact(_describe(exc))}") from None
+        if response.status_code in (404, 405):
+            return None
+        if response.status_code >= 400:
+            raise self._status_error(response.status_code, response.content, response.headers)
+        try:
+            reply = loads(response.content)
+        except ValueError:
+            reply = None
+        count = reply.get("input_tokens") if isinstance(reply, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise ProviderError(self.name, f"provider '{self.name}' returned an unreadable token count: "
+                                f"{self._redact(_error_excerpt(response.content))}", upstream_status=response.status_code)
+        return reply
 
     def _timeout(self, exc: BaseException) -> ProviderTimeout:
         detail = _describe(exc) if not isinstance(exc, TimeoutError) else "no reply in time"

@@ -20,6 +20,8 @@ from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.providers import build_providers
 from llmrouter.upstream.reliability import Reliability
 from llmrouter.web.appkeys import API_KEY, BUS, CONFIG, DISCOVERY, PIPELINE, RELIABILITY
+from llmrouter.web.count_tokens import ENDPOINT as COUNT_TOKENS_ENDPOINT
+from llmrouter.web.count_tokens import count_tokens_handler
 from llmrouter.web.handlers import chat_handler, health_handler, models_handler, root_handler
 from llmrouter.web.middleware import auth_middleware, check_exposure, error_middleware, resolve_api_key
 
@@ -77,6 +79,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
     app.router.add_post("/v1/chat/completions", chat_handler(CLIENT_FORMATS["openai"], "/v1/chat/completions"))
     app.router.add_post("/v1/messages", chat_handler(CLIENT_FORMATS["anthropic"], "/v1/messages"))
+    app.router.add_post(COUNT_TOKENS_ENDPOINT, count_tokens_handler)
     app.router.add_get("/v1/models", models_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/", root_handler)
