@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from llmrouter.server import create_app
 from llmrouter.testing import make_config
+from llmrouter.web.app import create_app
 from tests.agent_upstream import STRICT_ERROR, TOOL_COMMAND, TOOL_OUTPUT, AgentUpstream
 
 CLAUDE = Path(__file__).parent / "agents" / "node_modules" / ".bin" / "claude"

@@ -11,8 +11,8 @@ import pytest
 
 from llmrouter.formats.anthropic import AnthropicFormat
 from llmrouter.formats.token_estimate import IMAGE_TOKENS, estimate_input_tokens, estimate_text_tokens
-from llmrouter.web.app import create_app
 from llmrouter.testing import make_config
+from llmrouter.web.app import create_app
 from tests.agent_upstream import COUNT_TOKENS, AgentUpstream
 
 PATH = "/v1/messages/count_tokens"

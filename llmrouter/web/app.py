@@ -83,6 +83,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.router.add_get("/v1/models", models_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/", root_handler)
+    app.router.add_get("/api/hello", root_handler)
     if config.server.dashboard:
         from llmrouter.web.dashboard import add_dashboard_routes
 

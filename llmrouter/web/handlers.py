@@ -110,5 +110,6 @@ async def health_handler(request: web.Request) -> web.Response:
 
 
 async def root_handler(request: web.Request) -> web.Response:
-    """``GET``/``HEAD /``: a liveness answer (Claude Code probes ``HEAD /`` first)."""
+    """``GET``/``HEAD /`` and ``/api/hello``: a liveness answer (Claude Code probes one of them,
+    without credentials, before its first request)."""
     return web.json_response({"name": "llmrouter", "status": "ok"})

@@ -15,7 +15,7 @@ from llmrouter.web.appkeys import API_KEY, PIPELINE
 from llmrouter.web.replies import error_response, format_for_path, new_request_id
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
-_OPEN_PATHS = frozenset({"/health", "/"})
+_OPEN_PATHS = frozenset({"/health", "/", "/api/hello"})
 
 
 def resolve_api_key(config: Config, environ: Mapping[str, str]) -> str | None:
@@ -67,7 +67,7 @@ def _presented_key(request: web.Request) -> str | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
-    """Require the inbound key on every route except ``/health`` and ``/``."""
+    """Require the inbound key on every route except ``/health``, ``/`` and ``/api/hello``."""
     key = request.app.get(API_KEY)
     if key and request.path not in _OPEN_PATHS:
         presented = _presented_key(request)

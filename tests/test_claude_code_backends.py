@@ -1,5 +1,6 @@
-"""Late system messages through the whole pipeline: Claude Code-shaped requests reach OpenAI and Ollama
-providers whose (mocked) chat templates reject a system message that is not first."""
+"""Claude Code to any backend, through the whole pipeline: Claude Code-shaped requests reach OpenAI and
+Ollama providers whose (mocked) chat templates reject a system message that is not first; its
+connection probe is answered."""
 
 from __future__ import annotations
 
@@ -153,3 +154,13 @@ def test_late_system_setting_is_validated() -> None:
     with pytest.raises(ConfigError) as info:
         make_config({"providers": [{"name": "p", "format": "openai", "base_url": "http://x/v1", "late_system": "drop"}]})
     assert "late_system" in str(info.value) and "[[providers]] #1" in str(info.value)
+
+
+async def test_claude_code_connection_probe_is_answered_without_a_key(router: Any) -> None:
+    # Claude Code 2.1.332 sends HEAD /api/hello (no credentials) before its first request.
+    client = await router({"server": {"api_key_env": "ROUTER_KEY"}, "providers": [{"name": "e", "format": "echo"}],
+                           "routers": [{"type": "fallback"}]}, environ={"ROUTER_KEY": "router-key-123"})
+    assert (await client.client.head("/api/hello")).status == 200
+    assert (await client.client.get("/api/hello")).status == 200
+    assert (await client.client.post("/api/hello")).status == 405
+    assert (await client.client.get("/v1/models")).status == 401  # the rest still needs the key
