@@ -49,6 +49,7 @@ class Stack:
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
+            "TMPDIR": str(self.home / "tmp"),
             "CLAUDE_CONFIG_DIR": str(self.home / ".claude"),
             "ANTHROPIC_BASE_URL": self.router_url,
             auth: ROUTER_KEY,
@@ -109,7 +110,7 @@ async def _stack(aiohttp_server: Any, tmp_path: Path, late_system: str) -> Stack
     }, tmp_path)
     router = await aiohttp_server(create_app(config, environ={"ROUTER_KEY": ROUTER_KEY}))
     home = tmp_path / "home"
-    home.mkdir()
+    (home / "tmp").mkdir(parents=True)
     return Stack(upstream, f"http://127.0.0.1:{router.port}", home, log_path)
 
 
