@@ -63,6 +63,13 @@ def test_system_before_user_is_prepended_to_the_next_user_turn() -> None:
     assert [p.text for p in folded.messages[2].content] == [wrapped("be terse"), "three"]
 
 
+def test_system_between_two_user_turns_joins_them_into_one() -> None:
+    # Gemma's template also demands strict user/assistant alternation.
+    folded = fold_system_messages(req(msg("user", "a"), msg("system", "s"), msg("user", "b"), msg("assistant", "c")))
+    assert [m.role for m in folded.messages] == ["user", "assistant"]
+    assert [p.text for p in folded.messages[0].content] == ["a", wrapped("s"), "b"]
+
+
 def test_system_between_assistants_or_at_the_end_becomes_its_own_user_turn() -> None:
     folded = fold_system_messages(req(msg("user", "a"), msg("assistant", "b"), msg("system", "x"),
                                       msg("assistant", "c"), msg("system", "y")))

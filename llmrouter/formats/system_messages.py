@@ -13,9 +13,10 @@ system prompt, first:
   ``<system-reminder>\\n...\\n</system-reminder>`` (the shape Claude Code itself uses for reminders
   inside user turns, so the model can still tell it from what the user typed; text that already
   starts with ``<system-reminder>`` is not wrapped twice). It is merged with a neighbouring user turn
-  so roles keep alternating: appended to the user turn just before it, else put at the start of the
-  user turn just after it (after any tool results, which must directly follow the assistant's
-  tool call), else it becomes a user turn of its own.
+  so roles keep alternating: appended to the user turn just before it (and a user turn right after
+  it joins that same turn, since removing the system message made the two adjacent), else put at
+  the start of the user turn just after it (after any tool results, which must directly follow the
+  assistant's tool call), else it becomes a user turn of its own.
 
 The OpenAI and Ollama upstream formats apply it unless the provider sets ``late_system = "keep"``
 (for upstreams that accept late system messages). Anthropic providers are not affected.
@@ -50,14 +51,21 @@ def fold_system_messages(request: ChatRequest) -> ChatRequest:
         start += 1
     out: list[Message] = []
     pending: list[Part] = []  # converted text waiting for the next turn
+    joined = False  # the last user turn took in a system message: a user turn right after joins it
     for message in messages[start:]:
         if message.role == "system":
             parts = _as_user_parts(message)
             if out and out[-1].role == "user" and not pending:
                 out[-1] = out[-1].model_copy(update={"content": [*out[-1].content, *parts]})
+                joined = True
             else:
                 pending.extend(parts)
             continue
+        if joined and message.role == "user":
+            out[-1] = out[-1].model_copy(update={"content": [*out[-1].content, *message.content]})
+            joined = False
+            continue
+        joined = False
         if pending:
             if message.role == "user":
                 message = message.model_copy(update={"content": _after_tool_results(message.content, pending)})
