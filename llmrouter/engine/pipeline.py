@@ -357,10 +357,10 @@ class Pipeline:
         decision = await self._route(ctx)
         ctx.provider = decision.provider
         ctx.sent_model = decision.model or ctx.request.model
-        if self.keys is not None:
-            self.keys.check_provider(ctx.key_name, ctx.provider, ctx.request.model)
         self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(),
                           "provider": ctx.provider, "model": ctx.sent_model})
+        if self.keys is not None:
+            self.keys.check_provider(ctx.key_name, ctx.provider, ctx.request.model)
 
     async def complete(self, ctx: Context) -> ChatResponse:
         """Non-streaming: call the provider if no plugin answered, then run the late hooks."""

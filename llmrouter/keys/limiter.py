@@ -166,9 +166,13 @@ class KeyLimiter:
                 continue
             pid = period_id(key.budget_period, now)
             end = period_end(key.budget_period, now)
-            report[key.name] = {"budget_usd": key.budget_usd, "period": key.budget_period, "period_id": pid,
-                                "spent_usd": await self.store.spent(key.name, pid),
-                                "resets_at": _utc(end) if end is not None else None}
+            entry: dict[str, Any] = {"budget_usd": key.budget_usd, "period": key.budget_period, "period_id": pid,
+                                     "spent_usd": None, "resets_at": _utc(end) if end is not None else None}
+            try:
+                entry["spent_usd"] = await self.store.spent(key.name, pid)
+            except Exception as exc:  # the report still answers while the store is down
+                entry["error"] = f"counters unavailable: {type(exc).__name__}: {exc}"
+            report[key.name] = entry
         return report
 
     async def close(self) -> None:
