@@ -53,6 +53,23 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 
 
 @main.command()
+@click.argument("log_path", type=click.Path(dir_okay=False))
+@click.option("--key", default=None, help="Only this virtual key's requests (its name).")
+@click.option("--since", default=None, help="Only requests since: 2026-12-01, an ISO time, Unix seconds or an age (24h, 7d).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def spend(log_path: str, key: str | None, since: str | None, as_json: bool) -> None:
+    """Totals per key, provider and model (requests, tokens, cost) over the request log LOG_PATH."""
+    from llmrouter.keys.spend import spend_command_impl
+
+    try:
+        click.echo(spend_command_impl(log_path, key, since, as_json))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    except OSError as exc:
+        raise click.ClickException(f"{log_path}: cannot read the log: {exc.strerror or exc}") from None
+
+
+@main.command()
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False))
 def check(config_path: str | None) -> None:
     """Validate CONFIG_PATH and print the resolved providers, classifiers, rules and plugins."""

@@ -157,7 +157,9 @@ class KeyLimiter:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def budgets(self) -> dict[str, dict[str, Any]]:
-        """Each budgeted key's current period: budget, spent, period id and reset time."""
+        """Each budgeted key's current period: budget, spent, period id and reset time (after this
+        instance's pending debits are stored)."""
+        await self.drain()
         now = self.clock()
         report: dict[str, dict[str, Any]] = {}
         for principal in self.keyring.by_name.values():

@@ -155,3 +155,17 @@ def render_text(report: SpendReport) -> str:
     lines.append(f"total: {t.requests} requests, {t.errors} errors, {t.input_tokens} input + {t.output_tokens} "
                  f"output tokens, ${t.cost_usd:.6f}{note}")
     return "\n".join(lines)
+
+
+def spend_command_impl(log_path: str, key: str | None, since: str | None, as_json: bool) -> str:
+    """The output of ``llmrouter spend``.
+
+    :raises ValueError: for an unreadable ``since``. :raises OSError: when the log cannot be read.
+    """
+    start = parse_since(since) if since else None
+    report = summarize(read_entries(log_path), key=key, since=start)
+    if as_json:
+        from llmrouter.jsonutil import dumps_str
+
+        return dumps_str(report.as_dict())
+    return render_text(report)
