@@ -23,7 +23,7 @@ from typing import Any
 from llmrouter.errors import Forbidden, RateLimited
 from llmrouter.keys.auth import KeyRing, Principal
 from llmrouter.keys.config import KeyConfig
-from llmrouter.keys.store import CounterStore, Limits, Refusal, period_end, period_id
+from llmrouter.keys.store import WINDOW_S, CounterStore, Limits, Refusal, period_end, period_id
 from llmrouter.models import Usage
 
 log = logging.getLogger("llmrouter.keys")
@@ -110,7 +110,9 @@ class KeyLimiter:
             raise self._refused(key, refusal, now)
 
     def _refused(self, key: KeyConfig, refusal: Refusal, now: float) -> RateLimited:
-        wait = max(refusal.retry_after, 1.0)
+        # Concurrent requests read the clock before reaching the store, so the oldest entry can be a
+        # hair newer than "now": never ask for more than one window.
+        wait = min(max(refusal.retry_after, 1.0), WINDOW_S)
         if refusal.limit == "rpm":
             return RateLimited(f"key '{key.name}' is over its limit of {key.rpm} requests per minute; "
                                f"retry in {wait:.0f} s", wait)
