@@ -245,3 +245,23 @@ async def test_unlimited_key_touches_no_store(router: Any, tmp_path: Path) -> No
     assert client.app[LIMITER].store is None
     assert (await client.openai(openai_chat(), bearer(ALICE))).status == 200
     assert not (tmp_path / "keys.sqlite3").exists()
+
+
+def test_check_lists_keys_and_serve_refuses_an_unset_key_env(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from llmrouter.cli import main
+
+    path = tmp_path / "router.toml"
+    path.write_text(
+        '[server]\napi_key_env = "ADMIN_KEY"\n[logging]\npath = "' + str(tmp_path / "r.jsonl") + '"\n'
+        '[[providers]]\nname = "echo"\nformat = "echo"\n[[routers]]\ntype = "fallback"\n'
+        '[[keys]]\nname = "alice"\nkey_env = "ALICE_KEY"\nmodels = ["claude-*"]\nrpm = 60\nbudget_usd = 50\n'
+        f'[[keys]]\nname = "ci"\nkey_sha256 = "{sha("x")}"\nbudget_usd = 5\nbudget_period = "total"\n')
+    runner = CliRunner()
+    result = runner.invoke(main, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "alice (env ALICE_KEY): models claude-*; rpm 60; $50 per month" in result.output
+    assert "ci (sha256): models *; $5 in total" in result.output and sha("x") not in result.output
+    result = runner.invoke(main, ["serve", str(path), "--port", "0"], env={"ADMIN_KEY": ADMIN, "ALICE_KEY": ""})
+    assert result.exit_code == 1 and "[[keys]] #1 (name = 'alice') key 'key_env'" in result.output

@@ -106,6 +106,24 @@ def check(config_path: str | None) -> None:
     for plugin_id, _ in config.enabled("plugins"):
         hooks = ", ".join(registry.records[plugin_id].hooks)
         click.echo(f"  - {plugin_id} ({hooks})")
+    if config.keys:
+        store = f"redis ({config.cluster.redis_url})" if config.cluster.redis_url else "sqlite (beside the log)"
+        click.echo(f"keys: counters in {store}")
+        for key in config.keys:
+            click.echo(f"  - {describe_key(key)}")
+
+
+def describe_key(key: Any) -> str:
+    """One ``[[keys]]`` entry for ``check``: name, where its secret comes from, access and limits."""
+    secret = f"env {key.key_env}" if key.key_env else "sha256"
+    bits = [f"models {', '.join(key.models)}"]
+    if key.providers is not None:
+        bits.append(f"providers {', '.join(key.providers) or 'none'}")
+    bits += [f"{name} {value}" for name, value in (("rpm", key.rpm), ("tpm", key.tpm)) if value is not None]
+    if key.budget_usd is not None:
+        bits.append(f"${key.budget_usd:g} per {key.budget_period}" if key.budget_period != "total"
+                    else f"${key.budget_usd:g} in total")
+    return f"{key.name} ({secret}): " + "; ".join(bits)
 
 
 @main.command()
