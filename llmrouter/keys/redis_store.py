@@ -15,6 +15,7 @@ from typing import Any
 from llmrouter.keys.store import Limits, Refusal
 
 PREFIX = "llmrouter:keys:"
+MAX_CONNECTIONS = 32
 
 # KEYS: rpm zset, tpm zset, spend counter. ARGV: now, window, rpm, tpm, budget (-1: none), member.
 # Returns {} when admitted, else {limit, retry_after, spent} as strings.
@@ -68,7 +69,12 @@ class RedisStore:
         except ImportError:  # pragma: no cover - depends on the installation
             raise RuntimeError("[cluster] redis_url needs the redis package: pip install 'llmrouter[redis]'") from None
         self.url = url
-        self.redis = client or aioredis.from_url(url)
+        if client is None:
+            # A blocking pool queues callers for a free connection; the default pool raises "Too many
+            # connections" under a burst, which would let the burst through unchecked.
+            pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
+            client = aioredis.Redis(connection_pool=pool)
+        self.redis = client
         self._admit = self.redis.register_script(_ADMIT)
 
     async def admit(self, name: str, limits: Limits, now: float) -> Refusal | None:

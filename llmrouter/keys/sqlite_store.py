@@ -96,8 +96,9 @@ def _admit(db: sqlite3.Connection, name: str, limits: Limits, now: float) -> Ref
             return Refusal("budget", spent=spent)
     if limits.tpm is not None:
         db.execute("DELETE FROM tokens WHERE key = ? AND ts <= ?", (name, since))
-        entries = db.execute("SELECT ts, n FROM tokens WHERE key = ? ORDER BY ts", (name,)).fetchall()
-        if sum(n for _, n in entries) >= limits.tpm:
+        (used,) = db.execute("SELECT COALESCE(SUM(n), 0) FROM tokens WHERE key = ?", (name,)).fetchone()
+        if used >= limits.tpm:
+            entries = db.execute("SELECT ts, n FROM tokens WHERE key = ? ORDER BY ts", (name,)).fetchall()
             return Refusal("tpm", retry_after_tokens(entries, limits.tpm, limits.window_s, now))
     if limits.rpm is not None:
         db.execute("DELETE FROM hits WHERE key = ? AND ts <= ?", (name, since))
