@@ -13,8 +13,8 @@ import pytest
 from llmrouter.config import ConfigError
 from llmrouter.keys.sqlite_store import SQLiteStore
 from llmrouter.keys.store import Limits
-from llmrouter.server import LIMITER
 from llmrouter.testing import anthropic_message, make_config, openai_chat
+from llmrouter.web.appkeys import LIMITER
 
 ALICE, BOB, CAROL, ADMIN = "rk-alice-0123456789", "rk-bob-0123456789", "rk-carol-0123456789", "rk-admin-0123456789"
 ENV = {"ALICE_KEY": ALICE, "ADMIN_KEY": ADMIN}

@@ -8,8 +8,8 @@ from typing import Any
 
 from llmrouter.keys.redis_store import RedisStore
 from llmrouter.keys.store import Limits
-from llmrouter.server import LIMITER
 from llmrouter.testing import openai_chat
+from llmrouter.web.appkeys import LIMITER
 
 ALICE = "rk-alice-0123456789"
 ADMIN = "rk-admin-0123456789"
