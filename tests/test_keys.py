@@ -220,7 +220,7 @@ async def test_counters_survive_a_restart(router: Any, tmp_path: Path) -> None:
     assert (tmp_path / "keys.sqlite3").exists()
     again = await router(cfg, environ=ENV)
     refused = await again.openai(openai_chat(), bearer(ALICE))
-    assert refused.status == 429 and "total budget of $0.05" in refused.body["error"]["message"]
+    assert refused.status == 429 and "total budget of $0.051" in refused.body["error"]["message"]
     assert "does not reset" in refused.body["error"]["message"]
     cfg2 = make_config(config(rpm=3), tmp_path)
     third = await router(cfg2, environ=ENV)

@@ -43,6 +43,11 @@ def model_allowed(key: KeyConfig, model: str) -> bool:
     return any(fnmatchcase(model, pattern) for pattern in key.models)
 
 
+def usd(amount: float) -> str:
+    """A budget in dollars: cents when that is exact (``$20.00``), else every digit (``$0.125``)."""
+    return f"${amount:.2f}" if round(amount, 2) == amount else f"${amount:g}"
+
+
 def _utc(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -119,8 +124,7 @@ class KeyLimiter:
         if refusal.limit == "tpm":
             return RateLimited(f"key '{key.name}' is over its limit of {key.tpm} tokens per minute; "
                                f"retry in {wait:.0f} s", wait)
-        budget = f"{key.budget_period} budget of ${key.budget_usd:.2f}" if key.budget_period != "total" \
-            else f"total budget of ${key.budget_usd:.2f}"
+        budget = f"{key.budget_period} budget of {usd(key.budget_usd or 0.0)}"
         spent = f"${refusal.spent:.4f} spent"
         end = period_end(key.budget_period, now)
         if end is None:

@@ -57,7 +57,7 @@ async def spend_handler(request: web.Request) -> web.Response:
     report = await loop.run_in_executor(None, compute)
     body: dict[str, Any] = {
         "key": key,
-        "since": dt.datetime.fromtimestamp(since, dt.UTC).isoformat().replace("+00:00", "Z") if since else None,
+        "since": dt.datetime.fromtimestamp(since, dt.UTC).isoformat().replace("+00:00", "Z") if since is not None else None,
         "group_by": group_by,
         **report.as_dict([group_by] if group_by else GROUPS),
     }
