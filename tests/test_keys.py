@@ -265,3 +265,19 @@ def test_check_lists_keys_and_serve_refuses_an_unset_key_env(tmp_path: Path) -> 
     assert "ci (sha256): models *; $5 in total" in result.output and sha("x") not in result.output
     result = runner.invoke(main, ["serve", str(path), "--port", "0"], env={"ADMIN_KEY": ADMIN, "ALICE_KEY": ""})
     assert result.exit_code == 1 and "[[keys]] #1 (name = 'alice') key 'key_env'" in result.output
+
+
+async def test_failover_never_moves_to_a_provider_outside_the_allow_list(router: Any, mock_providers: Any) -> None:
+    up = mock_providers.add_openai("https://up.test/v1", status=500, body={"error": {"message": "down"}})
+    cfg = config()
+    cfg["providers"].insert(0, {"name": "up", "format": "openai", "base_url": "https://up.test/v1",
+                                "max_retries": 0, "discover": False})
+    cfg["routers"] = [{"type": "fallback", "providers": ["up", "spare", "echo"]}]
+    cfg["keys"][1]["providers"] = ["up", "echo"]
+    client = await router(cfg, environ=ENV)
+    bob = await client.openai(openai_chat(model="gpt-1"), bearer(BOB))
+    assert bob.status == 200 and bob.provider == "echo"
+    assert [a["provider"] for a in bob.log_line["attempts"]] == ["up", "echo"]  # type: ignore[index]
+    alice = await client.openai(openai_chat(model="gpt-1"), bearer(ALICE))
+    assert alice.status == 200 and alice.provider == "spare"
+    assert len(up.calls) == 2
