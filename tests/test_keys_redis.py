@@ -74,3 +74,19 @@ async def test_redis_outage_fails_open(router: Any, redis_server: Any, redis_url
         assert (await client.openai(openai_chat(), AUTH)).status == 200
     finally:
         redis_server.start()
+
+
+async def test_a_silent_redis_fails_open_within_the_socket_timeout(router: Any) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts, never answers; ends when the client gives up
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = await router(config(f"redis://127.0.0.1:{port}/0", rpm=1), environ=ENV)
+        started = asyncio.get_running_loop().time()
+        reply = await asyncio.wait_for(client.openai(openai_chat(), AUTH), 10)
+        assert reply.status == 200
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        server.close()

@@ -16,6 +16,7 @@ from llmrouter.keys.store import Limits, Refusal
 
 PREFIX = "llmrouter:keys:"
 MAX_CONNECTIONS = 32
+TIMEOUT_S = 2.0
 
 # KEYS: rpm zset, tpm zset, spend counter. ARGV: now, window, rpm, tpm, budget (-1: none), member.
 # Returns {} when admitted, else {limit, retry_after, spent} as strings.
@@ -72,7 +73,9 @@ class RedisStore:
         if client is None:
             # A blocking pool queues callers for a free connection; the default pool raises "Too many
             # connections" under a burst, which would let the burst through unchecked.
-            pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
+            # Bounded socket timeouts: an unreachable Redis must fail (open) quickly, not hang requests.
+            pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10,
+                                                            socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
             client = aioredis.Redis(connection_pool=pool)
         self.redis = client
         self._admit = self.redis.register_script(_ADMIT)
