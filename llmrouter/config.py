@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmrouter.keys.config import KeyConfig, PriceConfig
+
 DEFAULT_CONFIG_NAME = "<embedded default config>"
 
 
@@ -72,6 +74,13 @@ class ProviderConfig(_Section):
     timeout_total_s: float = Field(default=600, gt=0)
     max_retries: int = Field(default=2, ge=0)
     late_system: Literal["user", "keep"] = "user"
+    prices: list[PriceConfig] = Field(default_factory=list)
+
+
+class ClusterConfig(_Section):
+    """``[cluster]``: state shared by several router instances."""
+
+    redis_url: str | None = None
 
 
 class Config(BaseModel):
@@ -86,6 +95,8 @@ class Config(BaseModel):
     classifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     routers: list[dict[str, Any]] = Field(default_factory=list)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     source: str = Field(default=DEFAULT_CONFIG_NAME, exclude=True)
 
     def enabled(self, section: Literal["classifiers", "plugins"]) -> list[tuple[str, dict[str, Any]]]:
@@ -104,7 +115,7 @@ def _describe_location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
     if not parts:
         return "top level"
     head = parts[0]
-    if head in ("providers", "routers") and len(parts) >= 2 and isinstance(parts[1], int):
+    if head in ("providers", "routers", "keys") and len(parts) >= 2 and isinstance(parts[1], int):
         entry = data.get(head, [])[parts[1]] if parts[1] < len(data.get(head, [])) else {}
         label = f"[[{head}]] #{parts[1] + 1}"
         if isinstance(entry, dict) and entry.get("name"):
@@ -172,10 +183,31 @@ def _check_references(config: Config) -> None:
                 raise ConfigError(f"{label} key {key!r}: provider names must be strings, got {value!r}")
             if value not in names:
                 raise ConfigError(f"{label} key {key!r}: unknown provider {value!r} (configured: {sorted(names)})")
+    _check_keys(config, names)
     for section in ("classifiers", "plugins"):
         for pid, settings in getattr(config, section).items():
             if "enabled" in settings and not isinstance(settings["enabled"], bool):
                 raise ConfigError(f"{config.source}: [{section}.{pid}] key 'enabled': must be true or false")
+
+
+def _check_keys(config: Config, providers: set[str]) -> None:
+    """``[[keys]]``: unique names and secrets, allow-lists naming configured providers."""
+    seen: dict[str, int] = {}
+    secrets: dict[str, int] = {}
+    for i, key in enumerate(config.keys):
+        label = f"{config.source}: [[keys]] #{i + 1} (name = {key.name!r})"
+        if key.name in seen:
+            raise ConfigError(f"{label} key 'name': duplicate key name (also [[keys]] #{seen[key.name] + 1})")
+        seen[key.name] = i
+        secret = key.key_env or key.key_sha256 or ""
+        if secret in secrets:
+            field = "key_env" if key.key_env else "key_sha256"
+            raise ConfigError(f"{label} key {field!r}: the same secret as [[keys]] #{secrets[secret] + 1}")
+        secrets[secret] = i
+        for provider in key.providers or []:
+            if provider not in providers:
+                raise ConfigError(f"{label} key 'providers': unknown provider {provider!r} "
+                                  f"(configured: {sorted(providers)})")
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -49,7 +49,9 @@ class Context:
     ``settings`` is the current plugin's merged settings (config table overlaid by the request's
     ``plugins`` entry), or the rule's table during ``route``; ``config_settings`` is the config
     table alone (for plugins whose policy a request must not weaken). ``state`` is a dict shared by all hooks
-    of this request. ``providers`` maps provider names to :class:`ProviderInfo`.
+    of this request. ``providers`` maps provider names to :class:`ProviderInfo`. ``key_name`` is
+    the name of the virtual key (``[[keys]]``) the request authenticated with, ``"admin"`` for the
+    ``[server] api_key_env`` key when virtual keys exist, else None; never the key itself.
     """
 
     request: ChatRequest
@@ -67,6 +69,7 @@ class Context:
     plugin_id: str | None = None
     modified_by: list[str] = field(default_factory=list)
     stopped_by: str | None = None
+    key_name: str | None = None
 
     def mark_modified(self, plugin_id: str | None = None) -> None:
         """Record that the current plugin (or ``plugin_id``) changed the request or response."""

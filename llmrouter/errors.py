@@ -38,6 +38,24 @@ class AuthenticationFailed(RouterError):
     kind = "authentication_error"
 
 
+class Forbidden(RouterError):
+    """An authenticated key asked for something it may not use (403)."""
+
+    status = 403
+    kind = "permission_error"
+
+
+class RateLimited(RouterError):
+    """A key is over its rate limit or budget (429); ``retry_after`` is in seconds."""
+
+    status = 429
+    kind = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: float, *, code: str = "rate_limit_exceeded") -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class NotFound(RouterError):
     """Unknown route (404)."""
 

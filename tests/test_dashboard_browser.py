@@ -214,3 +214,38 @@ async def test_dashboard_shows_live_cards_in_chromium(router: Any, chromium: str
         assert by_text == [plain.request_id]
         assert len(await visible_after("")) == 5
 
+
+
+SPEND_JS = """JSON.stringify({hidden: document.getElementById('keys').hidden,
+  rows: [...document.querySelectorAll('#keys-body tr')].map(r => [...r.children].map(td => td.textContent))})"""
+
+
+async def test_dashboard_shows_spend_per_key_in_chromium(router: Any, chromium: str, tmp_path: Path) -> None:
+    config = {"server": {"api_key_env": "ROUTER_API_KEY"},
+              "providers": [{"name": "echo", "format": "echo", "cost_per_1m_tokens": 1000.0}],
+              "routers": [{"type": "fallback"}],
+              "keys": [{"name": "alice", "key_env": "ALICE_KEY", "budget_usd": 5.0, "budget_period": "day"},
+                       {"name": "bob", "key_env": "BOB_KEY"}]}
+    client = await router(config, environ={"ROUTER_API_KEY": KEY, "ALICE_KEY": "alice-key-123", "BOB_KEY": "bob-key-4567"})
+    alice, bob = {"x-api-key": "alice-key-123"}, {"x-api-key": "bob-key-4567"}
+    before = await client.openai(openai_chat("a" * 400), alice)  # in the log before the page opens
+    assert before.status == 200
+    url = str(client.client.make_url("/dashboard")) + f"?api_key={KEY}"
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    async with launch(chromium, profile, url) as devtools:
+        await devtools.wait_for("document.body && document.body.dataset.connected", lambda v: v == "1")
+        first = loads(await devtools.wait_for(SPEND_JS, lambda v: v and '"alice"' in v))
+        assert first["hidden"] is False
+        row = first["rows"][0]
+        assert row[0] == "alice" and row[1] == "1" and row[3] == f"${before.log_line['cost_usd']:.4f}"  # type: ignore[index]
+        assert row[4].endswith("/ $5.00 per day")
+        # live: a request after the page loaded is added once, not twice (history and live)
+        assert (await client.openai(openai_chat("b" * 40), bob)).status == 200
+        assert (await client.openai(openai_chat("c" * 40), alice)).status == 200
+        rows = loads(await devtools.wait_for(SPEND_JS, lambda v: v and '"bob"' in v and '"2"' in v))["rows"]
+        by_key = {r[0]: r for r in rows}
+        assert by_key["alice"][1] == "2" and by_key["bob"][1] == "1"
+        cards = loads(await devtools.evaluate("JSON.stringify([...document.querySelectorAll('.card .metrics')]"
+                                              ".map(m => m.textContent))"))
+        assert any("key bob" in c for c in cards) and any("key alice" in c for c in cards)

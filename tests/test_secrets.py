@@ -8,6 +8,7 @@ every bus event, every response (bodies and headers), the process's own log reco
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 from pathlib import Path
@@ -253,7 +254,7 @@ async def test_every_route_but_health_and_root_needs_the_key(router: Any, monkey
         compared.append(a)
         return real(a, b)
 
-    monkeypatch.setattr("llmrouter.web.middleware.hmac.compare_digest", spy)
+    monkeypatch.setattr("llmrouter.keys.auth.hmac.compare_digest", spy)
     client = await router({"server": {"api_key_env": "ROUTER_KEY"}, "providers": [{"name": "e", "format": "echo"}],
                            "routers": [{"type": "fallback"}]}, environ={"ROUTER_KEY": CLIENT_KEY})
     for path in ("/v1/models", "/dashboard", "/dashboard/events", "/v1/nothing"):
@@ -265,4 +266,5 @@ async def test_every_route_but_health_and_root_needs_the_key(router: Any, monkey
     assert (await client.client.get("/v1/models", params={"api_key": CLIENT_KEY})).status == 200
     assert (await client.client.get("/health")).status == 200
     assert (await client.client.head("/")).status == 200
-    assert WRONG_KEY.encode() in compared, "keys are compared with hmac.compare_digest"
+    assert hashlib.sha256(WRONG_KEY.encode()).digest() in compared, \
+        "keys are compared as SHA-256 digests with hmac.compare_digest"

@@ -53,6 +53,23 @@ def serve(config_path: str | None, host: str | None, port: int | None, workers: 
 
 
 @main.command()
+@click.argument("log_path", type=click.Path(dir_okay=False))
+@click.option("--key", default=None, help="Only this virtual key's requests (its name).")
+@click.option("--since", default=None, help="Only requests since: 2026-12-01, an ISO time, Unix seconds or an age (24h, 7d).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def spend(log_path: str, key: str | None, since: str | None, as_json: bool) -> None:
+    """Totals per key, provider and model (requests, tokens, cost) over the request log LOG_PATH."""
+    from llmrouter.keys.spend import spend_command_impl
+
+    try:
+        click.echo(spend_command_impl(log_path, key, since, as_json))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    except OSError as exc:
+        raise click.ClickException(f"{log_path}: cannot read the log: {exc.strerror or exc}") from None
+
+
+@main.command()
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False))
 def check(config_path: str | None) -> None:
     """Validate CONFIG_PATH and print the resolved providers, classifiers, rules and plugins."""
@@ -89,6 +106,24 @@ def check(config_path: str | None) -> None:
     for plugin_id, _ in config.enabled("plugins"):
         hooks = ", ".join(registry.records[plugin_id].hooks)
         click.echo(f"  - {plugin_id} ({hooks})")
+    if config.keys:
+        store = f"redis ({config.cluster.redis_url})" if config.cluster.redis_url else "sqlite (beside the log)"
+        click.echo(f"keys: counters in {store}")
+        for key in config.keys:
+            click.echo(f"  - {describe_key(key)}")
+
+
+def describe_key(key: Any) -> str:
+    """One ``[[keys]]`` entry for ``check``: name, where its secret comes from, access and limits."""
+    secret = f"env {key.key_env}" if key.key_env else "sha256"
+    bits = [f"models {', '.join(key.models)}"]
+    if key.providers is not None:
+        bits.append(f"providers {', '.join(key.providers) or 'none'}")
+    bits += [f"{name} {value}" for name, value in (("rpm", key.rpm), ("tpm", key.tpm)) if value is not None]
+    if key.budget_usd is not None:
+        bits.append(f"${key.budget_usd:g} per {key.budget_period}" if key.budget_period != "total"
+                    else f"${key.budget_usd:g} in total")
+    return f"{key.name} ({secret}): " + "; ".join(bits)
 
 
 @main.command()

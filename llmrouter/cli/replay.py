@@ -225,7 +225,8 @@ async def _run_one(pipeline: Any, request: ChatRequest, request_id: str, endpoin
     duration = round((time.perf_counter() - started) * 1000, 3)
     usage = ctx.response.usage if ctx.response is not None and error is None else None
     provider = pipeline.providers.get(ctx.provider) if ctx.provider else None
-    cost = provider.cost_usd(usage) if provider is not None and usage is not None else None
+    cost = provider.cost_usd(usage, ctx.sent_model, ctx.response.model) \
+        if provider is not None and usage is not None and ctx.response is not None else None
     return Outcome(provider=ctx.provider, model=ctx.sent_model, tags=tuple(ctx.request.tags), status=status,
                    error=error, duration_ms=duration,
                    input_tokens=usage.input_tokens if usage is not None else None,

@@ -24,6 +24,7 @@ from llmrouter.context import Context, Flow, ProviderInfo, Route
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.errors import InvalidRequest, NoRoute, PluginFailed, RouterError
 from llmrouter.formats.base import iter_events, response_to_events
+from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
 from llmrouter.observe.requestlog import RequestLog
@@ -109,6 +110,7 @@ class Pipeline:
         self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
         self._provider_call = provider_call or default_provider_call
         self._stream_call = stream_call or default_stream_call
+        self.keys: KeyLimiter | None = None
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -322,6 +324,8 @@ class Pipeline:
         start = ctx.state.get("_rule")
         if ctx.request.forced_provider or start is None:
             return None
+        if self.keys is not None:
+            tried = [*tried, *self.keys.denied_providers(ctx.key_name)]
         decision, _ = await self._walk(ctx, start, tried)
         return decision
 
@@ -367,6 +371,8 @@ class Pipeline:
         ctx.sent_model = decision.model or ctx.request.model
         self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(),
                           "provider": ctx.provider, "model": ctx.sent_model})
+        if self.keys is not None:
+            self.keys.check_provider(ctx.key_name, ctx.provider, ctx.request.model)
 
     async def complete(self, ctx: Context) -> ChatResponse:
         """Non-streaming: call the provider if no plugin answered, then run the late hooks."""
@@ -428,16 +434,20 @@ class Pipeline:
 
     # -- events and log -----------------------------------------------------------------------------
 
-    def publish_start(self, request_id: str, model: str | None, endpoint: str) -> None:
-        """Publish ``start`` and count the request as in flight."""
+    def publish_start(self, request_id: str, model: str | None, endpoint: str, key: str | None = None) -> None:
+        """Publish ``start`` and count the request as in flight; ``key`` is the virtual key's name."""
         self.in_flight += 1
         self.bus.publish({"type": "start", "id": request_id, "ts_ms": now_ms(), "model": model,
-                          "endpoint": endpoint, "in_flight": self.in_flight})
+                          "endpoint": endpoint, "in_flight": self.in_flight, "key": key})
 
     def record(self, *, ctx: Context | None, request_id: str, endpoint: str, started: float,
-               status: int, error: str | None, request_model: str | None = None) -> dict[str, Any] | None:
+               status: int, error: str | None, request_model: str | None = None,
+               key: str | None = None) -> dict[str, Any] | None:
         """Publish ``complete`` and append it to the request log; returns the entry. A request is
-        recorded once: later calls for the same context return ``None``."""
+        recorded once: later calls for the same context return ``None``.
+
+        ``key`` names the virtual key when there is no context yet (else ``ctx.key_name`` is used);
+        the key's tpm and budget are debited with the reply's usage and cost."""
         if ctx is not None:
             if ctx.state.get(_RECORDED):
                 return None
@@ -446,7 +456,8 @@ class Pipeline:
         response = ctx.response if ctx is not None else None
         usage = response.usage if response is not None else None
         provider = self.providers.get(ctx.provider) if ctx is not None and ctx.provider else None
-        cost = provider.cost_usd(usage) if provider is not None and usage is not None else None
+        cost = provider.cost_usd(usage, ctx.sent_model, response.model) \
+            if provider is not None and usage is not None and ctx is not None and response is not None else None
         if ctx is not None and ctx.provider == PLUGIN_PROVIDER:
             cost = 0.0
         plugins = []
@@ -473,9 +484,12 @@ class Pipeline:
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
             if usage is not None else None,
             "cost_usd": cost,
+            "key": ctx.key_name if ctx is not None else key,
         }
         if ctx is not None and "attempts" in ctx.state:
             entry["attempts"] = ctx.state["attempts"]
+        if self.keys is not None and entry["key"] is not None:
+            self.keys.debit(entry["key"], usage, cost)
         self.bus.publish(entry)
         if self.request_log is not None:
             self.request_log.write(entry)

@@ -24,6 +24,7 @@ from llmrouter.errors import ProviderError, ProviderTimeout
 from llmrouter.formats import UPSTREAM_FORMATS
 from llmrouter.formats.base import UpstreamFormat, iter_events, response_to_events
 from llmrouter.jsonutil import dumps, loads
+from llmrouter.keys.pricing import Pricing
 from llmrouter.models import (
     BlockDelta,
     ChatRequest,
@@ -70,6 +71,7 @@ class Provider:
         self._timeout_ext = self.timeout.as_dict()
         self._headers = self._static_headers()
         self._info: tuple[bool, tuple[str, ...], ProviderInfo] | None = None
+        self.pricing = Pricing(config.prices, config.cost_per_1m_tokens)
 
     def _request(self, body: dict[str, Any], request: ChatRequest, url: httpx.URL | None = None) -> httpx.Request:
         content = dumps(body)
@@ -112,11 +114,11 @@ class Provider:
                 headers[key] = request.headers[key]
         return headers
 
-    def cost_usd(self, usage: Usage) -> float | None:
-        """(input + output tokens) x cost_per_1m_tokens / 1e6, or None without a configured cost."""
-        if self.config.cost_per_1m_tokens is None:
-            return None
-        return usage.total_tokens * self.config.cost_per_1m_tokens / 1_000_000
+    def cost_usd(self, usage: Usage, *models: str | None) -> float | None:
+        """What ``usage`` cost: the first ``[[providers.prices]]`` entry matching one of ``models``
+        (the model sent upstream first), else (input + output tokens) x ``cost_per_1m_tokens`` / 1e6;
+        None when neither is configured."""
+        return self.pricing.cost_usd(usage, *models)
 
     # -- calls ----------------------------------------------------------------------------------
 

@@ -13,20 +13,24 @@ from llmrouter.config import Config
 from llmrouter.engine.pipeline import Pipeline
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.formats import CLIENT_FORMATS
+from llmrouter.keys.auth import KeyRing
+from llmrouter.keys.limiter import KeyLimiter
+from llmrouter.keys.setup import open_store
+from llmrouter.keys.web import spend_handler
 from llmrouter.observe.events import EventBus
 from llmrouter.observe.requestlog import RequestLog
 from llmrouter.upstream.client import new_http_client
 from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.providers import build_providers
 from llmrouter.upstream.reliability import Reliability
-from llmrouter.web.appkeys import API_KEY, BUS, CONFIG, DISCOVERY, PIPELINE, RELIABILITY
+from llmrouter.web.appkeys import API_KEY, BUS, CONFIG, DISCOVERY, KEYRING, LIMITER, PIPELINE, RELIABILITY
 from llmrouter.web.count_tokens import ENDPOINT as COUNT_TOKENS_ENDPOINT
 from llmrouter.web.count_tokens import count_tokens_handler
 from llmrouter.web.handlers import chat_handler, health_handler, models_handler, root_handler
 from llmrouter.web.middleware import auth_middleware, check_exposure, error_middleware, resolve_api_key
 
-__all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "PIPELINE", "RELIABILITY", "check_exposure", "create_app",
-           "resolve_api_key"]
+__all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "KEYRING", "LIMITER", "PIPELINE", "RELIABILITY",
+           "check_exposure", "create_app", "resolve_api_key"]
 
 
 def create_app(config: Config, *, registry: PluginRegistry | None = None, environ: Mapping[str, str] | None = None,
@@ -42,6 +46,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     registry = registry or load_entry_point_plugins()
     providers = build_providers(config, env)
     api_key = resolve_api_key(config, env)
+    keyring = KeyRing.from_config(config, env, api_key)
     bus = EventBus()
     discovery = ModelDiscovery()
     reliability = Reliability(config, providers, bus)
@@ -57,6 +62,15 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app[RELIABILITY] = reliability
     if api_key:
         app[API_KEY] = api_key
+    app[KEYRING] = keyring
+    limiter = KeyLimiter(keyring, None, providers)
+    app[LIMITER] = limiter
+    pipeline.keys = limiter if keyring.virtual else None
+
+    async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+        limiter.store = open_store(config)
+        yield
+        await limiter.close()
 
     async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         pipeline.http = new_http_client(transport)
@@ -68,7 +82,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
     async def requestlog_ctx(app: web.Application) -> AsyncIterator[None]:
         if config.logging.enabled:
-            secrets = [p.api_key for p in providers.values()] + [api_key]
+            secrets = [p.api_key for p in providers.values()] + [api_key, *keyring.secrets]
             pipeline.request_log = RequestLog(config.logging.path, secrets=secrets)
         yield
         if pipeline.request_log is not None:
@@ -76,6 +90,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
     app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(requestlog_ctx)
+    app.cleanup_ctx.append(keys_ctx)
 
     app.router.add_post("/v1/chat/completions", chat_handler(CLIENT_FORMATS["openai"], "/v1/chat/completions"))
     app.router.add_post("/v1/messages", chat_handler(CLIENT_FORMATS["anthropic"], "/v1/messages"))
@@ -84,6 +99,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.router.add_get("/health", health_handler)
     app.router.add_get("/", root_handler)
     app.router.add_get("/api/hello", root_handler)
+    app.router.add_get("/admin/spend", spend_handler)
     if config.server.dashboard:
         from llmrouter.web.dashboard import add_dashboard_routes
 

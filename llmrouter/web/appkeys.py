@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from llmrouter.config import Config
 from llmrouter.engine.pipeline import Pipeline
+from llmrouter.keys.auth import KeyRing, Principal
+from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.observe.events import EventBus
 from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.reliability import Reliability
@@ -16,3 +20,7 @@ BUS = web.AppKey("bus", EventBus)
 API_KEY = web.AppKey("api_key", str)
 DISCOVERY = web.AppKey("discovery", ModelDiscovery)
 RELIABILITY = web.AppKey("reliability", Reliability)
+KEYRING = web.AppKey("keyring", KeyRing)
+LIMITER = web.AppKey("limiter", KeyLimiter)
+PRINCIPAL: Any = web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "llmrouter.principal"
+"""Request key under which the auth middleware leaves the :class:`~llmrouter.keys.auth.Principal`."""

@@ -14,7 +14,7 @@ from llmrouter.context import Context
 from llmrouter.errors import RouterError
 from llmrouter.formats import ClientFormat
 from llmrouter.jsonutil import dumps
-from llmrouter.web.appkeys import CONFIG, PIPELINE, RELIABILITY
+from llmrouter.web.appkeys import CONFIG, KEYRING, LIMITER, PIPELINE, PRINCIPAL, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, read_json
 from llmrouter.web.replies import body_model, error_headers, error_response, new_request_id, router_headers
 from llmrouter.web.streaming import relay_stream
@@ -32,6 +32,8 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
         started = time.perf_counter()
         ctx: Context | None = None
         body: Any = None
+        principal = request.get(PRINCIPAL)
+        key_name = principal.name if principal is not None and request.app[KEYRING].virtual else None
         try:
             try:
                 check_content_type(request)
@@ -39,10 +41,15 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 check_limits(body, config.server.max_json_depth, config.server.max_messages)
                 chat_request = fmt.parse_request(body, request.headers)
             except Exception:  # a rejected request still gets its start (and complete) event
-                pipeline.publish_start(request_id, body_model(body), endpoint)
+                pipeline.publish_start(request_id, body_model(body), endpoint, key_name)
                 raise
-            pipeline.publish_start(request_id, chat_request.model, endpoint)
+            pipeline.publish_start(request_id, chat_request.model, endpoint, key_name)
             ctx = pipeline.new_context(chat_request, request_id, endpoint)
+            ctx.key_name = key_name
+            if principal is not None and principal.key is not None:
+                limiter = request.app[LIMITER]
+                limiter.check_model(principal, chat_request.model)
+                await limiter.admit(principal)
             await pipeline.prepare(ctx)
             if chat_request.stream:
                 return await relay_stream(request, fmt, pipeline, ctx, started)
@@ -52,7 +59,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
             if ctx is not None:
                 await pipeline.fail(ctx, exc.message)
             pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
-                            status=exc.status, error=exc.message, request_model=body_model(body))
+                            status=exc.status, error=exc.message, request_model=body_model(body), key=key_name)
             return error_response(fmt, exc, error_headers(request_id, ctx, exc))
         except asyncio.CancelledError:
             # The client went away or shutdown's grace ran out: the request still gets its log line.
@@ -65,7 +72,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
             if ctx is not None:
                 await pipeline.fail(ctx, err.message)
             pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started,
-                            status=500, error=err.message, request_model=body_model(body))
+                            status=500, error=err.message, request_model=body_model(body), key=key_name)
             return error_response(fmt, err, router_headers(request_id, ctx))
         pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started, status=200, error=None)
         return web.Response(body=reply_body, content_type="application/json", headers=router_headers(request_id, ctx))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,12 +9,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from llmrouter.config import Config, ConfigError
-from llmrouter.errors import AuthenticationFailed, NotFound, RouterError
-from llmrouter.web.appkeys import API_KEY, PIPELINE
+from llmrouter.errors import AuthenticationFailed, Forbidden, NotFound, RouterError
+from llmrouter.keys.auth import presented_key
+from llmrouter.web.appkeys import KEYRING, PIPELINE, PRINCIPAL
 from llmrouter.web.replies import error_response, format_for_path, new_request_id
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
 _OPEN_PATHS = frozenset({"/health", "/", "/api/hello"})
+_ADMIN_PREFIXES = ("/admin", "/dashboard")
 
 
 def resolve_api_key(config: Config, environ: Mapping[str, str]) -> str | None:
@@ -49,39 +50,43 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(config: Config, host: str, api_key: str | None) -> None:
-    """Refuse a non-loopback bind without inbound auth unless explicitly allowed."""
-    if not is_loopback(host) and api_key is None and not config.server.allow_unauthenticated:
+    """Refuse a non-loopback bind without inbound auth (an admin key or ``[[keys]]``) unless explicitly
+    allowed."""
+    if not is_loopback(host) and api_key is None and not config.keys and not config.server.allow_unauthenticated:
         raise ConfigError(
             f"{config.source}: [server] key 'host': binding {host!r} exposes the router; set api_key_env "
             "(or allow_unauthenticated = true to accept the risk)"
         )
 
 
-def _presented_key(request: web.Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.headers.get("x-api-key") or request.query.get("api_key")
+def _refuse(request: web.Request, error: RouterError) -> web.Response:
+    """An auth refusal in the client's shape; refused chat requests still get events and a log line."""
+    headers = None
+    if request.method == "POST" and request.path in _CHAT_PATHS:
+        pipeline, request_id = request.app[PIPELINE], new_request_id()
+        pipeline.publish_start(request_id, None, request.path)
+        pipeline.record(ctx=None, request_id=request_id, endpoint=request.path,
+                        started=time.perf_counter(), status=error.status, error=error.message)
+        headers = {"X-Router-Request-Id": request_id}
+    return error_response(format_for_path(request.path), error, headers)
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
-    """Require the inbound key on every route except ``/health``, ``/`` and ``/api/hello``."""
-    key = request.app.get(API_KEY)
-    if key and request.path not in _OPEN_PATHS:
-        presented = _presented_key(request)
-        if presented is None or not hmac.compare_digest(presented.encode(), key.encode()):
-            message = "missing API key" if presented is None else "invalid API key"
-            headers = None
-            if request.method == "POST" and request.path in _CHAT_PATHS:
-                # Refused chat requests are exchanges too: they get events and a log line (no body).
-                pipeline, request_id = request.app[PIPELINE], new_request_id()
-                pipeline.publish_start(request_id, None, request.path)
-                pipeline.record(ctx=None, request_id=request_id, endpoint=request.path,
-                                started=time.perf_counter(), status=401, error=message)
-                headers = {"X-Router-Request-Id": request_id}
-            return error_response(format_for_path(request.path), AuthenticationFailed(message), headers)
+    """Require a known key on every route except ``/health``, ``/`` and ``/api/hello``; with
+    ``[[keys]]``, the admin routes (``/admin``, ``/dashboard``) require the admin key. The principal
+    is left on the request."""
+    keyring = request.app.get(KEYRING)
+    if keyring is None or not keyring.enabled or request.path in _OPEN_PATHS:
+        return await handler(request)
+    presented = presented_key(request)
+    principal = keyring.authenticate(presented) if presented is not None else None
+    if principal is None:
+        return _refuse(request, AuthenticationFailed("missing API key" if presented is None else "invalid API key"))
+    if not principal.admin and request.path.startswith(_ADMIN_PREFIXES):
+        return _refuse(request, Forbidden(f"key '{principal.name}' may not use {request.path}: it needs the admin key"))
+    request[PRINCIPAL] = principal
     return await handler(request)
 
 

@@ -13,6 +13,7 @@ import socket
 from aiohttp import web
 
 from llmrouter.config import Config
+from llmrouter.keys.auth import KeyRing
 from llmrouter.web.app import PIPELINE, check_exposure, create_app, resolve_api_key
 
 log = logging.getLogger("llmrouter.web.runner")
@@ -116,6 +117,7 @@ def run(config: Config, workers: int = 1) -> None:
     :raises ConfigError: on an unsafe bind or a missing inbound key variable.
     """
     api_key = resolve_api_key(config, os.environ)
+    KeyRing.from_config(config, os.environ, api_key)  # an unset key_env fails here, before any worker starts
     check_exposure(config, config.server.host, api_key)
     if workers <= 1:
         _serve_one(config)

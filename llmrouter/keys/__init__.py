@@ -1,0 +1,1 @@
+"""Virtual keys: per-key model access, rate limits, budgets, pricing and spend."""
