@@ -5,26 +5,57 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 from aiohttp import web
 
-from llmrouter.config import Config
+from llmrouter.config import Config, ConfigError
 from llmrouter.engine.pipeline import Pipeline
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.formats import CLIENT_FORMATS
 from llmrouter.observe.events import EventBus
+from llmrouter.observe.metrics import Metrics, multiprocess_dir
 from llmrouter.observe.requestlog import RequestLog
 from llmrouter.upstream.client import new_http_client
 from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.providers import build_providers
 from llmrouter.upstream.reliability import Reliability
-from llmrouter.web.appkeys import API_KEY, BUS, CONFIG, DISCOVERY, PIPELINE, RELIABILITY
-from llmrouter.web.handlers import chat_handler, health_handler, models_handler, root_handler
-from llmrouter.web.middleware import auth_middleware, check_exposure, error_middleware, resolve_api_key
+from llmrouter.web.appkeys import (
+    API_KEY,
+    BUS,
+    CONFIG,
+    DISCOVERY,
+    METRICS,
+    OPEN_PATHS,
+    PIPELINE,
+    RELIABILITY,
+    TRACING,
+)
+from llmrouter.web.handlers import chat_handler, health_handler, metrics_handler, models_handler, root_handler
+from llmrouter.web.middleware import (
+    OPEN_BY_DEFAULT,
+    auth_middleware,
+    check_exposure,
+    error_middleware,
+    resolve_api_key,
+)
 
-__all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "PIPELINE", "RELIABILITY", "check_exposure", "create_app",
-           "resolve_api_key"]
+__all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "METRICS", "PIPELINE", "RELIABILITY", "TRACING", "check_exposure",
+           "create_app", "load_tracing", "resolve_api_key"]
+
+
+def load_tracing(config: Config) -> Any:
+    """The app's :class:`~llmrouter.observe.tracing.Tracing`.
+
+    :raises ConfigError: when OpenTelemetry (the ``llmrouter[otel]`` extra) is not installed.
+    """
+    try:
+        from llmrouter.observe.tracing import Tracing
+    except ImportError as exc:
+        raise ConfigError(f"{config.source}: [tracing] key 'enabled': OpenTelemetry is not installed "
+                          f"({exc}); install it with: pip install 'llmrouter[otel]'") from None
+    return Tracing(config.tracing)
 
 
 def create_app(config: Config, *, registry: PluginRegistry | None = None, environ: Mapping[str, str] | None = None,
@@ -42,9 +73,20 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     api_key = resolve_api_key(config, env)
     bus = EventBus()
     discovery = ModelDiscovery()
-    reliability = Reliability(config, providers, bus)
-    pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models,
-                        provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability)
+    tracing: Any = None
+    if config.tracing.enabled:
+        tracing = load_tracing(config)
+        from llmrouter.engine.traced import TracedPipeline
+        from llmrouter.observe.tracing import TracedReliability
+
+        reliability = TracedReliability(config, providers, bus, tracing=tracing)
+        pipeline: Pipeline = TracedPipeline(config, registry, providers, bus, discovered=discovery.models,
+                                            provider_call=reliability.complete, stream_call=reliability.stream,
+                                            gate=reliability, tracing=tracing)
+    else:  # tracing off: the plain classes, OpenTelemetry never imported
+        reliability = Reliability(config, providers, bus)
+        pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models,
+                            provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability)
 
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=int(config.server.max_body_mb * 1024 * 1024) + 1)
@@ -55,6 +97,13 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app[RELIABILITY] = reliability
     if api_key:
         app[API_KEY] = api_key
+    open_paths = set(OPEN_BY_DEFAULT)
+    if config.metrics.enabled:
+        metrics = Metrics(multiprocess_dir())
+        app[METRICS] = pipeline.metrics = reliability.metrics = metrics
+        if config.metrics.public:
+            open_paths.add("/metrics")
+    app[OPEN_PATHS] = frozenset(open_paths)
 
     async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         pipeline.http = new_http_client(transport)
@@ -74,12 +123,23 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
     app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(requestlog_ctx)
+    if tracing is not None:
+        app[TRACING] = tracing
+
+        async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+            yield
+            # Flushing exports over the network and blocks: off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, tracing.shutdown)
+
+        app.cleanup_ctx.insert(0, tracing_ctx)  # cleaned up last, after the last request's spans
 
     app.router.add_post("/v1/chat/completions", chat_handler(CLIENT_FORMATS["openai"], "/v1/chat/completions"))
     app.router.add_post("/v1/messages", chat_handler(CLIENT_FORMATS["anthropic"], "/v1/messages"))
     app.router.add_get("/v1/models", models_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/", root_handler)
+    if config.metrics.enabled:
+        app.router.add_get("/metrics", metrics_handler)
     if config.server.dashboard:
         from llmrouter.web.dashboard import add_dashboard_routes
 

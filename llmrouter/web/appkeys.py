@@ -7,6 +7,7 @@ from aiohttp import web
 from llmrouter.config import Config
 from llmrouter.engine.pipeline import Pipeline
 from llmrouter.observe.events import EventBus
+from llmrouter.observe.metrics import Metrics
 from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.reliability import Reliability
 
@@ -16,3 +17,8 @@ BUS = web.AppKey("bus", EventBus)
 API_KEY = web.AppKey("api_key", str)
 DISCOVERY = web.AppKey("discovery", ModelDiscovery)
 RELIABILITY = web.AppKey("reliability", Reliability)
+METRICS = web.AppKey("metrics", Metrics)
+TRACING = web.AppKey("tracing", object)
+"""The app's :class:`llmrouter.observe.tracing.Tracing` when ``[tracing] enabled = true``."""
+OPEN_PATHS = web.AppKey("open_paths", frozenset)
+"""Paths served without the inbound key."""

@@ -11,11 +11,12 @@ from aiohttp import web
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.errors import AuthenticationFailed, NotFound, RouterError
-from llmrouter.web.appkeys import API_KEY, PIPELINE
+from llmrouter.web.appkeys import API_KEY, OPEN_PATHS, PIPELINE
 from llmrouter.web.replies import error_response, format_for_path, new_request_id
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
-_OPEN_PATHS = frozenset({"/health", "/"})
+OPEN_BY_DEFAULT = frozenset({"/health", "/"})
+"""Paths that never need the inbound key."""
 
 
 def resolve_api_key(config: Config, environ: Mapping[str, str]) -> str | None:
@@ -67,9 +68,10 @@ def _presented_key(request: web.Request) -> str | None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
-    """Require the inbound key on every route except ``/health`` and ``/``."""
+    """Require the inbound key on every route except ``/health``, ``/`` (and ``/metrics`` when
+    ``[metrics] public = true``)."""
     key = request.app.get(API_KEY)
-    if key and request.path not in _OPEN_PATHS:
+    if key and request.path not in request.app.get(OPEN_PATHS, OPEN_BY_DEFAULT):
         presented = _presented_key(request)
         if presented is None or not hmac.compare_digest(presented.encode(), key.encode()):
             message = "missing API key" if presented is None else "invalid API key"
