@@ -350,3 +350,21 @@ async def test_spans_a_plugin_starts_nest_under_its_stage(router: Any, mock_prov
     [stage] = by_name(spans, "pre_request")
     assert work.parent.span_id == stage.context.span_id
     assert stage.attributes["llmrouter.plugins"] == ("instrumented",)
+
+
+async def test_a_stream_that_breaks_midway_marks_its_provider_and_request_spans(router: Any,
+                                                                               mock_providers: Any) -> None:
+    from tests.test_streaming_faults import ERROR_FRAMES, HEADS
+
+    mock_providers.mock.post(CHAT).respond(200, content=HEADS["oa"] + ERROR_FRAMES["oa"][0],
+                                           headers={"content-type": "text/event-stream"})
+    client, exporter = await traced(router, config())
+    reply = await client.openai(openai_chat("hi", model="gpt-x", stream=True))
+    assert reply.status == 200 and reply.log_line["status"] == 502
+    spans = exporter.get_finished_spans()
+    [root] = [s for s in spans if s.kind is SpanKind.SERVER]
+    [provider] = by_name(spans, "provider")
+    [attempt] = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert attempt.status.status_code is StatusCode.UNSET  # the attempt got its first event
+    assert provider.status.status_code is StatusCode.ERROR and "rate limited" in provider.status.description
+    assert root.status.status_code is StatusCode.ERROR and root.attributes["http.response.status_code"] == 502

@@ -62,6 +62,7 @@ class TracedPipeline(Pipeline):
             yield span
 
     async def _run_flow_hooks(self, ctx: Context, stage: str, steps: list[Step], *, fatal: bool) -> bool:
+        """A flow stage (on_start, pre_request, post_response, on_end) in its own span."""
         with self._stage(ctx, stage) as span:
             span.set_attribute("llmrouter.plugins", [step.plugin_id for step in steps])
             stopped = await super()._run_flow_hooks(ctx, stage, steps, fatal=fatal)
@@ -70,12 +71,14 @@ class TracedPipeline(Pipeline):
             return stopped
 
     async def _classify(self, ctx: Context, steps: list[Step]) -> None:
+        """Classification in a ``classify`` span carrying the resulting tags."""
         with self._stage(ctx, "classify") as span:
             span.set_attribute("llmrouter.plugins", [step.plugin_id for step in steps])
             await super()._classify(ctx, steps)
             span.set_attribute("llmrouter.tags", list(ctx.request.tags))
 
     async def _route(self, ctx: Context) -> Route:
+        """The router chain in a ``route`` span carrying its decision."""
         with self._stage(ctx, "route") as span:
             decision = await super()._route(ctx)
             span.set_attribute("llmrouter.provider", decision.provider)
@@ -113,8 +116,11 @@ class TracedPipeline(Pipeline):
             raise
 
     async def finish(self, ctx: Context) -> None:
+        """End a stream's provider span (marked failed if the stream broke), then run the late stages."""
         request_trace: RequestTrace | None = ctx.state.get(TRACE_STATE)
         if request_trace is not None:
+            if ctx.error and request_trace.provider_span is not None:
+                fail_span(request_trace.provider_span, RuntimeError(ctx.error))
             request_trace.end_provider(ctx.response)
         await super().finish(ctx)
 
