@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_CONFIG_NAME = "<embedded default config>"
 
@@ -67,6 +67,13 @@ class TracingConfig(_Section):
     exporter: Literal["otlp", "console", "none"] = "otlp"
     service_name: str = Field(default="llmrouter", min_length=1)
     sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL (OTLP/HTTP), got {value!r}")
+        return value
 
 
 class ProviderConfig(_Section):

@@ -368,3 +368,20 @@ async def test_a_stream_that_breaks_midway_marks_its_provider_and_request_spans(
     assert attempt.status.status_code is StatusCode.UNSET  # the attempt got its first event
     assert provider.status.status_code is StatusCode.ERROR and "rate limited" in provider.status.description
     assert root.status.status_code is StatusCode.ERROR and root.attributes["http.response.status_code"] == 502
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"enabled": True, "otlp_endpoint": "collector:4317"}, "[tracing] key 'otlp_endpoint': Value error, must be an http"),
+    ({"enabled": True, "sample_ratio": 2}, "[tracing] key 'sample_ratio'"),
+    ({"enabled": True, "exporter": "jaeger"}, "[tracing] key 'exporter'"),
+    ({"enabeld": True}, "[tracing] key 'enabeld': Extra inputs are not permitted"),
+])
+def test_bad_tracing_config_names_the_key(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_config({"providers": [{"name": "e", "format": "echo"}], "tracing": table})
+    assert message in str(info.value)
+
+
+def test_bad_metrics_config_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"\[metrics\] key 'public': Input should be a valid boolean"):
+        make_config({"providers": [{"name": "e", "format": "echo"}], "metrics": {"public": "maybe"}})
