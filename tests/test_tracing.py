@@ -106,10 +106,13 @@ async def test_a_request_is_one_trace_continuing_the_clients(router: Any, mock_p
     assert "traceparent" not in reply.log_line["request"].get("headers", {})
 
 
-async def test_without_a_client_trace_the_router_starts_one(router: Any, mock_providers: Any) -> None:
+@pytest.mark.parametrize("inbound", [{}, {"traceparent": "garbage"}, {"traceparent": f"00-{'0' * 32}-{CLIENT_SPAN}-01"}])
+async def test_without_a_valid_client_trace_the_router_starts_one(router: Any, mock_providers: Any,
+                                                                  inbound: dict[str, str]) -> None:
     upstream = mock_providers.mock.post(CHAT).mock(side_effect=ok_reply)
     client, exporter = await traced(router, config())
-    reply = await client.openai(openai_chat("hi", model="gpt-x"))
+    reply = await client.openai(openai_chat("hi", model="gpt-x"), headers=inbound)
+    assert reply.status == 200
     [root] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert root.parent is None
     trace_id = hexid(root.context.trace_id, 32)
