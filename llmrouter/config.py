@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmrouter.keys.config import KeyConfig, PriceConfig
 
@@ -54,6 +54,30 @@ class RoutingConfig(_Section):
     max_retry_after_s: float = Field(default=30.0, ge=0)
 
 
+class MetricsConfig(_Section):
+    """``[metrics]``: the Prometheus ``/metrics`` endpoint."""
+
+    enabled: bool = True
+    public: bool = False
+
+
+class TracingConfig(_Section):
+    """``[tracing]``: OpenTelemetry traces (needs the ``llmrouter[otel]`` extra)."""
+
+    enabled: bool = False
+    otlp_endpoint: str | None = None
+    exporter: Literal["otlp", "console", "none"] = "otlp"
+    service_name: str = Field(default="llmrouter", min_length=1)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL (OTLP/HTTP), got {value!r}")
+        return value
+
+
 class ProviderConfig(_Section):
     """One ``[[providers]]`` entry."""
 
@@ -91,6 +115,8 @@ class Config(BaseModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     classifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     routers: list[dict[str, Any]] = Field(default_factory=list)

@@ -84,12 +84,22 @@ def check(config_path: str | None) -> None:
         from llmrouter.observe.events import EventBus
 
         pipeline = Pipeline(config, registry, providers, EventBus())
+        if config.tracing.enabled:
+            from llmrouter.web.app import load_tracing
+
+            load_tracing(config).shutdown()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"config: {config.source}: OK")
     click.echo(f"server: {config.server.host}:{config.server.port} dashboard={'on' if config.server.dashboard else 'off'}"
                f" auth={'on (' + config.server.api_key_env + ')' if config.server.api_key_env else 'off'}")
     click.echo(f"logging: {'on -> ' + config.logging.path if config.logging.enabled else 'off'}")
+    metrics = config.metrics
+    access = "behind the key" if config.server.api_key_env and not metrics.public else "open"
+    click.echo(f"metrics: {'on, /metrics ' + access if metrics.enabled else 'off'}")
+    tracing = config.tracing
+    target = tracing.otlp_endpoint or "OTEL_EXPORTER_OTLP_* / default" if tracing.exporter == "otlp" else tracing.exporter
+    click.echo(f"tracing: {'on -> ' + target if tracing.enabled else 'off'}")
     click.echo("providers:")
     for pc in config.providers:
         state = "loaded" if pc.name in providers else f"SKIPPED ({pc.api_key_env} not set)"

@@ -12,10 +12,10 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -29,6 +29,9 @@ from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
 from llmrouter.observe.requestlog import RequestLog
 from llmrouter.upstream.providers import Provider
+
+if TYPE_CHECKING:
+    from llmrouter.observe.metrics import Metrics
 
 log = logging.getLogger("llmrouter.engine.pipeline")
 
@@ -111,6 +114,7 @@ class Pipeline:
         self._provider_call = provider_call or default_provider_call
         self._stream_call = stream_call or default_stream_call
         self.keys: KeyLimiter | None = None
+        self.metrics: Metrics | None = None
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -158,8 +162,10 @@ class Pipeline:
             cached = self._infos = MappingProxyType({info.name: info for info in infos})
         return cached
 
-    def new_context(self, request: ChatRequest, request_id: str, endpoint: str) -> Context:
-        """A fresh context for one request."""
+    def new_context(self, request: ChatRequest, request_id: str, endpoint: str,
+                    inbound_headers: Mapping[str, str] | None = None) -> Context:
+        """A fresh context for one request (``inbound_headers``: the client's HTTP headers, which a
+        tracing pipeline reads ``traceparent`` from)."""
         ctx = Context(request=request, request_id=request_id, providers=self.provider_infos(),
                       http=self.http, endpoint=endpoint)
         # The log keeps the request as the client sent it, so replay re-runs it. Only on_start and
@@ -211,8 +217,8 @@ class Pipeline:
 
     # -- stages -----------------------------------------------------------------------------------
 
-    async def _run_flow_hooks(self, ctx: Context, steps: list[Step], *, fatal: bool) -> bool:
-        """Run flow hooks in order; return True if one returned STOP.
+    async def _run_flow_hooks(self, ctx: Context, stage: str, steps: list[Step], *, fatal: bool) -> bool:
+        """Run the flow hooks of ``stage`` in order; return True if one returned STOP.
 
         ``fatal`` hooks (on_start, pre_request) fail the request on exceptions; the others log a
         warning and continue.
@@ -351,13 +357,14 @@ class Pipeline:
         ctx.state["_overrides"] = overrides
         plugin_ids = self.plugin_ids
         stopped = await self._run_flow_hooks(
-            ctx, self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids), fatal=True)
+            ctx, "on_start", self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids), fatal=True)
         if not stopped:
             await self._classify(ctx, self._select(self.classifiers, "classify", overrides, self.classifier_ids))
             self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
                               "tags": list(ctx.request.tags)})
             stopped = await self._run_flow_hooks(
-                ctx, self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids), fatal=True)
+                ctx, "pre_request", self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids),
+                fatal=True)
         if stopped and ctx.response is None:
             raise PluginFailed("pipeline stopped without producing a response")
         if ctx.response is not None:
@@ -378,16 +385,26 @@ class Pipeline:
         """Non-streaming: call the provider if no plugin answered, then run the late hooks."""
         if ctx.response is None:
             assert ctx.provider is not None and ctx.sent_model is not None
-            ctx.response = await self._provider_call(self, ctx)
+            ctx.response = await self.call_provider(ctx)
         await self.finish(ctx)
         return ctx.response
+
+    def call_provider(self, ctx: Context) -> Awaitable[ChatResponse]:
+        """The provider stage of a non-streaming request (retries and failover included)."""
+        result: Awaitable[ChatResponse] = self._provider_call(self, ctx)
+        return result
 
     async def open_stream(self, ctx: Context) -> AsyncIterator[StreamEvent]:
         """Streaming: the canonical event stream of the provider, or of a plugin's answer."""
         if ctx.response is not None:
             return iter_events(response_to_events(ctx.response))
         assert ctx.provider is not None and ctx.sent_model is not None
-        result: AsyncIterator[StreamEvent] = await self._stream_call(self, ctx)
+        result: AsyncIterator[StreamEvent] = await self.call_provider_stream(ctx)
+        return result
+
+    def call_provider_stream(self, ctx: Context) -> Awaitable[AsyncIterator[StreamEvent]]:
+        """The provider stage of a stream, up to its first event (retries and failover included)."""
+        result: Awaitable[AsyncIterator[StreamEvent]] = self._stream_call(self, ctx)
         return result
 
     async def finish(self, ctx: Context) -> None:
@@ -400,11 +417,12 @@ class Pipeline:
         plugin_ids = self.plugin_ids
         if ctx.response is not None:
             stopped = await self._run_flow_hooks(
-                ctx, self._select(self.hooks["post_response"], "post_response", overrides, plugin_ids),
+                ctx, "post_response", self._select(self.hooks["post_response"], "post_response", overrides,
+                                                   plugin_ids),
                 fatal=False)
             if stopped:
                 return
-        await self._run_flow_hooks(ctx, self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids),
+        await self._run_flow_hooks(ctx, "on_end", self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids),
                                    fatal=False)
 
     async def fail(self, ctx: Context, error: str) -> None:
@@ -418,7 +436,8 @@ class Pipeline:
         ctx.state[_ENDED] = True
         ctx.error = error
         overrides = ctx.state.get("_overrides", {})
-        await self._run_flow_hooks(ctx, self._select(self.hooks["on_end"], "on_end", overrides, self.plugin_ids),
+        await self._run_flow_hooks(ctx, "on_end",
+                                   self._select(self.hooks["on_end"], "on_end", overrides, self.plugin_ids),
                                    fatal=False)
 
     def abandon(self, ctx: Context, *, started: float, status: int, error: str) -> None:
@@ -437,6 +456,8 @@ class Pipeline:
     def publish_start(self, request_id: str, model: str | None, endpoint: str, key: str | None = None) -> None:
         """Publish ``start`` and count the request as in flight; ``key`` is the virtual key's name."""
         self.in_flight += 1
+        if self.metrics is not None:
+            self.metrics.started()
         self.bus.publish({"type": "start", "id": request_id, "ts_ms": now_ms(), "model": model,
                           "endpoint": endpoint, "in_flight": self.in_flight, "key": key})
 
@@ -490,10 +511,16 @@ class Pipeline:
             entry["attempts"] = ctx.state["attempts"]
         if self.keys is not None and entry["key"] is not None:
             self.keys.debit(entry["key"], usage, cost)
+        self.emit(entry, ctx)
+        return entry
+
+    def emit(self, entry: dict[str, Any], ctx: Context | None) -> None:
+        """Count ``entry`` in the metrics, publish it and append it to the request log."""
+        if self.metrics is not None:
+            self.metrics.finished(entry, ctx.state if ctx is not None else None)
         self.bus.publish(entry)
         if self.request_log is not None:
             self.request_log.write(entry)
-        return entry
 
 
 async def default_provider_call(pipeline: Pipeline, ctx: Context) -> ChatResponse:

@@ -1,1 +1,1 @@
-"""Observability: the event bus and the request log."""
+"""Observability: events, the request log, metrics and traces."""

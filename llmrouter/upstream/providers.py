@@ -42,6 +42,7 @@ ANTHROPIC_VERSION = "2023-06-01"
 _PATHS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
 _ERROR_EXCERPT = 300
 _REDACTED = "[redacted]"
+_TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class ProviderConnectTimeout(ProviderTimeout):
@@ -104,14 +105,23 @@ class Provider:
         return headers
 
     def headers(self, request: ChatRequest) -> dict[str, str]:
-        """Upstream headers: credentials in the format's convention plus configured extras."""
-        if self.format_name != "anthropic" or request.source_format != "anthropic" or not request.headers:
+        """Upstream headers: credentials in the format's convention plus configured extras, and the
+        W3C trace context of the attempt when tracing put one in ``request.headers``."""
+        forwarded = request.headers
+        if not forwarded:
+            return self._headers
+        anthropic = self.format_name == "anthropic" and request.source_format == "anthropic"
+        if not anthropic and "traceparent" not in forwarded:
             return self._headers
         headers = dict(self._headers)
-        # Betas the client asked for only make sense to an Anthropic-format provider.
-        for key in ("anthropic-version", "anthropic-beta"):
-            if key in request.headers and key not in self.config.headers:
-                headers[key] = request.headers[key]
+        for key in _TRACE_HEADERS:
+            if key in forwarded:
+                headers[key] = forwarded[key]
+        if anthropic:
+            # Betas the client asked for only make sense to an Anthropic-format provider.
+            for key in ("anthropic-version", "anthropic-beta"):
+                if key in forwarded and key not in self.config.headers:
+                    headers[key] = forwarded[key]
         return headers
 
     def cost_usd(self, usage: Usage, *models: str | None) -> float | None:

@@ -41,6 +41,7 @@ from llmrouter.upstream.providers import Provider, ProviderConnectTimeout
 if TYPE_CHECKING:
     from llmrouter.context import Context
     from llmrouter.engine.pipeline import Pipeline
+    from llmrouter.observe.metrics import Metrics
 
 log = logging.getLogger("llmrouter.upstream.reliability")
 
@@ -246,6 +247,7 @@ class Reliability:
         self.sleep = sleep
         self.health: dict[str, bool] = {}
         self._suspect: set[str] = set()  # names whose circuit is not closed
+        self.metrics: Metrics | None = None
         self.breakers = {name: CircuitBreaker(name, config.routing.circuit_failures, config.routing.circuit_cooldown_s,
                                               clock=clock, on_change=self._changed)
                          for name in providers}
@@ -276,6 +278,9 @@ class Reliability:
         self.health[breaker.name] = state is CircuitState.CLOSED
         (log.info if state is CircuitState.CLOSED else log.warning)(
             "circuit for provider %r is now %s (%d consecutive failures)", breaker.name, state, breaker.failures)
+        if self.metrics is not None:
+            # Breakers covering a whole provider have no model; per-model breakers carry one.
+            self.metrics.circuit(breaker.name, getattr(breaker, "model", None) or "", state is not CircuitState.CLOSED)
         self.bus.publish({"type": "circuit", "provider": breaker.name, "state": str(state),
                           "consecutive_failures": breaker.failures, "ts_ms": now_ms()})
 
@@ -310,10 +315,12 @@ class Reliability:
                     break
                 started = time.perf_counter()
                 try:
-                    result = await call(provider, ctx.request, model, pipeline.http)  # type: ignore[arg-type]
+                    result = await self.attempt(call, provider, ctx, model, pipeline.http)  # type: ignore[arg-type]
                 except ProviderError as exc:
                     error = exc
                     attempts.append(_attempt(name, model, exc.upstream_status, started, exc.message))
+                    if self.metrics is not None:
+                        self.metrics.attempt(name, exc)
                     if is_provider_fault(exc):
                         breaker.failure(ticket)
                     else:
@@ -332,6 +339,8 @@ class Reliability:
                     raise
                 breaker.success(ticket)
                 attempts.append(_attempt(name, model, 200, started, None))
+                if self.metrics is not None:
+                    self.metrics.attempt(name, None)
                 return result
             if not (self.failover and should_fail_over(error)):
                 raise error
@@ -343,6 +352,11 @@ class Reliability:
                      error.message, ctx.provider)
             self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(), "provider": ctx.provider,
                               "model": ctx.sent_model, "failover_from": name})
+
+    def attempt(self, call: Call, provider: Provider, ctx: Context, model: str,
+                http: httpx.AsyncClient) -> Awaitable[Any]:
+        """One upstream attempt (a tracing subclass wraps it in a span)."""
+        return call(provider, ctx.request, model, http)
 
 
 def _attempt(provider: str, model: str, status: int | None, started: float, error: str | None) -> dict[str, Any]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 from aiohttp import web
 
-from llmrouter.config import Config
+from llmrouter.config import Config, ConfigError
 from llmrouter.engine.pipeline import Pipeline
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.formats import CLIENT_FORMATS
@@ -18,19 +19,51 @@ from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.keys.setup import open_store
 from llmrouter.keys.web import spend_handler
 from llmrouter.observe.events import EventBus
+from llmrouter.observe.metrics import Metrics, multiprocess_dir
 from llmrouter.observe.requestlog import RequestLog
 from llmrouter.upstream.client import new_http_client
 from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.providers import build_providers
 from llmrouter.upstream.reliability import Reliability
-from llmrouter.web.appkeys import API_KEY, BUS, CONFIG, DISCOVERY, KEYRING, LIMITER, PIPELINE, RELIABILITY
+from llmrouter.web.appkeys import (
+    API_KEY,
+    BUS,
+    CONFIG,
+    DISCOVERY,
+    KEYRING,
+    LIMITER,
+    METRICS,
+    OPEN_PATHS,
+    PIPELINE,
+    RELIABILITY,
+    TRACING,
+)
 from llmrouter.web.count_tokens import ENDPOINT as COUNT_TOKENS_ENDPOINT
 from llmrouter.web.count_tokens import count_tokens_handler
-from llmrouter.web.handlers import chat_handler, health_handler, models_handler, root_handler
-from llmrouter.web.middleware import auth_middleware, check_exposure, error_middleware, resolve_api_key
+from llmrouter.web.handlers import chat_handler, health_handler, metrics_handler, models_handler, root_handler
+from llmrouter.web.middleware import (
+    OPEN_BY_DEFAULT,
+    auth_middleware,
+    check_exposure,
+    error_middleware,
+    resolve_api_key,
+)
 
-__all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "KEYRING", "LIMITER", "PIPELINE", "RELIABILITY",
-           "check_exposure", "create_app", "resolve_api_key"]
+__all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "KEYRING", "LIMITER", "METRICS", "PIPELINE", "RELIABILITY",
+           "TRACING", "check_exposure", "create_app", "load_tracing", "resolve_api_key"]
+
+
+def load_tracing(config: Config) -> Any:
+    """The app's :class:`~llmrouter.observe.tracing.Tracing`.
+
+    :raises ConfigError: when OpenTelemetry (the ``llmrouter[otel]`` extra) is not installed.
+    """
+    try:
+        from llmrouter.observe.tracing import Tracing
+    except ImportError as exc:
+        raise ConfigError(f"{config.source}: [tracing] key 'enabled': OpenTelemetry is not installed "
+                          f"({exc}); install it with: pip install 'llmrouter[otel]'") from None
+    return Tracing(config.tracing)
 
 
 def create_app(config: Config, *, registry: PluginRegistry | None = None, environ: Mapping[str, str] | None = None,
@@ -49,9 +82,20 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     keyring = KeyRing.from_config(config, env, api_key)
     bus = EventBus()
     discovery = ModelDiscovery()
-    reliability = Reliability(config, providers, bus)
-    pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models,
-                        provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability)
+    tracing: Any = None
+    if config.tracing.enabled:
+        tracing = load_tracing(config)
+        from llmrouter.engine.traced import TracedPipeline
+        from llmrouter.observe.tracing import TracedReliability
+
+        reliability = TracedReliability(config, providers, bus, tracing=tracing)
+        pipeline: Pipeline = TracedPipeline(config, registry, providers, bus, discovered=discovery.models,
+                                            provider_call=reliability.complete, stream_call=reliability.stream,
+                                            gate=reliability, tracing=tracing)
+    else:  # tracing off: the plain classes, OpenTelemetry never imported
+        reliability = Reliability(config, providers, bus)
+        pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models,
+                            provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability)
 
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=int(config.server.max_body_mb * 1024 * 1024) + 1)
@@ -72,6 +116,14 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
         yield
         await limiter.close()
 
+    open_paths = set(OPEN_BY_DEFAULT)
+    if config.metrics.enabled:
+        metrics = Metrics(multiprocess_dir())
+        app[METRICS] = pipeline.metrics = reliability.metrics = metrics
+        if config.metrics.public:
+            open_paths.add("/metrics")
+    app[OPEN_PATHS] = frozenset(open_paths)
+
     async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         pipeline.http = new_http_client(transport)
         targets = [(p.config, p.api_key) for p in providers.values() if p.config.format != "echo"]
@@ -91,6 +143,15 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(requestlog_ctx)
     app.cleanup_ctx.append(keys_ctx)
+    if tracing is not None:
+        app[TRACING] = tracing
+
+        async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+            yield
+            # Flushing exports over the network and blocks: off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, tracing.shutdown)
+
+        app.cleanup_ctx.insert(0, tracing_ctx)  # cleaned up last, after the last request's spans
 
     app.router.add_post("/v1/chat/completions", chat_handler(CLIENT_FORMATS["openai"], "/v1/chat/completions"))
     app.router.add_post("/v1/messages", chat_handler(CLIENT_FORMATS["anthropic"], "/v1/messages"))
@@ -100,6 +161,8 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.router.add_get("/", root_handler)
     app.router.add_get("/api/hello", root_handler)
     app.router.add_get("/admin/spend", spend_handler)
+    if config.metrics.enabled:
+        app.router.add_get("/metrics", metrics_handler)
     if config.server.dashboard:
         from llmrouter.web.dashboard import add_dashboard_routes
 

@@ -11,6 +11,7 @@ from llmrouter.engine.pipeline import Pipeline
 from llmrouter.keys.auth import KeyRing, Principal
 from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.observe.events import EventBus
+from llmrouter.observe.metrics import Metrics
 from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.reliability import Reliability
 
@@ -24,3 +25,8 @@ KEYRING = web.AppKey("keyring", KeyRing)
 LIMITER = web.AppKey("limiter", KeyLimiter)
 PRINCIPAL: Any = web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "llmrouter.principal"
 """Request key under which the auth middleware leaves the :class:`~llmrouter.keys.auth.Principal`."""
+METRICS = web.AppKey("metrics", Metrics)
+TRACING = web.AppKey("tracing", object)
+"""The app's :class:`llmrouter.observe.tracing.Tracing` when ``[tracing] enabled = true``."""
+OPEN_PATHS = web.AppKey("open_paths", frozenset)
+"""Paths served without the inbound key."""

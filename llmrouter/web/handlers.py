@@ -1,4 +1,4 @@
-"""Route handlers: the chat endpoints, ``/v1/models``, ``/health`` and ``/``."""
+"""Route handlers: the chat endpoints, ``/v1/models``, ``/health``, ``/metrics`` and ``/``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from llmrouter.context import Context
 from llmrouter.errors import RouterError
 from llmrouter.formats import ClientFormat
 from llmrouter.jsonutil import dumps
-from llmrouter.web.appkeys import CONFIG, KEYRING, LIMITER, PIPELINE, PRINCIPAL, RELIABILITY
+from llmrouter.web.appkeys import CONFIG, KEYRING, LIMITER, METRICS, PIPELINE, PRINCIPAL, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, read_json
 from llmrouter.web.replies import body_model, error_headers, error_response, new_request_id, router_headers
 from llmrouter.web.streaming import relay_stream
@@ -44,7 +44,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 pipeline.publish_start(request_id, body_model(body), endpoint, key_name)
                 raise
             pipeline.publish_start(request_id, chat_request.model, endpoint, key_name)
-            ctx = pipeline.new_context(chat_request, request_id, endpoint)
+            ctx = pipeline.new_context(chat_request, request_id, endpoint, request.headers)
             ctx.key_name = key_name
             if principal is not None and principal.key is not None:
                 limiter = request.app[LIMITER]
@@ -114,6 +114,17 @@ async def health_handler(request: web.Request) -> web.Response:
                         "circuit": circuits.get(name)}
                  for name, info in pipeline.provider_infos().items()}
     return web.json_response({"status": "ok", "in_flight": pipeline.in_flight, "providers": providers})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus scrape (text format, or OpenMetrics when asked for)."""
+    metrics = request.app[METRICS]
+    if metrics.multiprocess_dir:  # merging every worker's files reads the disk: off the event loop
+        body, content_type = await asyncio.get_running_loop().run_in_executor(
+            None, metrics.render, request.headers.get("Accept"))
+    else:
+        body, content_type = metrics.render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def root_handler(request: web.Request) -> web.Response:

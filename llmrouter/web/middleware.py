@@ -11,12 +11,13 @@ from aiohttp import web
 from llmrouter.config import Config, ConfigError
 from llmrouter.errors import AuthenticationFailed, Forbidden, NotFound, RouterError
 from llmrouter.keys.auth import presented_key
-from llmrouter.web.appkeys import KEYRING, PIPELINE, PRINCIPAL
+from llmrouter.web.appkeys import KEYRING, OPEN_PATHS, PIPELINE, PRINCIPAL
 from llmrouter.web.replies import error_response, format_for_path, new_request_id
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
-_OPEN_PATHS = frozenset({"/health", "/", "/api/hello"})
-_ADMIN_PREFIXES = ("/admin", "/dashboard")
+OPEN_BY_DEFAULT = frozenset({"/health", "/", "/api/hello"})
+"""Paths that never need the inbound key (``/api/hello`` is Claude Code's credential-less probe)."""
+_ADMIN_PREFIXES = ("/admin", "/dashboard", "/metrics")
 
 
 def resolve_api_key(config: Config, environ: Mapping[str, str]) -> str | None:
@@ -74,11 +75,12 @@ def _refuse(request: web.Request, error: RouterError) -> web.Response:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                           ) -> web.StreamResponse:
-    """Require a known key on every route except ``/health``, ``/`` and ``/api/hello``; with
+    """Require a known key on every route except ``/health``, ``/``, ``/api/hello``
+    (and ``/metrics`` when ``[metrics] public = true``); with
     ``[[keys]]``, the admin routes (``/admin``, ``/dashboard``) require the admin key. The principal
     is left on the request."""
     keyring = request.app.get(KEYRING)
-    if keyring is None or not keyring.enabled or request.path in _OPEN_PATHS:
+    if keyring is None or not keyring.enabled or request.path in request.app.get(OPEN_PATHS, OPEN_BY_DEFAULT):
         return await handler(request)
     presented = presented_key(request)
     principal = keyring.authenticate(presented) if presented is not None else None

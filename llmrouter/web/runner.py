@@ -7,13 +7,17 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
+from multiprocessing.connection import wait as wait_for_exit
 
 from aiohttp import web
 
 from llmrouter.config import Config
 from llmrouter.keys.auth import KeyRing
+from llmrouter.observe.metrics import MULTIPROC_ENV, multiprocess_dir, worker_exited
 from llmrouter.web.app import PIPELINE, check_exposure, create_app, resolve_api_key
 
 log = logging.getLogger("llmrouter.web.runner")
@@ -128,16 +132,33 @@ def run(config: Config, workers: int = 1) -> None:
     sock.bind((config.server.host, config.server.port))
     sock.listen(1024)
     sock.set_inheritable(True)
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_worker, args=(config, sock), daemon=False) for _ in range(workers)]
-    for proc in procs:
-        proc.start()
-    sock.close()  # only the workers listen: once they stop accepting, the port is closed
-    _supervise(procs)
+    metrics_dir, own_dir = (multiprocess_dir(), False) if config.metrics.enabled else (None, False)
+    if config.metrics.enabled and metrics_dir is None:
+        # One directory per run, set before the fork so every worker's metrics land in it and any
+        # worker's /metrics answers for all of them.
+        metrics_dir, own_dir = tempfile.mkdtemp(prefix="llmrouter-metrics-"), True
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    if metrics_dir is not None:
+        log.info("metrics of the %d workers are shared through %s", workers, metrics_dir)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_worker, args=(config, sock), daemon=False) for _ in range(workers)]
+        for proc in procs:
+            proc.start()
+        sock.close()  # only the workers listen: once they stop accepting, the port is closed
+        _supervise(procs, metrics_dir)
+    finally:
+        if own_dir:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # type: ignore[arg-type]
 
 
-def _supervise(procs: list[multiprocessing.process.BaseProcess]) -> None:
-    """Wait for the workers; the first SIGINT/SIGTERM is passed on to each as SIGTERM (once)."""
+def _supervise(procs: list[multiprocessing.process.BaseProcess], metrics_dir: str | None = None) -> None:
+    """Wait for the workers; the first SIGINT/SIGTERM is passed on to each as SIGTERM (once).
+
+    Each worker that exits has its live gauges removed from ``metrics_dir`` at once, so the
+    survivors' scrapes stop counting its in-flight requests and circuits.
+    """
     forwarded = False
 
     def forward(signum: int, frame: object) -> None:
@@ -152,8 +173,13 @@ def _supervise(procs: list[multiprocessing.process.BaseProcess]) -> None:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for proc in procs:
-            proc.join()
+        running = {proc.sentinel: proc for proc in procs}
+        while running:
+            for sentinel in wait_for_exit(list(running)):
+                proc = running.pop(sentinel)  # type: ignore[call-overload]
+                proc.join()
+                if metrics_dir is not None and proc.pid is not None:
+                    worker_exited(proc.pid, metrics_dir)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

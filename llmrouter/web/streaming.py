@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from llmrouter.errors import ProviderError, RouterError
 from llmrouter.formats import ClientFormat
 from llmrouter.formats.base import StreamRenderer
 from llmrouter.models import ResponseAccumulator, StreamError
+from llmrouter.observe.metrics import TTFT_STATE
 from llmrouter.web.replies import router_headers
 
 log = logging.getLogger("llmrouter.web")
@@ -44,6 +46,7 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
     iterator = events.__aiter__()
     pending: asyncio.Future[Any] | None = None
     loop = asyncio.get_running_loop()
+    first_byte = True
     try:
         await response.prepare(request)
         # Keep-alives follow the client's silence, not the upstream's: a renderer may hold output
@@ -79,6 +82,9 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
             if data:
                 await response.write(data)
                 last_write = loop.time()
+                if first_byte:
+                    first_byte = False
+                    ctx.state[TTFT_STATE] = time.perf_counter() - started
     except RouterError as exc:
         error, status = exc.message, exc.status
         await _write_error(response, renderer, exc)
