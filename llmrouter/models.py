@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
 Role = Literal["system", "user", "assistant"]
-WireFormatName = Literal["openai", "anthropic", "ollama"]
+WireFormatName = Literal["openai", "anthropic", "ollama", "openai-responses"]
 
 
 class _Model(BaseModel):

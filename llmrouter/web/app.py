@@ -12,7 +12,8 @@ from aiohttp import web
 from llmrouter.config import Config
 from llmrouter.engine.pipeline import Pipeline
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
-from llmrouter.formats import CLIENT_FORMATS
+from llmrouter.formats import CLIENT_FORMATS, ClientFormat
+from llmrouter.formats.responses import ResponsesFormat
 from llmrouter.observe.events import EventBus
 from llmrouter.observe.requestlog import RequestLog
 from llmrouter.upstream.client import new_http_client
@@ -24,6 +25,7 @@ from llmrouter.web.count_tokens import ENDPOINT as COUNT_TOKENS_ENDPOINT
 from llmrouter.web.count_tokens import count_tokens_handler
 from llmrouter.web.handlers import chat_handler, health_handler, models_handler, root_handler
 from llmrouter.web.middleware import auth_middleware, check_exposure, error_middleware, resolve_api_key
+from llmrouter.web.response_store import MemoryResponseStore
 
 __all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "PIPELINE", "RELIABILITY", "check_exposure", "create_app",
            "resolve_api_key"]
@@ -80,6 +82,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.router.add_post("/v1/chat/completions", chat_handler(CLIENT_FORMATS["openai"], "/v1/chat/completions"))
     app.router.add_post("/v1/messages", chat_handler(CLIENT_FORMATS["anthropic"], "/v1/messages"))
     app.router.add_post(COUNT_TOKENS_ENDPOINT, count_tokens_handler)
+    app.router.add_post("/v1/responses", chat_handler(responses_format(config), "/v1/responses"))
     app.router.add_get("/v1/models", models_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/", root_handler)
@@ -89,3 +92,10 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
         add_dashboard_routes(app)
     return app
+
+
+def responses_format(config: Config) -> ClientFormat:
+    """The ``/v1/responses`` client format, with a conversation store when ``[responses] store``."""
+    if not config.responses.store:
+        return CLIENT_FORMATS["openai-responses"]
+    return ResponsesFormat(store=MemoryResponseStore(config.responses.max_stored))

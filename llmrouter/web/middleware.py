@@ -14,7 +14,7 @@ from llmrouter.errors import AuthenticationFailed, NotFound, RouterError
 from llmrouter.web.appkeys import API_KEY, PIPELINE
 from llmrouter.web.replies import error_response, format_for_path, new_request_id
 
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 _OPEN_PATHS = frozenset({"/health", "/", "/api/hello"})
 
 
