@@ -4,7 +4,8 @@ Anthropic Messages, OpenAI Responses), written from the public API references.
 Script: when the conversation's last user text contains ``run the marker command`` and no tool
 result came back yet, the model asks for ``exec_command`` with ``cmd = "echo <MARKER>"``; once a
 tool result is there it answers ``tool said: <the result's text>``; otherwise it answers
-``hello from <format>``. Every reply streams when asked to.
+``hello from <format>``. Every reply streams when asked to (OpenAI and Responses also answer
+without streaming).
 """
 
 from __future__ import annotations
@@ -163,6 +164,34 @@ def responses_stream(body: dict[str, Any]) -> bytes:
     return _sse(frames)
 
 
+def openai_reply(body: dict[str, Any]) -> dict[str, Any]:
+    """The non-streaming chat.completion for this request."""
+    kind, value = decide("openai", body)
+    message: dict[str, Any] = {"role": "assistant", "content": value if kind == "text" else None}
+    if kind == "tool":
+        message["tool_calls"] = [{"id": "call_agent1", "type": "function", "function": {
+            "name": "exec_command", "arguments": json.dumps({"cmd": value})}}]
+    return {"id": "chatcmpl-agent", "object": "chat.completion", "created": 1700000000, "model": body["model"],
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if kind == "tool" else "stop"}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 8, "total_tokens": 38}}
+
+
+def responses_reply(body: dict[str, Any]) -> dict[str, Any]:
+    """The non-streaming Responses ``response`` object for this request."""
+    kind, value = decide("responses", body)
+    if kind == "tool":
+        item: dict[str, Any] = {"id": "fc_agent1", "type": "function_call", "status": "completed",
+                                "arguments": json.dumps({"cmd": value}), "call_id": "call_agent1",
+                                "name": "exec_command"}
+    else:
+        item = {"id": "msg_agent", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": value, "annotations": []}]}
+    return {"id": "resp_agent", "object": "response", "created_at": 1700000000, "status": "completed",
+            "model": body["model"], "output": [item],
+            "usage": {"input_tokens": 30, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 8,
+                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 38}}
+
+
 class AgentUpstream:
     """The scripted model as an aiohttp app; ``requests`` records ``(format, body)`` of every call."""
 
@@ -180,7 +209,10 @@ class AgentUpstream:
             body = await request.json()
             self.requests.append((fmt, body))
             if not body.get("stream"):
-                raise web.HTTPBadRequest(text="this scripted model only streams")
+                replies = {"openai": openai_reply, "responses": responses_reply}
+                if fmt not in replies:
+                    raise web.HTTPBadRequest(text=f"this scripted model only streams in {fmt} format")
+                return web.json_response(replies[fmt](body))
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
             await response.write(streams[fmt](body))
