@@ -10,7 +10,7 @@ Design rules:
   of other formats drop them. Whole content blocks without a canonical slot (Anthropic documents,
   server-tool blocks, OpenAI audio...) become :class:`OpaquePart`, tagged with their format.
 * Streams are canonical too: a sequence of :data:`StreamEvent` objects modelled on Anthropic's block
-  events (the richest of the three formats), accumulated into a :class:`ChatResponse` by
+  events (the richest of the formats), accumulated into a :class:`ChatResponse` by
   :class:`ResponseAccumulator`.
 """
 
