@@ -17,6 +17,10 @@ from aiohttp import web
 
 MARKER = "LLMROUTER_MARKER_7f3a"
 TOOL_PROMPT = "run the marker command"
+NAMESPACE_PROMPT = "wait for the agent"
+NAMESPACED_CALL = ("multi_agent_v1__wait_agent", {"targets": ["no-such-agent"], "timeout_ms": 10})
+"""A call the OpenAI-chat model makes to a function of Codex's ``multi_agent_v1`` namespace tool,
+under the flattened name the router offers it by."""
 
 
 def _sse(frames: list[tuple[str | None, Any]]) -> bytes:
@@ -63,6 +67,8 @@ def decide(fmt: str, body: dict[str, Any]) -> tuple[str, str]:
     convo = body.get("messages") if fmt != "responses" else body.get("input")
     if TOOL_PROMPT in json.dumps(convo):
         return "tool", f"echo {MARKER}"
+    if NAMESPACE_PROMPT in json.dumps(convo) and fmt == "openai":
+        return "namespaced", ""
     return "text", f"hello from {fmt}"
 
 
@@ -71,11 +77,12 @@ def openai_stream(body: dict[str, Any]) -> bytes:
     base = {"id": "chatcmpl-agent", "object": "chat.completion.chunk", "created": 1700000000, "model": body["model"]}
     frames: list[tuple[str | None, Any]] = [
         (None, {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
-    if kind == "tool":
-        args = json.dumps({"cmd": value})
+    if kind in ("tool", "namespaced"):
+        name, args = ("exec_command", json.dumps({"cmd": value})) if kind == "tool" else (
+            NAMESPACED_CALL[0], json.dumps(NAMESPACED_CALL[1]))
         frames.append((None, {**base, "choices": [{"index": 0, "delta": {"tool_calls": [{
             "index": 0, "id": "call_agent1", "type": "function",
-            "function": {"name": "exec_command", "arguments": args[:10]}}]}, "finish_reason": None}]}))
+            "function": {"name": name, "arguments": args[:10]}}]}, "finish_reason": None}]}))
         frames.append((None, {**base, "choices": [{"index": 0, "delta": {"tool_calls": [{
             "index": 0, "function": {"arguments": args[10:]}}]}, "finish_reason": None}]}))
         finish = "tool_calls"

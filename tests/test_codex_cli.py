@@ -18,7 +18,7 @@ import pytest
 
 from llmrouter.web.app import create_app
 from llmrouter.testing import make_config
-from tests.codex_upstream import MARKER, TOOL_PROMPT, AgentUpstream
+from tests.codex_upstream import MARKER, NAMESPACE_PROMPT, NAMESPACED_CALL, TOOL_PROMPT, AgentUpstream
 
 CODEX = Path(__file__).parent / "agents" / "node_modules" / ".bin" / "codex"
 RUN_TIMEOUT_S = 25.0
@@ -123,3 +123,20 @@ async def test_codex_tool_round_trip(stack: tuple[AgentUpstream, str], tmp_path:
         reasoning = next(i for i in second["input"] if i.get("type") == "reasoning")
         assert reasoning["encrypted_content"] == "opaque-upstream-blob"
         assert "function_call" in types and "function_call_output" in types
+
+
+async def test_codex_namespaced_tool_call_from_a_chat_provider(stack: tuple[AgentUpstream, str],
+                                                               tmp_path: Path) -> None:
+    """Codex offers ``multi_agent_v1`` as a namespace tool; a chat model calls the flattened
+    ``multi_agent_v1__wait_agent``; Codex must receive ``namespace`` + ``name`` and run its own
+    tool (which rejects the made-up agent id: that error text is the proof it ran)."""
+    upstream, url = stack
+    code, out, err = await run_codex(url, "oa-model", f"please {NAMESPACE_PROMPT}", tmp_path)
+    assert code == 0, err[-3000:]
+    first, second = upstream.bodies("openai")[0], upstream.bodies("openai")[-1]
+    assert NAMESPACED_CALL[0] in [t["function"]["name"] for t in first["tools"]]
+    call = next(m for m in second["messages"] if m.get("tool_calls"))["tool_calls"][0]
+    assert call["function"]["name"] == NAMESPACED_CALL[0]
+    result = next(m for m in second["messages"] if m["role"] == "tool")["content"]
+    assert "no-such-agent" in result and "unsupported" not in result.lower()
+    assert "tool said: " in out
