@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from llmrouter.web.app import create_app
 from llmrouter.testing import make_config
+from llmrouter.web.app import create_app
 from tests.codex_upstream import MARKER, NAMESPACE_PROMPT, NAMESPACED_CALL, TOOL_PROMPT, AgentUpstream
 
 CODEX = Path(__file__).parent / "agents" / "node_modules" / ".bin" / "codex"

@@ -172,7 +172,7 @@ async def test_hosted_tools_dropped_with_a_warning(router: Any, mock_providers: 
                                                    caplog: pytest.LogCaptureFixture) -> None:
     route = mock_providers.add_openai(OA_URL)
     client: RouterClient = await router(CONFIG, environ={"RS_KEY": "k"})
-    with caplog.at_level(logging.WARNING, logger="llmrouter.providers"):
+    with caplog.at_level(logging.WARNING, logger="llmrouter.upstream.providers"):
         reply = await client.responses({"model": "oa/m", "input": "x", "tools": TOOLS})
     assert reply.status == 200
     assert any("web_search" in r.getMessage() and "'oa'" in r.getMessage() for r in caplog.records)

@@ -10,8 +10,8 @@ from typing import Any
 import openai
 import pytest
 
-from llmrouter.server import create_app
 from llmrouter.testing import make_config
+from llmrouter.web.app import create_app
 from tests.codex_upstream import MARKER, TOOL_PROMPT, AgentUpstream
 
 TOOLS: list[Any] = [{"type": "function", "name": "exec_command", "description": "Run a shell command",

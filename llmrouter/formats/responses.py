@@ -29,7 +29,7 @@ Conversion choices worth knowing (markers: see :mod:`llmrouter.formats.responses
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmrouter.errors import InvalidRequest, RouterError
 from llmrouter.formats.base import ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
@@ -38,6 +38,7 @@ from llmrouter.formats.responses_items import (
     CUSTOM_TOOL_SCHEMA,
     FORMAT,
     HOSTED_TOOLS,
+    ResponseStore,
     decode_thinking,
     flat_name,
     new_id,
@@ -62,9 +63,6 @@ from llmrouter.models import (
     ToolResultPart,
     ToolUsePart,
 )
-
-if TYPE_CHECKING:
-    from llmrouter.web.response_store import ResponseStore
 
 _CANONICAL_FIELDS = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",

@@ -22,7 +22,8 @@ import base64
 import binascii
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from llmrouter.errors import RouterError
 from llmrouter.formats.openai_stream import error_type
@@ -30,6 +31,7 @@ from llmrouter.jsonutil import dumps, loads
 from llmrouter.models import (
     ChatRequest,
     ChatResponse,
+    Message,
     OpaquePart,
     Part,
     StopReason,
@@ -76,6 +78,24 @@ def merge_wire(target: dict[str, Any], extra: dict[str, Any], same: bool) -> dic
             if not key.startswith("_"):
                 target.setdefault(key, value)
     return target
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """One stored conversation: its system parts and messages (copies; callers may mutate them)."""
+
+    system: list[TextPart]
+    messages: list[Message]
+
+
+class ResponseStore(Protocol):
+    """Where finished Responses conversations are kept."""
+
+    def get(self, response_id: str) -> StoredConversation | None:
+        """The conversation that ended with ``response_id``, or ``None`` (unknown or evicted)."""
+
+    def put(self, response_id: str, system: list[TextPart], messages: list[Message]) -> None:
+        """Keep the conversation that ended with ``response_id``."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 from llmrouter.errors import RouterError
 from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
-from llmrouter.formats.openai_stream import error_type, merge_usage
+from llmrouter.formats.openai_stream import error_type
 from llmrouter.formats.responses_items import (
     FORMAT,
     ToolMap,
@@ -124,7 +124,7 @@ class ResponsesStreamRenderer(StreamRenderer):
         self._accumulator.feed(event)
         if isinstance(event, MessageStart):
             self._model = event.model or self._model
-            self._usage = merge_usage(self._usage, event.usage)
+            self._usage = self._usage.merged(event.usage)
             return self._start()
         if isinstance(event, StreamError):
             return self.render_error(RouterError(event.message, kind=event.error_type))
@@ -137,7 +137,7 @@ class ResponsesStreamRenderer(StreamRenderer):
         elif isinstance(event, BlockStop):
             out += self._block_stop(event.index)
         elif isinstance(event, MessageDelta):
-            self._usage = merge_usage(self._usage, event.usage)
+            self._usage = self._usage.merged(event.usage)
             if event.stop_reason is not None:
                 self._stop = event.stop_reason
         elif isinstance(event, MessageStop):

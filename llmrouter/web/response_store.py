@@ -2,37 +2,21 @@
 
 A store maps a response id to the canonical conversation that ended with that response: the system
 parts that came as input items (``instructions`` are not carried over, as with OpenAI) and the
-messages, the reply included. :class:`ResponseStore` is the interface; :class:`MemoryResponseStore`
-keeps the most recent ``max_stored`` conversations in this process. A shared store (Redis) only has
-to implement the same two methods.
+messages, the reply included. :class:`ResponseStore` is the interface (defined next to the format
+that uses it, :mod:`llmrouter.formats.responses_items`, and re-exported here);
+:class:`MemoryResponseStore` keeps the most recent ``max_stored`` conversations in this process. A
+shared store (Redis) only has to implement the same two methods.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Protocol
 
+from llmrouter.formats.responses_items import ResponseStore, StoredConversation
 from llmrouter.models import Message, TextPart
 
-
-@dataclass(frozen=True)
-class StoredConversation:
-    """One stored conversation: its system parts and messages (copies; callers may mutate them)."""
-
-    system: list[TextPart]
-    messages: list[Message]
-
-
-class ResponseStore(Protocol):
-    """Where finished Responses conversations are kept."""
-
-    def get(self, response_id: str) -> StoredConversation | None:
-        """The conversation that ended with ``response_id``, or ``None`` (unknown or evicted)."""
-
-    def put(self, response_id: str, system: list[TextPart], messages: list[Message]) -> None:
-        """Keep the conversation that ended with ``response_id``."""
+__all__ = ["MemoryResponseStore", "ResponseStore", "StoredConversation"]
 
 
 class MemoryResponseStore:
