@@ -338,8 +338,10 @@ def status_of(stop: StopReason | None) -> tuple[str, dict[str, Any] | None]:
 def response_object(request: ChatRequest, response_id: str, created: int, *, model: str | None = None,
                     status: str = "in_progress", output: list[dict[str, Any]] | None = None,
                     usage: Usage | None = None, error: dict[str, Any] | None = None,
-                    incomplete: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``response`` object the client sees (reply and stream events alike)."""
+                    incomplete: dict[str, Any] | None = None,
+                    tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``response`` object the client sees (reply and stream events alike); ``tools`` is the
+    request's tools as Responses JSON when the caller already built them."""
     extra = request.extra
     text: dict[str, Any] = {"format": {"type": "text"}}
     if isinstance(extra.get("text"), dict):
@@ -364,7 +366,7 @@ def response_object(request: ChatRequest, response_id: str, created: int, *, mod
         "temperature": request.temperature,
         "text": text,
         "tool_choice": tool_choice_json(request, same=True) or "auto",
-        "tools": tools_json(request, same=True),
+        "tools": tools if tools is not None else tools_json(request, same=True),
         "top_p": request.top_p,
         "truncation": extra.get("truncation", "disabled"),
         "usage": usage_json(usage) if usage is not None else None,
@@ -379,12 +381,13 @@ def error_object(error: RouterError) -> dict[str, Any]:
 
 
 def reply_to_response(response: ChatResponse, request: ChatRequest, response_id: str, created: int,
-                      ids: list[str | None] | None = None) -> dict[str, Any]:
+                      ids: list[str | None] | None = None,
+                      tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The complete ``response`` object for a finished reply."""
     status, incomplete = status_of(response.stop_reason)
     output = output_items(response.content, ToolMap(request.tools), ids)
     return response_object(request, response_id, created, model=response.model or request.model, status=status,
-                           output=output, usage=response.usage, incomplete=incomplete)
+                           output=output, usage=response.usage, incomplete=incomplete, tools=tools)
 
 
 def _str(value: Any) -> str | None:
