@@ -118,7 +118,7 @@ async def test_invalid_body_gets_openai_error(router: Any) -> None:
     assert ok.status == 200
 
 
-async def test_upstream_errors_before_and_after_the_first_byte(router: Any, mock_providers: MockProviders) -> None:
+async def test_upstream_error_before_the_first_byte(router: Any, mock_providers: MockProviders) -> None:
     mock_providers.add_responses(RS_URL, status=500, body={"error": {"message": "model exploded"}})
     client: RouterClient = await router(CONFIG, environ={"RS_KEY": "k"})
     reply = await client.responses({"model": "rs/m", "input": "x", "stream": True})
