@@ -21,6 +21,9 @@ NAMESPACE_PROMPT = "wait for the agent"
 NAMESPACED_CALL = ("multi_agent_v1__wait_agent", {"targets": ["no-such-agent"], "timeout_ms": 10})
 """A call the OpenAI-chat model makes to a function of Codex's ``multi_agent_v1`` namespace tool,
 under the flattened name the router offers it by."""
+THINKING = "I should run the command."
+SIGNATURE = "sig-agent-EqQBCgIYAhIM"
+"""The Anthropic model thinks (signed) before its tool call, as extended thinking does."""
 
 
 def _sse(frames: list[tuple[str | None, Any]]) -> bytes:
@@ -104,13 +107,20 @@ def anthropic_stream(body: dict[str, Any]) -> bytes:
     if kind == "tool":
         args = json.dumps({"cmd": value})
         frames += [
-            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "thinking_delta", "thinking": THINKING}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "signature_delta", "signature": SIGNATURE}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
                 "type": "tool_use", "id": "toolu_agent1", "name": "exec_command", "input": {}}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+            ("content_block_delta", {"type": "content_block_delta", "index": 1,
                                      "delta": {"type": "input_json_delta", "partial_json": args[:7]}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+            ("content_block_delta", {"type": "content_block_delta", "index": 1,
                                      "delta": {"type": "input_json_delta", "partial_json": args[7:]}}),
-            ("content_block_stop", {"type": "content_block_stop", "index": 0})]
+            ("content_block_stop", {"type": "content_block_stop", "index": 1})]
         stop = "tool_use"
     else:
         frames += [

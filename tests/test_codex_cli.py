@@ -18,7 +18,15 @@ import pytest
 
 from llmrouter.testing import make_config
 from llmrouter.web.app import create_app
-from tests.codex_upstream import MARKER, NAMESPACE_PROMPT, NAMESPACED_CALL, TOOL_PROMPT, AgentUpstream
+from tests.codex_upstream import (
+    MARKER,
+    NAMESPACE_PROMPT,
+    NAMESPACED_CALL,
+    SIGNATURE,
+    THINKING,
+    TOOL_PROMPT,
+    AgentUpstream,
+)
 
 CODEX = Path(__file__).parent / "agents" / "node_modules" / ".bin" / "codex"
 RUN_TIMEOUT_S = 25.0
@@ -116,6 +124,10 @@ async def test_codex_tool_round_trip(stack: tuple[AgentUpstream, str], tmp_path:
     elif fmt == "anthropic":
         assert any(t["name"] == "exec_command" for t in first["tools"])
         assert not any(t.get("type") == "web_search" for t in first["tools"])  # hosted tool dropped
+        # The signed thinking went to Codex as a reasoning item and came back as the same block.
+        assistant = next(m for m in second["messages"] if m["role"] == "assistant")
+        assert assistant["content"][0] == {"type": "thinking", "thinking": THINKING, "signature": SIGNATURE}
+        assert assistant["content"][1]["type"] == "tool_use"
     else:
         assert any(t.get("type") == "web_search" for t in first["tools"])  # hosted tool kept
         types = [i.get("type") for i in second["input"]]
