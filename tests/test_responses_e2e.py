@@ -74,7 +74,10 @@ async def test_non_streaming_every_provider(router: Any, mock_providers: MockPro
     body = reply.body
     assert body["object"] == "response" and body["status"] == "completed"
     texts = [c["text"] for i in body["output"] if i["type"] == "message" for c in i["content"]]
-    assert "".join(texts) == expected if provider != "echo" else expected in "".join(texts)
+    if provider == "echo":
+        assert expected in "".join(texts)
+    else:
+        assert "".join(texts) == expected
     assert reply.headers["X-Router-Provider"] == provider
     assert reply.log_line is not None and reply.log_line["endpoint"] == "/v1/responses"
     if provider == "rs":
@@ -198,3 +201,26 @@ async def test_previous_response_id_with_the_store(router: Any, mock_providers: 
     assert len(sent) == 5 and sent[3] == {"role": "assistant", "content": "hello from openai"}  # streamed reply kept
     missing = await client.responses({"model": "oa/m", "input": "x", "previous_response_id": "resp_nope"})
     assert missing.status == 400 and "resp_nope" in missing.body["error"]["message"]
+
+
+def test_responses_config_errors_name_the_key() -> None:
+    from llmrouter.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"\[responses\] key 'max_stored'"):
+        parse_config({"responses": {"max_stored": 0}}, "r.toml")
+    with pytest.raises(ConfigError, match=r"\[responses\] key 'stor'"):
+        parse_config({"responses": {"stor": True}}, "r.toml")
+    assert parse_config({}, "r.toml").responses.store is False
+
+
+async def test_auth_and_limits_apply_to_responses(router: Any) -> None:
+    client: RouterClient = await router({**CONFIG, "server": {"api_key_env": "ROUTER_KEY", "max_messages": 3}},
+                                        environ={"ROUTER_KEY": "secret"})
+    refused = await client.responses({"model": "echo/m", "input": "x"}, {"authorization": "Bearer wrong"})
+    assert refused.status == 401 and refused.body["error"]["type"] == "authentication_error"
+    assert refused.log_line is not None and refused.log_line["endpoint"] == "/v1/responses"
+    auth = {"authorization": "Bearer secret"}
+    too_many = await client.responses({"model": "echo/m", "input": [{"role": "user", "content": "x"}] * 4}, auth)
+    assert too_many.status == 400 and too_many.body["error"]["message"].startswith("input: 4 messages exceed")
+    ok = await client.responses({"model": "echo/m", "input": "fine"}, auth)
+    assert ok.status == 200 and ok.headers["X-Router-Provider"] == "echo"
