@@ -483,3 +483,13 @@ def test_store_respects_store_false_and_copies() -> None:
     got.messages[0].content.append(TextPart(text="mutated"))
     again = store.get("r")
     assert again is not None and again.messages[0].text() == "a"
+
+
+def test_other_vendors_thinking_never_reaches_a_responses_provider() -> None:
+    """A session that moves from an Anthropic to a Responses provider: the signed thinking the
+    client carried (in a router-made reasoning item) is dropped, not sent as unverifiable data."""
+    item = FMT.render_response(ChatResponse(content=[ThinkingPart(thinking="t", signature="s")]),
+                               parse_responses_request({"model": "m", "input": "x"}))["output"][0]
+    req = parse_responses_request({"model": "m", "input": [{"role": "user", "content": "x"}, item,
+                                                            {"role": "user", "content": "y"}]})
+    assert [i.get("type") for i in RESPONSES.build_request(req, "m")["input"]] == ["message", "message"]

@@ -2,9 +2,10 @@
 and the provider's ``response`` object -> :class:`~llmrouter.models.ChatResponse`.
 
 From a Responses client everything it sent is rebuilt (instructions, developer items, reasoning
-items, namespaces, custom and hosted tools, unknown fields). From other clients: the system prompt
-is ``instructions``, later system messages are ``developer`` items, thinking blocks of other
-vendors are not sent, ``stop`` has no Responses equivalent and is dropped, and ``store`` is false
+items, namespaces, custom and hosted tools, unknown fields); thinking blocks of other vendors (an
+Anthropic reply's signed thinking, carried through a Responses client) are not sent, OpenAI could
+not verify them. From other clients: the system prompt is ``instructions``, later system messages
+are ``developer`` items, ``stop`` has no Responses equivalent and is dropped, and ``store`` is false
 (the router keeps no upstream state).
 """
 
@@ -16,7 +17,6 @@ from llmrouter.formats.responses_items import (
     FORMAT,
     ToolMap,
     call_item,
-    encode_thinking,
     flat_name,
     instructions_text,
     merge_wire,
@@ -34,7 +34,6 @@ from llmrouter.models import (
     Part,
     StopReason,
     TextPart,
-    ThinkingPart,
     ToolResultPart,
     ToolUsePart,
 )
@@ -144,11 +143,7 @@ class _Items:
                     item.pop("id")
                 item.pop("status")
                 self.items.append(merge_wire(item, part.extra, self.same))
-            elif isinstance(part, ThinkingPart) and self.same:
-                encoded = encode_thinking(part)
-                if encoded is not None:
-                    self.items.append({"type": "reasoning", "summary": [], "encrypted_content": encoded})
-            elif isinstance(part, OpaquePart):
+            elif isinstance(part, OpaquePart):  # thinking of other vendors is never sent: it cannot be verified
                 self.items.append(dict(part.data))
         self._close()
 
