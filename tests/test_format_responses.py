@@ -139,6 +139,8 @@ def test_other_formats_get_flattened_tools_and_no_reasoning_text() -> None:
     chat = OPENAI.build_request(req, "m")
     assert chat["messages"][0] == {"role": "system", "content": "You are Codex.\n\nSandbox rules.\n\nSkills."}
     assert [t["function"]["name"] for t in chat["tools"]] == ["exec_command", "agents__spawn"]
+    assert chat["reasoning_effort"] == "high"
+    assert "reasoning_effort" not in OPENAI.build_request(parse_responses_request({"model": "m", "input": "x"}), "m")
     assert ANTHROPIC.build_request(req, "m")["thinking"] == {"type": "enabled", "budget_tokens": 16384}
     assert OLLAMA.build_request(req, "m")["think"] is True
 
