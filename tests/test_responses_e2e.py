@@ -224,3 +224,20 @@ async def test_auth_and_limits_apply_to_responses(router: Any) -> None:
     assert too_many.status == 400 and too_many.body["error"]["message"].startswith("input: 4 messages exceed")
     ok = await client.responses({"model": "echo/m", "input": "fine"}, auth)
     assert ok.status == 200 and ok.headers["X-Router-Provider"] == "echo"
+
+
+async def test_logged_responses_requests_replay_without_differences(router: Any, mock_providers: MockProviders) -> None:
+    from llmrouter.cli.replay import replay
+
+    mock_providers.add_responses(RS_URL)
+    mock_providers.add_openai(OA_URL)
+    client: RouterClient = await router(CONFIG, environ={"RS_KEY": "k"})
+    for model in ("rs/m", "oa/m", "echo/m"):
+        reply = await client.responses({"model": model, "input": [{"role": "developer", "content": "rules"},
+                                                                  {"role": "user", "content": "hi"}],
+                                        "tools": TOOLS, "reasoning": {"effort": "low"}})
+        assert reply.status == 200
+    entries = client.log_lines()
+    assert [e["request"]["source_format"] for e in entries] == ["openai-responses"] * 3
+    report = await replay(entries, client.config, environ={})
+    assert report.differences == [] and [r.replayed.status for r in report.results] == [200, 200, 200]
