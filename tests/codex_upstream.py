@@ -21,6 +21,8 @@ NAMESPACE_PROMPT = "wait for the agent"
 NAMESPACED_CALL = ("multi_agent_v1__wait_agent", {"targets": ["no-such-agent"], "timeout_ms": 10})
 """A call the OpenAI-chat model makes to a function of Codex's ``multi_agent_v1`` namespace tool,
 under the flattened name the router offers it by."""
+FAIL_PROMPT = "fail halfway"
+"""The OpenAI-chat model starts answering, then its stream reports an error."""
 THINKING = "I should run the command."
 SIGNATURE = "sig-agent-EqQBCgIYAhIM"
 """The Anthropic model thinks (signed) before its tool call, as extended thinking does."""
@@ -72,6 +74,8 @@ def decide(fmt: str, body: dict[str, Any]) -> tuple[str, str]:
         return "tool", f"echo {MARKER}"
     if NAMESPACE_PROMPT in json.dumps(convo) and fmt == "openai":
         return "namespaced", ""
+    if FAIL_PROMPT in json.dumps(convo) and fmt == "openai":
+        return "fail", "upstream GPU on fire"
     return "text", f"hello from {fmt}"
 
 
@@ -89,6 +93,11 @@ def openai_stream(body: dict[str, Any]) -> bytes:
         frames.append((None, {**base, "choices": [{"index": 0, "delta": {"tool_calls": [{
             "index": 0, "function": {"arguments": args[10:]}}]}, "finish_reason": None}]}))
         finish = "tool_calls"
+    elif kind == "fail":
+        frames.append((None, {**base, "choices": [{"index": 0, "delta": {"content": "partial "},
+                                                    "finish_reason": None}]}))
+        frames.append((None, {"error": {"message": value, "type": "server_error"}}))
+        return _sse(frames)
     else:
         frames.append((None, {**base, "choices": [{"index": 0, "delta": {"content": value}, "finish_reason": None}]}))
         finish = "stop"

@@ -19,6 +19,7 @@ import pytest
 from llmrouter.testing import make_config
 from llmrouter.web.app import create_app
 from tests.codex_upstream import (
+    FAIL_PROMPT,
     MARKER,
     NAMESPACE_PROMPT,
     NAMESPACED_CALL,
@@ -152,3 +153,11 @@ async def test_codex_namespaced_tool_call_from_a_chat_provider(stack: tuple[Agen
     result = next(m for m in second["messages"] if m["role"] == "tool")["content"]
     assert "no-such-agent" in result and "unsupported" not in result.lower()
     assert "tool said: " in out
+
+
+async def test_codex_sees_a_mid_stream_failure(stack: tuple[AgentUpstream, str], tmp_path: Path) -> None:
+    """The upstream fails after the first bytes: Codex gets ``response.failed`` and reports it."""
+    _, url = stack
+    code, out, err = await run_codex(url, "oa-model", f"please {FAIL_PROMPT}", tmp_path)
+    assert code != 0
+    assert "upstream GPU on fire" in err
