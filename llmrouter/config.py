@@ -78,11 +78,22 @@ class TracingConfig(_Section):
         return value
 
 
+class ResponsesConfig(_Section):
+    """``[responses]``: the OpenAI Responses API endpoint (``POST /v1/responses``).
+
+    With ``store = true`` the router keeps the last ``max_stored`` conversations in memory so a
+    client may continue one with ``previous_response_id``; without it such a request is a 400.
+    """
+
+    store: bool = False
+    max_stored: int = Field(default=1000, gt=0)
+
+
 class ProviderConfig(_Section):
     """One ``[[providers]]`` entry."""
 
     name: str = Field(min_length=1)
-    format: Literal["openai", "anthropic", "ollama", "echo"]
+    format: Literal["openai", "anthropic", "ollama", "openai-responses", "echo"]
     base_url: str | None = None
     api_key_env: str | None = None
     cost_per_1m_tokens: float | None = Field(default=None, ge=0)
@@ -117,6 +128,7 @@ class Config(BaseModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     providers: list[ProviderConfig] = Field(default_factory=list)
     classifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     routers: list[dict[str, Any]] = Field(default_factory=list)

@@ -10,7 +10,7 @@ Design rules:
   of other formats drop them. Whole content blocks without a canonical slot (Anthropic documents,
   server-tool blocks, OpenAI audio...) become :class:`OpaquePart`, tagged with their format.
 * Streams are canonical too: a sequence of :data:`StreamEvent` objects modelled on Anthropic's block
-  events (the richest of the three formats), accumulated into a :class:`ChatResponse` by
+  events (the richest of the formats), accumulated into a :class:`ChatResponse` by
   :class:`ResponseAccumulator`.
 """
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
 Role = Literal["system", "user", "assistant"]
-WireFormatName = Literal["openai", "anthropic", "ollama"]
+WireFormatName = Literal["openai", "anthropic", "ollama", "openai-responses"]
 
 
 class _Model(BaseModel):

@@ -142,6 +142,11 @@ class RouterClient:
         return await self.post("/v1/messages", body, {"anthropic-version": "2023-06-01", **(headers or {})})
 
 
+    async def responses(self, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
+        """Send an OpenAI Responses API request."""
+        return await self.post("/v1/responses", body, headers)
+
+
 class MockProviders:
     """respx-backed fake providers. Each ``add_*`` returns the respx route (``.calls`` records requests)."""
 
@@ -192,6 +197,21 @@ class MockProviders:
         }
         self.mock.get(base_url.rstrip("/") + "/api/tags").respond(json={"models": [{"name": model, "model": model}]})
         return self._route(base_url.rstrip("/") + "/api/chat", status, payload, stream_body)
+
+    def add_responses(self, base_url: str, text: str = "hi from responses", *, model: str = "gpt-responses",
+                      output: list[dict[str, Any]] | None = None, status: int = 200, body: Any = None,
+                      stream_body: bytes | None = None) -> Any:
+        """An ``openai-responses`` provider at ``base_url`` (which includes ``/v1``)."""
+        items = output if output is not None else [{
+            "id": "msg_mock", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}]
+        payload = body if body is not None else {
+            "id": "resp_mock", "object": "response", "created_at": 1, "status": "completed", "model": model,
+            "output": items, "usage": {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0},
+                                       "output_tokens": 7, "total_tokens": 18}}
+        self.mock.get(base_url.rstrip("/") + "/models").respond(json={"object": "list", "data": [
+            {"id": model, "object": "model", "created": 0, "owned_by": "mock"}]})
+        return self._route(base_url.rstrip("/") + "/responses", status, payload, stream_body)
 
     def _route(self, url: str, status: int, payload: Any, stream_body: bytes | None) -> Any:
         def respond(request: httpx.Request) -> httpx.Response:

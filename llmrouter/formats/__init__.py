@@ -10,12 +10,18 @@ from llmrouter.formats.anthropic import AnthropicFormat
 from llmrouter.formats.base import ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
 from llmrouter.formats.ollama import OllamaFormat
 from llmrouter.formats.openai import OpenAIFormat
+from llmrouter.formats.responses import ResponsesFormat
 
-CLIENT_FORMATS: dict[str, ClientFormat] = {"openai": OpenAIFormat(), "anthropic": AnthropicFormat()}
+CLIENT_FORMATS: dict[str, ClientFormat] = {
+    "openai": OpenAIFormat(),
+    "anthropic": AnthropicFormat(),
+    "openai-responses": ResponsesFormat(),
+}
 UPSTREAM_FORMATS: dict[str, UpstreamFormat] = {
     "openai": CLIENT_FORMATS["openai"],  # type: ignore[dict-item]
     "anthropic": CLIENT_FORMATS["anthropic"],  # type: ignore[dict-item]
     "ollama": OllamaFormat(),
+    "openai-responses": CLIENT_FORMATS["openai-responses"],  # type: ignore[dict-item]
 }
 
 __all__ = ["CLIENT_FORMATS", "UPSTREAM_FORMATS", "ClientFormat", "StreamDecoder", "StreamRenderer", "UpstreamFormat"]

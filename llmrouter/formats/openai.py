@@ -30,6 +30,7 @@ Choices worth knowing:
   providers get nothing for them. Unknown part types are still rejected (400). Opaque parts of other
   formats are dropped here, or sent as a text part when they carry a ``fallback_text`` (an Anthropic
   plain-text document or search result), in user turns and in tool results alike.
+* From a Responses API client, an explicit ``reasoning.effort`` is sent as ``reasoning_effort``.
 * Tool results become one ``tool`` message each (text only, parts joined by newlines); their
   images follow in a ``user`` message. Thinking parts are not sent upstream.
 """
@@ -685,6 +686,12 @@ def build_chat_request(request: ChatRequest, model: str) -> dict[str, Any]:
         for key, value in request.extra.items():
             if key not in _NEVER_FORWARD:
                 body.setdefault(key, value)
+    elif request.source_format == "openai-responses":
+        # A Responses client's explicit reasoning.effort is Chat Completions' reasoning_effort.
+        reasoning = request.extra.get("reasoning")
+        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+        if isinstance(effort, str):
+            body["reasoning_effort"] = effort
     return body
 
 

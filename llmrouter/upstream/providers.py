@@ -39,7 +39,8 @@ from llmrouter.upstream.client import send
 log = logging.getLogger("llmrouter.upstream.providers")
 
 ANTHROPIC_VERSION = "2023-06-01"
-_PATHS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat"}
+_PATHS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat",
+          "openai-responses": "/responses"}
 _ERROR_EXCERPT = 300
 _REDACTED = "[redacted]"
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -124,6 +125,16 @@ class Provider:
                     headers[key] = forwarded[key]
         return headers
 
+    def _build(self, request: ChatRequest, model: str) -> dict[str, Any]:
+        """The upstream body; hosted tools this format cannot carry are dropped with a warning."""
+        assert self.wire is not None
+        hosted = request.extra.get("_hosted_tools")
+        if hosted and self.format_name != request.source_format:
+            kinds = sorted({str(t.get("type")) for t in hosted if isinstance(t, dict)})
+            log.warning("provider %r (format %s) cannot run hosted tools %s; they are dropped",
+                        self.name, self.format_name, ", ".join(kinds))
+        return self.wire.build_request(request, model)
+
     def cost_usd(self, usage: Usage, *models: str | None) -> float | None:
         """What ``usage`` cost: the first ``[[providers.prices]]`` entry matching one of ``models``
         (the model sent upstream first), else (input + output tokens) x ``cost_per_1m_tokens`` / 1e6;
@@ -136,7 +147,7 @@ class Provider:
         """Send a non-streaming request and return the parsed reply."""
         if self.wire is None:
             return echo_response(request, model)
-        body = self.wire.build_request(request, model)
+        body = self._build(request, model)
         body["stream"] = False
         try:
             async with asyncio.timeout(self.config.timeout_total_s):
@@ -161,7 +172,7 @@ class Provider:
         """
         if self.wire is None:
             return iter_events(echo_stream_events(request, model))
-        body = self.wire.build_request(request, model)
+        body = self._build(request, model)
         body["stream"] = True
         try:
             async with asyncio.timeout(self.config.timeout_first_byte_s):

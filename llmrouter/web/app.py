@@ -13,7 +13,8 @@ from aiohttp import web
 from llmrouter.config import Config, ConfigError
 from llmrouter.engine.pipeline import Pipeline
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
-from llmrouter.formats import CLIENT_FORMATS
+from llmrouter.formats import CLIENT_FORMATS, ClientFormat
+from llmrouter.formats.responses import ResponsesFormat
 from llmrouter.keys.auth import KeyRing
 from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.keys.setup import open_store
@@ -48,6 +49,7 @@ from llmrouter.web.middleware import (
     error_middleware,
     resolve_api_key,
 )
+from llmrouter.web.response_store import MemoryResponseStore
 
 __all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "KEYRING", "LIMITER", "METRICS", "PIPELINE", "RELIABILITY",
            "TRACING", "check_exposure", "create_app", "load_tracing", "resolve_api_key"]
@@ -156,6 +158,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.router.add_post("/v1/chat/completions", chat_handler(CLIENT_FORMATS["openai"], "/v1/chat/completions"))
     app.router.add_post("/v1/messages", chat_handler(CLIENT_FORMATS["anthropic"], "/v1/messages"))
     app.router.add_post(COUNT_TOKENS_ENDPOINT, count_tokens_handler)
+    app.router.add_post("/v1/responses", chat_handler(responses_format(config), "/v1/responses"))
     app.router.add_get("/v1/models", models_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/", root_handler)
@@ -168,3 +171,10 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
         add_dashboard_routes(app)
     return app
+
+
+def responses_format(config: Config) -> ClientFormat:
+    """The ``/v1/responses`` client format, with a conversation store when ``[responses] store``."""
+    if not config.responses.store:
+        return CLIENT_FORMATS["openai-responses"]
+    return ResponsesFormat(store=MemoryResponseStore(config.responses.max_stored))

@@ -66,9 +66,10 @@ def check_limits(body: Any, max_depth: int, max_messages: int) -> None:
     :raises InvalidRequest: naming the limit.
     """
     if isinstance(body, dict):
-        messages = body.get("messages")
+        key = "messages" if "messages" in body else "input"  # Responses API requests hold "input" items
+        messages = body.get(key)
         if isinstance(messages, list) and len(messages) > max_messages:
-            raise InvalidRequest(f"messages: {len(messages)} messages exceed the limit of {max_messages}")
+            raise InvalidRequest(f"{key}: {len(messages)} messages exceed the limit of {max_messages}")
     if json_depth_exceeds(body, max_depth):
         raise InvalidRequest(f"request body is nested deeper than the limit of {max_depth} levels")
 

@@ -14,7 +14,7 @@ from llmrouter.keys.auth import presented_key
 from llmrouter.web.appkeys import KEYRING, OPEN_PATHS, PIPELINE, PRINCIPAL
 from llmrouter.web.replies import error_response, format_for_path, new_request_id
 
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages"})
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 OPEN_BY_DEFAULT = frozenset({"/health", "/", "/api/hello"})
 """Paths that never need the inbound key (``/api/hello`` is Claude Code's credential-less probe)."""
 _ADMIN_PREFIXES = ("/admin", "/dashboard", "/metrics")
