@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,11 +115,12 @@ def disk_usage(path: str | Path) -> int:
     return total
 
 
-def prune(path: str | Path, keep: int, own: Path | None = None) -> list[Path]:
+def prune(path: str | Path, keep: int, protected: Collection[Path] = ()) -> list[Path]:
     """Delete the oldest segments of the log at ``path`` so that at most ``keep`` remain.
 
-    ``own`` (the segment the caller is writing) and the newest segment of every other running
-    process are never deleted, even if that leaves more than ``keep``. Returns what was deleted.
+    ``protected`` segments (those this process has open) and the newest segment of every other
+    running process are never deleted, even if that leaves more than ``keep``. Returns what was
+    deleted.
     """
     if keep <= 0:
         return []
@@ -127,11 +128,10 @@ def prune(path: str | Path, keep: int, own: Path | None = None) -> list[Path]:
     newest: dict[int, Segment] = {}
     for seg in found:
         newest[seg.pid] = seg
-    protected = {own} | {seg.path for pid, seg in newest.items() if _alive(pid)}
-    removable = [seg.path for seg in found if seg.path not in protected]
-    excess = len(found) - keep
+    spared = set(protected) | {seg.path for pid, seg in newest.items() if pid != os.getpid() and _alive(pid)}
+    removable = [seg.path for seg in found if seg.path not in spared]
     deleted = []
-    for file in removable[: max(0, excess)]:
+    for file in removable[: max(0, len(found) - keep)]:
         try:
             file.unlink()
             deleted.append(file)
@@ -141,8 +141,6 @@ def prune(path: str | Path, keep: int, own: Path | None = None) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -48,6 +48,8 @@ _STOP = object()
 _SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "api_key", "apikey",
                           "x-goog-api-key"})
 _SECRET_KEY_RE = re.compile(rb'"(?:proxy-)?(?:authorization|x-api-key|api[-_]?key|x-goog-api-key)"\s*:', re.I)
+# Segments open in this process (several logs may share a path, e.g. in tests): pruning spares them.
+_OPEN_SEGMENTS: set[Path] = set()
 # A secret value is only replaced inside the serialised line when it cannot match JSON structure.
 _SAFE_SECRET_RE = re.compile(r"[A-Za-z0-9_\-.:/+=]{8,}")
 
@@ -96,6 +98,7 @@ class _Segment:
                 compression_level=COMPRESSION_LEVEL, window_log=window_log(window_mb), write_checksum=True)
             self.compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        _OPEN_SEGMENTS.add(path)
 
     def append(self, data: bytes) -> None:
         """Write ``data`` so that a reader can decode all of it, in one ``write``."""
@@ -115,10 +118,11 @@ class _Segment:
             if self.compressor is not None:
                 os.write(self.fd, self.compressor.flush())
         finally:
-            os.close(self.fd)
+            self.abandon()
 
     def abandon(self) -> None:
-        """Close the file after a failed write, without touching it again."""
+        """Close the file (after a failed write: without touching it again)."""
+        _OPEN_SEGMENTS.discard(self.path)
         try:
             os.close(self.fd)
         except OSError:
@@ -245,7 +249,6 @@ class RequestLog:
         self.written += count
         if segment.size >= self.max_bytes:
             self._seal()
-            self._prune()
 
     def _start(self) -> _Segment:
         for _ in range(100):
@@ -261,8 +264,7 @@ class RequestLog:
         else:
             raise FileExistsError(f"no free segment name next to {self.path}")
         self.segments_started += 1
-        if self.segments_started == 1:
-            self._prune()
+        self._prune()
         return self._segment
 
     def _seal(self) -> None:
@@ -276,7 +278,7 @@ class RequestLog:
 
     def _prune(self) -> None:
         try:
-            for path in prune(self.path, self.keep, self.segment):
+            for path in prune(self.path, self.keep, _OPEN_SEGMENTS):
                 log.info("request log: deleted old segment %s", path)
         except OSError as exc:
             log.warning("request log: cannot delete old segments of %s: %s", self.path, exc)
