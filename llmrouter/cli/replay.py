@@ -31,7 +31,7 @@ import click
 from llmrouter.config import Config, ConfigError, load_config
 from llmrouter.context import Context
 from llmrouter.errors import ProviderError, ProviderTimeout, RouterError
-from llmrouter.jsonutil import dumps_str, loads
+from llmrouter.jsonutil import dumps_str
 from llmrouter.models import ChatRequest, ChatResponse
 from llmrouter.observe.requestlog import read_log
 
