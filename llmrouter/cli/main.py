@@ -131,11 +131,13 @@ def tui(url: str, api_key: str | None, model: str | None) -> None:
     run_tui(url, api_key, model)
 
 
-from llmrouter.cli.replay import replay_command  # noqa: E402  (commands defined in their own modules)
+from llmrouter.cli.logcmd import log_group  # noqa: E402  (commands defined in their own modules)
+from llmrouter.cli.replay import replay_command  # noqa: E402
 from llmrouter.cli.watch import watch  # noqa: E402
 
 main.add_command(watch)
 main.add_command(replay_command)
+main.add_command(log_group)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

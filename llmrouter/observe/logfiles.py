@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,3 +223,71 @@ def read_log(path: str | Path, problems: list[str] | None = None) -> Iterator[di
 def log_text(path: str | Path) -> str:
     """The whole decoded log at ``path`` as JSONL text (for tests and small logs)."""
     return "".join(line.decode("utf-8", "replace") + "\n" for _, _, line in read_lines(path))
+
+
+class _Tail:
+    """Follows one file as it grows: the lines appended since the last :meth:`poll`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, "rb")  # noqa: SIM115 (kept open across polls)
+        self.decoder: Any = None
+        self.sniffed = False
+        self.rest = b""
+        self.done = False
+
+    def poll(self) -> list[bytes]:
+        data = self.file.read()
+        if not self.sniffed:
+            if len(data) < len(ZSTD_MAGIC):  # too early to tell plain from compressed
+                self.file.seek(0)
+                return []
+            self.sniffed = True
+            if data.startswith(ZSTD_MAGIC):
+                import zstandard
+
+                self.decoder = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG).decompressobj()
+        if not data:
+            return []
+        if self.decoder is not None:
+            decoded = self.decoder.decompress(data)
+            if self.decoder.eof:  # sealed: nothing more will be appended
+                self.done = True
+                self.close()
+            data = decoded
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()
+        return [line for line in lines if line.strip()]
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def follow_lines(path: str | Path, stop: Callable[[], bool], poll_s: float = 0.5) -> Iterator[bytes]:
+    """Every line of the log at ``path``, then each new one as writers append it, until ``stop()``.
+
+    New segments (a rotation, another worker, a restart) are picked up as they appear. Lines of
+    segments written at the same time come in the order they are read, not strictly by time.
+    """
+    tails: dict[Path, _Tail] = {}
+    try:
+        while True:
+            try:
+                files = log_files(path)
+            except FileNotFoundError:
+                files = []
+            for file in files:
+                if file not in tails:
+                    try:
+                        tails[file] = _Tail(file)
+                    except FileNotFoundError:
+                        continue
+            for tail in tails.values():
+                if not tail.done:
+                    yield from tail.poll()
+            if stop():
+                return
+            time.sleep(poll_s)
+    finally:
+        for tail in tails.values():
+            tail.close()
