@@ -72,7 +72,9 @@ def check(config_path: str | None) -> None:
     click.echo(f"config: {config.source}: OK")
     click.echo(f"server: {config.server.host}:{config.server.port} dashboard={'on' if config.server.dashboard else 'off'}"
                f" auth={'on (' + config.server.api_key_env + ')' if config.server.api_key_env else 'off'}")
-    click.echo(f"logging: {'on -> ' + config.logging.path if config.logging.enabled else 'off'}")
+    logs = config.logging
+    click.echo(f"logging: on -> {logs.path} ({'zstd' if logs.compress else 'plain'} segments of {logs.max_mb:g} MB, "
+               f"keep {logs.keep or 'all'})" if logs.enabled else "logging: off")
     click.echo("providers:")
     for pc in config.providers:
         state = "loaded" if pc.name in providers else f"SKIPPED ({pc.api_key_env} not set)"
