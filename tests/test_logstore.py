@@ -245,3 +245,33 @@ def test_the_zstd_cli_reads_segments_including_one_still_being_written(tmp_path:
     rlog.close()
     sealed = subprocess.run(["zstdcat", str(seg.path)], capture_output=True, timeout=30)
     assert sealed.returncode == 0 and sealed.stdout == b"".join(line + b"\n" for _, _, line in read_lines(path))
+
+
+def test_a_failed_write_abandons_the_segment_and_the_next_entry_starts_a_new_one(tmp_path: Path,
+                                                                                 monkeypatch: Any) -> None:
+    from llmrouter.observe import requestlog
+
+    path = tmp_path / "requests.jsonl"
+    rlog = RequestLog(path)
+    for i in range(2):
+        rlog.write({"id": i, "text": "conversation so far " * 100})
+        assert rlog.wait_idle(5)
+    real_append = requestlog._Segment.append
+
+    def disk_full(self: Any, data: bytes) -> None:
+        """Half the compressed batch reaches the file, then the disk is full."""
+        out = self.compressor.compress(data) + self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        os.write(self.fd, out[: len(out) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(requestlog._Segment, "append", disk_full)
+    rlog.write({"id": 2, "text": "lost " * 1000})
+    assert rlog.wait_idle(5)
+    monkeypatch.setattr(requestlog._Segment, "append", real_append)
+    for i in range(3, 5):
+        rlog.write({"id": i, "text": "conversation so far " * 100})
+        assert rlog.wait_idle(5)
+    rlog.close()
+    problems: list[str] = []
+    assert [e["id"] for e in read_log(path, problems)] == [0, 1, 3, 4]
+    assert len(segments(path)) == 2 and all("incomplete" in note for note in problems)

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
 from llmrouter.jsonutil import loads
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -142,6 +144,8 @@ def prune(path: str | Path, keep: int, protected: Collection[Path] = ()) -> list
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: assume it runs
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -163,8 +167,6 @@ def _chunks(file: Path, problems: list[str] | None) -> Iterator[bytes]:
             while chunk := raw.read(_READ_CHUNK):
                 yield chunk
             return
-        import zstandard
-
         reader = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG).stream_reader(
             raw, read_across_frames=True)
         try:
@@ -244,8 +246,6 @@ class _Tail:
                 return []
             self.sniffed = True
             if data.startswith(ZSTD_MAGIC):
-                import zstandard
-
                 self.decoder = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG).decompressobj()
         if not data:
             return []

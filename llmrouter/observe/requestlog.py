@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import zstandard
 
 from llmrouter.jsonutil import loads
 from llmrouter.observe.logfiles import MAX_WINDOW_LOG, prune, read_log, segment_name
@@ -43,7 +44,9 @@ log = logging.getLogger("llmrouter.observe.requestlog")
 
 REDACTED = "[redacted]"
 COMPRESSION_LEVEL = 3
-MAX_BATCH = 256  # entries per write: bounds the writer's memory and what a kill -9 can lose
+# Entries and bytes per write: bound the writer's memory and what a kill -9 can lose.
+MAX_BATCH = 256
+MAX_BATCH_BYTES = 8 << 20
 _STOP = object()
 _SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "api_key", "apikey",
                           "x-goog-api-key"})
@@ -92,8 +95,6 @@ class _Segment:
         self.size = 0
         self.compressor: Any = None
         if compress:
-            import zstandard
-
             params = zstandard.ZstdCompressionParameters(
                 compression_level=COMPRESSION_LEVEL, window_log=window_log(window_mb), write_checksum=True)
             self.compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
@@ -103,8 +104,6 @@ class _Segment:
     def append(self, data: bytes) -> None:
         """Write ``data`` so that a reader can decode all of it, in one ``write``."""
         if self.compressor is not None:
-            import zstandard
-
             data = self.compressor.compress(data) + self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
         view = memoryview(data)
         while view:  # a regular file takes it in one write; loop only for the pathological case
@@ -219,12 +218,19 @@ class RequestLog:
                     break
             entries = [e for e in batch if e is not _STOP]
             stopping = len(entries) != len(batch)
-            lines = []
+            lines: list[bytes] = []
+            size = 0
             for entry in entries:
                 try:
-                    lines.append(self.encode(entry))
+                    line = self.encode(entry)
                 except (TypeError, ValueError) as exc:
                     log.error("request log entry %s not serialisable: %s", entry.get("id"), exc)
+                    continue
+                lines.append(line)
+                size += len(line)
+                if size >= MAX_BATCH_BYTES:  # agent-sized entries: write in bounded pieces
+                    self._append(b"".join(lines), len(lines))
+                    lines, size = [], 0
             if lines:
                 self._append(b"".join(lines), len(lines))
             with self._idle:
@@ -240,7 +246,7 @@ class RequestLog:
             return
         try:
             segment.append(data)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 (the writer thread must survive anything)
             # The stream state no longer matches the file: start afresh in a new segment.
             log.error("cannot write request log %s: %s", segment.path, exc)
             segment.abandon()
