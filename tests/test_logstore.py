@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import aiohttp
 import pytest
 import zstandard
 
@@ -275,3 +279,94 @@ def test_a_failed_write_abandons_the_segment_and_the_next_entry_starts_a_new_one
     problems: list[str] = []
     assert [e["id"] for e in read_log(path, problems)] == [0, 1, 3, 4]
     assert len(segments(path)) == 2 and all("incomplete" in note for note in problems)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _serve(config: Path, port: int) -> asyncio.subprocess.Process:
+    """``llmrouter serve CONFIG`` in a subprocess, once it answers ``/health``."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "llmrouter.cli", "serve", str(config),
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/health") as resp:
+                    if resp.status == 200:
+                        return proc
+            except aiohttp.ClientConnectionError:
+                pass
+            if proc.returncode is not None or time.monotonic() > deadline:
+                proc.kill()
+                _, err = await proc.communicate()
+                raise AssertionError(f"router did not start: {err.decode()}")
+            await asyncio.sleep(0.05)
+
+
+async def _logged_ids(path: Path, count: int) -> list[str]:
+    """The ids in the log once it holds ``count`` entries (the writer is asynchronous)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            ids = [entry["id"] for entry in read_log(path)]
+        except FileNotFoundError:
+            ids = []
+        if len(ids) >= count or time.monotonic() > deadline:
+            return ids
+        await asyncio.sleep(0.05)
+
+
+async def test_a_served_router_killed_with_sigkill_keeps_every_logged_request(tmp_path: Path) -> None:
+    port = _free_port()
+    path = tmp_path / "logs" / "requests.jsonl"
+    config = tmp_path / "router.toml"
+    config.write_text(f'[server]\nport = {port}\n[logging]\npath = "{path.as_posix()}"\n'
+                      '[[providers]]\nname = "echo"\nformat = "echo"\n[[routers]]\ntype = "fallback"\n')
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    bodies = [dumps(body) for body in agent_session(40)]
+    proc = await _serve(config, port)
+    try:
+        async with aiohttp.ClientSession(headers={"content-type": "application/json"}) as session:
+            answered = []
+            for body in bodies[:20]:
+                async with session.post(url, data=body) as resp:
+                    assert resp.status == 200
+                    answered.append(resp.headers["X-Router-Request-Id"])
+            assert await _logged_ids(path, 20) == answered
+            # More requests in flight, then SIGKILL in the middle of them.
+            in_flight = [asyncio.ensure_future(session.post(url, data=body)) for body in bodies[20:]]
+            await asyncio.sleep(0.1)
+            proc.kill()
+            await proc.wait()
+            for task in in_flight:
+                with contextlib.suppress(aiohttp.ClientError):
+                    (await task).release()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    problems: list[str] = []
+    entries = list(read_log(path, problems))
+    assert [e["id"] for e in entries[:20]] == answered
+    assert all(note.endswith("(the writer stopped mid-write or is still writing)") for note in problems)
+    sent = {len(request.messages): request for request in map(parse_chat_request, map(loads, bodies))}
+    assert len(sent) == len(bodies)
+    for entry in entries:  # whatever else made it is complete and equal to what was sent
+        logged = ChatRequest.model_validate(entry["request"])
+        assert logged == sent[len(logged.messages)]
+    # Restarted on the same log: a new segment, read together with the old one.
+    proc = await _serve(config, port)
+    try:
+        async with aiohttp.ClientSession() as session, session.post(url, data=bodies[0]) as resp:
+            assert resp.status == 200
+            new_id = resp.headers["X-Router-Request-Id"]
+        ids = await _logged_ids(path, len(entries) + 1)
+        assert ids == [e["id"] for e in entries] + [new_id]
+        assert len(segments(path)) == 2
+    finally:
+        proc.terminate()
+        await proc.wait()
