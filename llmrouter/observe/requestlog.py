@@ -194,8 +194,8 @@ class RequestLog:
     def encode(self, entry: dict[str, Any]) -> bytes:
         """One entry as a complete, secret-free JSON line.
 
-        A value given as ``bytes`` must be one serialised JSON value; it is written verbatim
-        (no parse and re-serialise), e.g. a request body kept as the client sent it.
+        A value given as ``bytes`` must be one valid serialised JSON value (it is not checked); it is
+        written verbatim (no parse and re-serialise), e.g. a request body kept as the client sent it.
         """
         line = _dumps(entry)
         lowered = line.lower()
@@ -241,7 +241,7 @@ class RequestLog:
     def _append(self, data: bytes, count: int) -> None:
         try:
             segment = self._segment or self._start()
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 (the writer thread must survive anything)
             log.error("cannot open a request log segment for %s: %s", self.path, exc)
             return
         try:
