@@ -37,10 +37,14 @@ class ServerConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    """``[logging]``: the JSONL request log."""
+    """``[logging]``: the request log (JSON lines in zstd-compressed, size-rotated segments)."""
 
     enabled: bool = True
     path: str = "logs/requests.jsonl"
+    max_mb: float = Field(default=100, gt=0)
+    keep: int = Field(default=10, ge=0)
+    compress: bool = True
+    window_mb: float = Field(default=16, ge=1, le=128)
 
 
 class RoutingConfig(_Section):

@@ -28,6 +28,7 @@ from llmrouter.config import Config, parse_config
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.observe.events import Event
+from llmrouter.observe.logfiles import read_log
 
 __all__ = ["MockProviders", "Reply", "RouterClient", "anthropic_message", "installed_plugins", "make_config",
            "openai_chat"]
@@ -113,7 +114,10 @@ class RouterClient:
         if rlog is None:
             return []
         rlog.wait_idle()
-        return [loads(line) for line in rlog.path.read_bytes().splitlines() if line.strip()]
+        try:
+            return list(read_log(rlog.path))
+        except FileNotFoundError:  # nothing written yet
+            return []
 
     async def post(self, path: str, body: Any, headers: Mapping[str, str] | None = None) -> Reply:
         """POST ``body`` (a dict is sent as JSON; bytes/str as-is) and collect the outcome."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from llmrouter.observe.requestlog import read_log
 from llmrouter.testing import make_config
 from llmrouter.web.app import create_app
 from tests.agent_upstream import STRICT_ERROR, TOOL_COMMAND, TOOL_OUTPUT, AgentUpstream
@@ -84,9 +85,10 @@ class Stack:
 
     def log_lines(self) -> list[dict[str, Any]]:
         """The router's request log."""
-        if not self.log_path.exists():
+        try:
+            return list(read_log(self.log_path))
+        except FileNotFoundError:
             return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
 
 
 async def _stack(aiohttp_server: Any, tmp_path: Path, late_system: str) -> Stack:

@@ -30,6 +30,15 @@ def test_defaults_match_design() -> None:
     assert config.routing.failover is True
 
 
+def test_logging_rotation_keys_have_defaults_and_are_validated(tmp_path: Path) -> None:
+    logs = parse_config({"providers": [{"name": "e", "format": "echo"}]}).logging
+    assert (logs.max_mb, logs.keep, logs.compress, logs.window_mb) == (100, 10, True, 16)
+    for bad in ("max_mb = 0", "keep = -1", "window_mb = 512", "max_mb = 'big'"):
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, f"[logging]\n{bad}\n"))
+        assert f"[logging] key '{bad.split()[0]}'" in str(info.value)
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.toml: file not found"):
         load_config(tmp_path / "nope.toml")

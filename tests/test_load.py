@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from llmrouter.jsonutil import dumps, loads
+from llmrouter.observe.requestlog import read_log
 from llmrouter.testing import RouterClient, anthropic_message, openai_chat
 from llmrouter.upstream.reliability import RetryPolicy
 from llmrouter.web.app import RELIABILITY
@@ -122,8 +123,10 @@ async def test_load_with_flaky_upstreams(router: Any, aiohttp_server: Any) -> No
     assert statuses[200] > 0.8 * REQUESTS, statuses
 
     # Exactly one intact log line per request, nothing else.
-    lines = [loads(line) for line in client.pipeline.request_log.path.read_bytes().splitlines()] \
+    problems: list[str] = []
+    lines = list(read_log(client.pipeline.request_log.path, problems)) \
         if client.pipeline.request_log.wait_idle(10) else []
+    assert problems == []
     ids = [rid for _, rid in warm + results]
     assert len(lines) == len(ids) and sorted(line["id"] for line in lines) == sorted(ids)
     by_id = {line["id"]: line for line in lines}

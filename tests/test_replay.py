@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from llmrouter.cli.main import main
-from llmrouter.cli.replay import read_log, render_text, replay
+from llmrouter.cli.replay import render_text, replay, replayable
 from llmrouter.config import load_config
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.testing import make_config, openai_chat
@@ -43,7 +44,7 @@ def test_sample_log_replays_identically_against_its_own_config() -> None:
     assert "replayed 7 requests" in out and "offline" in out
     assert "same route       7" in out and "changed provider 0" in out and "skipped          1" in out
     assert "no routing differences" in out
-    assert "skipped (1):\n  line 8 (0c191e62" in out and "rejected before parsing" in out
+    assert "skipped (1):\n  0c191e62" in out and "rejected before parsing" in out
 
 
 def test_changed_config_reports_each_difference_and_exits_1(tmp_path: Path) -> None:
@@ -98,8 +99,8 @@ def test_missing_or_broken_inputs_are_clear_errors(tmp_path: Path) -> None:
 def test_unreadable_lines_are_skipped_with_a_note(tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     log.write_bytes(SAMPLE.read_bytes().splitlines()[0] + b"\n{torn line\n\n" + dumps({"type": "start"}) + b"\n")
-    entries, skipped = read_log(log)
-    assert len(entries) == 1 and skipped == ["line 2: not valid JSON"]
+    entries, skipped = replayable(log)
+    assert len(entries) == 1 and skipped == ["log.jsonl line 2: not valid JSON"]
 
 
 async def test_logged_provider_failure_replays_as_the_same_failure(tmp_path: Path) -> None:
@@ -136,7 +137,7 @@ async def test_live_replay_calls_providers_and_reports_figures(aiohttp_server: A
         'name = "cloud"\nformat = "echo"', f'name = "cloud"\nformat = "openai"\nbase_url = "{upstream.make_url("/v1")}"')
     path = tmp_path / "live.toml"
     path.write_text(text)
-    entries, _ = read_log(SAMPLE)
+    entries, _ = replayable(SAMPLE)
     report = await replay(entries, load_config(path), live=True, environ={})
     assert report.differences == []
     assert [c["model"] for c in calls] == ["big-model", "big-model"]
@@ -155,6 +156,27 @@ async def test_replay_reproduces_what_the_router_logged(router: Any, tmp_path: P
     for text, model in [("def f(): pass", "x"), ("a photo", "local/y"), ("plain", "z")]:
         assert (await client.openai(openai_chat(text, model=model, stream=model == "z"))).status == 200
     client.log_lines()
-    entries, skipped = read_log(tmp_path / "rt.jsonl")
+    entries, skipped = replayable(tmp_path / "rt.jsonl")
     report = await replay(entries, cfg, environ={})
     assert len(report.results) == 3 and not skipped and report.differences == []
+
+
+async def test_replay_reads_every_segment_of_a_rotated_compressed_log(router: Any, tmp_path: Path) -> None:
+    cfg = load_config(CONFIG)
+    log_path = tmp_path / "logs" / "rt.jsonl"
+    client = await router(cfg.model_dump() | {"logging": {"path": str(log_path), "max_mb": 0.0001, "keep": 0}})
+    ids = []
+    for i in range(6):
+        reply = await client.openai(openai_chat(f"def f{i}(): pass" if i % 2 else f"plain {i}", model="x"))
+        assert reply.status == 200
+        ids.append(reply.request_id)
+    await client.client.close()  # the app shuts down: the last segment is sealed
+    segs = sorted(log_path.parent.iterdir())
+    assert not log_path.exists() and len(segs) >= 3 and all(p.name.endswith(".jsonl.zst") for p in segs)
+    result = await asyncio.to_thread(run, str(log_path), "--config", str(CONFIG), "--json")
+    assert result.exit_code == 0, result.output
+    body = loads(result.output)
+    assert body["summary"]["requests"] == 6 and body["summary"]["same_route"] == 6 and body["skipped"] == []
+    assert [entry["id"] for entry in replayable(log_path)[0]] == ids
+    one = await asyncio.to_thread(run, str(segs[0]), "--config", str(CONFIG), "--json")
+    assert one.exit_code == 0 and loads(one.output)["summary"]["requests"] == 1  # one segment alone

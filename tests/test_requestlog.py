@@ -1,4 +1,4 @@
-"""The JSONL request log: line shape, secrets, concurrency, flushing and closing."""
+"""The request log: line shape, secrets, concurrency, flushing and closing (read back through ``read_log``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from llmrouter import ChatRequest, Context, hookimpl
 from llmrouter.jsonutil import loads
-from llmrouter.observe.requestlog import REDACTED, RequestLog, redact_keys
+from llmrouter.observe.logfiles import log_text, segments
+from llmrouter.observe.requestlog import REDACTED, RequestLog, read_log, redact_keys
 from llmrouter.testing import MockProviders, anthropic_message, openai_chat
 
 ENTRY_KEYS = {"type", "id", "ts_ms", "duration_ms", "endpoint", "status", "provider", "requested_model",
@@ -26,7 +27,10 @@ PRICED = {
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
-    return [loads(line) for line in path.read_bytes().splitlines()]
+    problems: list[str] = []
+    entries = list(read_log(path, problems))
+    assert problems == []
+    return entries
 
 
 class Shouter:
@@ -83,7 +87,8 @@ async def test_secrets_never_reach_the_log(router: Any, mock_providers: MockProv
     assert reply.status == 502
     reply2 = await client.anthropic(anthropic_message("hi"), {"x-api-key": "inbound-secret-456"})
     assert reply2.status == 502
-    text = client.pipeline.request_log.path.read_text()
+    client.pipeline.request_log.wait_idle()
+    text = log_text(client.pipeline.request_log.path)
     for secret in ("sk-provider-secret-123", "inbound-secret-456", "body-secret-789", "meta-secret-000"):
         assert secret not in text
     assert REDACTED in text
@@ -95,7 +100,8 @@ async def test_client_credentials_are_not_logged_when_auth_is_off(router: Any) -
                            "routers": [{"type": "fallback", "providers": ["echo"]}]})
     await client.openai(openai_chat("hi"), {"Authorization": "Bearer sk-client-own-key-1"})
     await client.anthropic(anthropic_message("hi"), {"x-api-key": "sk-ant-client-key-2", "anthropic-beta": "b1"})
-    text = client.pipeline.request_log.path.read_text()
+    client.pipeline.request_log.wait_idle()
+    text = log_text(client.pipeline.request_log.path)
     assert "sk-client-own-key-1" not in text and "sk-ant-client-key-2" not in text
     assert len(text.splitlines()) == 2
 
@@ -136,17 +142,20 @@ def test_lines_are_visible_before_close_and_everything_is_written_on_close(tmp_p
     assert len(read_lines(path)) == 1001
 
 
-def test_appends_to_an_existing_log(tmp_path: Path) -> None:
+def test_a_plain_log_of_an_older_version_is_kept_and_read_first(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     path.write_bytes(b'{"id":"old"}\n')
-    rlog = RequestLog(path)
-    rlog.write({"id": "new"})
-    rlog.close()
-    assert [line["id"] for line in read_lines(path)] == ["old", "new"]
+    for name in ("new", "newer"):  # each writer (a restart) starts a segment of its own
+        rlog = RequestLog(path)
+        rlog.write({"id": name})
+        rlog.close()
+    assert path.read_bytes() == b'{"id":"old"}\n'
+    assert len(segments(path)) == 2
+    assert [line["id"] for line in read_lines(path)] == ["old", "new", "newer"]
 
 
-def test_two_writers_on_one_file_never_interleave(tmp_path: Path) -> None:
-    """Like two ``--workers`` processes sharing a log path."""
+def test_two_writers_on_one_path_never_interleave(tmp_path: Path) -> None:
+    """Like two ``--workers`` processes sharing a log path: each writes segments of its own."""
     path = tmp_path / "log.jsonl"
     logs = [RequestLog(path), RequestLog(path)]
     payload = "y" * 20_000
@@ -164,6 +173,7 @@ def test_two_writers_on_one_file_never_interleave(tmp_path: Path) -> None:
         rlog.close()
     lines = read_lines(path)
     assert len(lines) == 400 and all(line["text"] == payload for line in lines)
+    assert len(segments(path)) == 2
 
 
 def test_unserialisable_entry_is_skipped_not_fatal(tmp_path: Path) -> None:
@@ -193,7 +203,7 @@ async def test_log_disabled_writes_nothing(router: Any, tmp_path: Path) -> None:
     reply = await client.openai(openai_chat("hi"))
     assert reply.status == 200 and reply.log_line is None
     assert client.pipeline.request_log is None
-    assert not (tmp_path / "requests.jsonl").exists()
+    assert not list(tmp_path.glob("requests*"))
 
 
 async def test_everything_is_on_disk_when_the_app_shuts_down(aiohttp_client: Any, tmp_path: Path) -> None:

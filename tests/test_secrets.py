@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from llmrouter.cli.main import main
 from llmrouter.config import ConfigError, parse_config
 from llmrouter.jsonutil import dumps
+from llmrouter.observe import logfiles
 from llmrouter.testing import anthropic_message, openai_chat
 from llmrouter.web import runner as serve
 from llmrouter.web.middleware import check_exposure, is_loopback
@@ -150,7 +151,7 @@ async def test_no_secret_in_log_events_responses_or_process_logs(router: Any, ai
         assert_clean(f"event {event.get('type')}", dumps(event).decode())
     log_text = b"\n".join(dumps(line) for line in client.log_lines()).decode()
     assert log_text.count('"type":"complete"') == len(seen) - 2  # all but /health and /v1/models; 401s too
-    assert_clean("request log", client.pipeline.request_log.path.read_text())
+    assert_clean("request log", logfiles.log_text(client.pipeline.request_log.path))
     # aiohttp.access is the test server's access log (``llmrouter serve`` turns it off; the shutdown
     # test checks the real server's output).
     records = [r for r in caplog.records if r.name != "aiohttp.access"]

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from llmrouter.jsonutil import loads
+from llmrouter.observe.requestlog import read_log
 from llmrouter.testing import openai_chat
 from tests.flaky_upstream import FlakyUpstream
 
@@ -40,7 +40,10 @@ class Served:
         self.url = f"http://127.0.0.1:{port}"
 
     def log_lines(self) -> list[dict[str, Any]]:
-        return [loads(line) for line in self.log_path.read_bytes().splitlines()] if self.log_path.exists() else []
+        try:
+            return list(read_log(self.log_path))
+        except FileNotFoundError:
+            return []
 
 
 async def start_router(tmp_path: Path, upstream_url: str, grace_s: float, *args: str) -> Served:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 import llmrouter.web.streaming
+from llmrouter.observe.requestlog import read_log
 from llmrouter.testing import RouterClient, anthropic_message, make_config, openai_chat
 from llmrouter.web.app import PIPELINE, create_app
 from tests.test_streaming_e2e import (
@@ -363,7 +364,10 @@ async def test_client_disconnect_is_noticed_without_handler_cancellation(
     deadline = time.monotonic() + 3
     while True:
         pipeline.request_log.wait_idle()
-        lines = [json.loads(x) for x in pipeline.request_log.path.read_bytes().splitlines()]
+        try:
+            lines = list(read_log(pipeline.request_log.path))
+        except FileNotFoundError:  # nothing written yet
+            lines = []
         if any(line["id"] == request_id for line in lines):
             break
         assert time.monotonic() < deadline

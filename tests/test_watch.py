@@ -220,3 +220,24 @@ async def test_watch_reports_a_disabled_dashboard(tmp_path: Path) -> None:
         assert proc.returncode == 1 and b"dashboard = false" in err
     finally:
         await server.stop()
+
+
+async def test_history_brings_back_an_agent_sized_request_in_full(live: LiveServer) -> None:
+    """``watch --history N`` (and the dashboard) get whole requests, however large, from the server."""
+    from llmrouter.cli.watch import stream_events
+    from llmrouter.formats.openai import parse_chat_request
+    from llmrouter.models import ChatRequest
+
+    body = {"model": "m", "messages": [{"role": "system", "content": "be brief " * 1000}]
+            + [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "words " * 500}
+               for i in range(101)]}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(live.url + "/v1/chat/completions", data=dumps(body),
+                                headers={"content-type": "application/json"}) as resp:
+            assert resp.status == 200
+            rid = resp.headers["X-Router-Request-Id"]
+        assert len(dumps(body)) > 300_000
+        async with asyncio.timeout(10):
+            event = await anext(stream_events(session, live.url, history=1))
+    assert event["type"] == "complete" and event["id"] == rid
+    assert ChatRequest.model_validate(event["request"]) == parse_chat_request(body)

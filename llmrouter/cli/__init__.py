@@ -1,4 +1,4 @@
-"""The ``llmrouter`` command line: serve, check, plugins, watch, tui, replay."""
+"""The ``llmrouter`` command line: serve, check, plugins, watch, tui, replay, log."""
 
 from llmrouter.cli.main import main
 

@@ -93,7 +93,9 @@ def check(config_path: str | None) -> None:
     click.echo(f"config: {config.source}: OK")
     click.echo(f"server: {config.server.host}:{config.server.port} dashboard={'on' if config.server.dashboard else 'off'}"
                f" auth={'on (' + config.server.api_key_env + ')' if config.server.api_key_env else 'off'}")
-    click.echo(f"logging: {'on -> ' + config.logging.path if config.logging.enabled else 'off'}")
+    logs = config.logging
+    click.echo(f"logging: on -> {logs.path} ({'zstd' if logs.compress else 'plain'} segments of {logs.max_mb:g} MB, "
+               f"keep {logs.keep or 'all'})" if logs.enabled else "logging: off")
     metrics = config.metrics
     access = "behind the key" if config.server.api_key_env and not metrics.public else "open"
     click.echo(f"metrics: {'on, /metrics ' + access if metrics.enabled else 'off'}")
@@ -176,11 +178,13 @@ def tui(url: str, api_key: str | None, model: str | None) -> None:
     run_tui(url, api_key, model)
 
 
-from llmrouter.cli.replay import replay_command  # noqa: E402  (commands defined in their own modules)
+from llmrouter.cli.logcmd import log_group  # noqa: E402  (commands defined in their own modules)
+from llmrouter.cli.replay import replay_command  # noqa: E402
 from llmrouter.cli.watch import watch  # noqa: E402
 
 main.add_command(watch)
 main.add_command(replay_command)
+main.add_command(log_group)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

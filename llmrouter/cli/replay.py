@@ -31,8 +31,9 @@ import click
 from llmrouter.config import Config, ConfigError, load_config
 from llmrouter.context import Context
 from llmrouter.errors import ProviderError, ProviderTimeout, RouterError
-from llmrouter.jsonutil import dumps_str, loads
+from llmrouter.jsonutil import dumps_str
 from llmrouter.models import ChatRequest, ChatResponse
+from llmrouter.observe.requestlog import read_log
 
 OFFLINE_KEY = "replay-offline-placeholder"
 COMPARED = ("provider", "model", "tags", "status")
@@ -102,25 +103,20 @@ class ReplayReport:
 # -- reading the log --------------------------------------------------------------------------------
 
 
-def read_log(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """The replayable entries of a JSONL request log, and a note for each line that is not.
+def replayable(path: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The replayable entries of the request log at ``path`` (read with
+    :func:`llmrouter.observe.requestlog.read_log`: the configured path, a segment or a directory),
+    and a note for each line that is not replayable.
 
-    :raises OSError: when the file cannot be read.
+    :raises OSError: when the log cannot be read (``FileNotFoundError`` when there is none).
     """
     entries: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for number, raw in enumerate(Path(path).read_bytes().splitlines(), 1):
-        if not raw.strip():
-            continue
-        try:
-            entry = loads(raw)
-        except ValueError:
-            skipped.append(f"line {number}: not valid JSON")
-            continue
-        if not isinstance(entry, dict) or entry.get("type", "complete") != "complete":
+    for entry in read_log(path, skipped):
+        if entry.get("type", "complete") != "complete":
             continue
         if not isinstance(entry.get("request"), dict):
-            skipped.append(f"line {number} ({entry.get('id', '?')}): no request to replay "
+            skipped.append(f"{entry.get('id', '?')}: no request to replay "
                            f"(rejected before parsing: {entry.get('error')})")
             continue
         entries.append(entry)
@@ -340,7 +336,7 @@ def render_json(report: ReplayReport) -> str:
 
 
 @click.command("replay")
-@click.argument("log_path", metavar="LOG", type=click.Path(exists=True, dir_okay=False))
+@click.argument("log_path", metavar="LOG", type=click.Path())
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="The config whose pipeline the logged requests are re-run through.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
@@ -348,14 +344,18 @@ def render_json(report: ReplayReport) -> str:
 def replay_command(log_path: str, config_path: str, as_json: bool, live: bool) -> None:
     """Re-run every request in LOG through CONFIG and report routing differences (exit 1 if any).
 
-    Offline by default: the logged responses stand in for the providers.
+    LOG is the configured log path (every segment of it), one segment or JSONL file, or a
+    directory. Offline by default: the logged responses stand in for the providers.
     """
     try:
         config = load_config(config_path)
-        entries, skipped = read_log(log_path)
+        entries, skipped = replayable(log_path)
         report = asyncio.run(replay(entries, config, live=live))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    except FileNotFoundError:
+        raise click.UsageError(f"Invalid value for 'LOG': {log_path!r} does not exist (no log file or segments "
+                               "there).") from None
     except OSError as exc:
         raise click.ClickException(f"{log_path}: cannot read: {exc.strerror or exc}") from None
     report.skipped[:0] = skipped

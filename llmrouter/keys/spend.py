@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmrouter.jsonutil import loads
+from llmrouter.observe.logfiles import read_log
 
 GROUPS = ("key", "provider", "model")
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -18,22 +18,14 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def read_entries(path: str | Path) -> Iterator[dict[str, Any]]:
-    """The ``complete`` entries of a request log, skipping lines that are not valid JSON.
+    """The ``complete`` entries of the request log at ``path`` (every segment, through the log's
+    one reader), skipping lines that are not valid JSON.
 
-    The single place spend reads the log: when the log's storage changes, only this changes.
-
-    :raises OSError: when the file cannot be read.
+    :raises OSError: when nothing can be read there.
     """
-    with open(path, "rb") as fh:
-        for raw in fh:
-            if not raw.strip():
-                continue
-            try:
-                entry = loads(raw)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("type", "complete") == "complete":
-                yield entry
+    for entry in read_log(path):
+        if entry.get("type", "complete") == "complete":
+            yield entry
 
 
 def parse_since(text: str, now: float | None = None) -> float:

@@ -137,7 +137,10 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     async def requestlog_ctx(app: web.Application) -> AsyncIterator[None]:
         if config.logging.enabled:
             secrets = [p.api_key for p in providers.values()] + [api_key, *keyring.secrets]
-            pipeline.request_log = RequestLog(config.logging.path, secrets=secrets)
+            settings = config.logging
+            pipeline.request_log = RequestLog(settings.path, secrets=secrets, max_mb=settings.max_mb,
+                                              keep=settings.keep, compress=settings.compress,
+                                              window_mb=settings.window_mb)
         yield
         if pipeline.request_log is not None:
             await asyncio.get_running_loop().run_in_executor(None, pipeline.request_log.close)
