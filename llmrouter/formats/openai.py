@@ -42,6 +42,16 @@ from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import InvalidRequest, RouterError
 from llmrouter.formats.base import ROUTER_FIELDS, ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
+from llmrouter.formats.fields import array as _array
+from llmrouter.formats.fields import boolean as _boolean
+from llmrouter.formats.fields import integer as _integer
+from llmrouter.formats.fields import invalid as _fail
+from llmrouter.formats.fields import kind_of
+from llmrouter.formats.fields import number as _number
+from llmrouter.formats.fields import obj as _object
+from llmrouter.formats.fields import require as _require
+from llmrouter.formats.fields import rest as _rest
+from llmrouter.formats.fields import string as _string
 from llmrouter.formats.openai_stream import (
     OpenAIStreamDecoder,
     OpenAIStreamRenderer,
@@ -100,76 +110,6 @@ OPAQUE_PART_TYPES = frozenset({"input_audio", "file"})
 
 # Never copied from ``extra``: the router's own fields, and the ones this format sets itself.
 _NEVER_FORWARD = ROUTER_FIELDS | {"max_tokens", "max_completion_tokens", "stream", "stream_options"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation helpers: each raises InvalidRequest naming the field path.
-# ---------------------------------------------------------------------------------------------
-
-
-def _fail(path: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{path}: {message}")
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "an object",
-    }.get(type(value), type(value).__name__)
-
-
-def _require(obj: dict[str, Any], key: str, path: str) -> Any:
-    if key not in obj:
-        raise _fail(path, "field required")
-    return obj[key]
-
-
-def _string(value: Any, path: str, *, non_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise _fail(path, f"expected a string, got {_type_name(value)}")
-    if non_empty and not value:
-        raise _fail(path, "must not be empty")
-    return value
-
-
-def _object(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(path, f"expected an object, got {_type_name(value)}")
-    return value
-
-
-def _array(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(path, f"expected an array, got {_type_name(value)}")
-    return value
-
-
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(path, "expected a number")
-    return float(value)
-
-
-def _integer(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(path, "expected an integer")
-    return value
-
-
-def _boolean(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(path, "expected a boolean")
-    return value
-
-
-def _rest(obj: dict[str, Any], known: frozenset[str] | set[str]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in known}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,7 +381,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     :raises InvalidRequest: naming the offending field path.
     """
     if not isinstance(body, dict):
-        raise InvalidRequest(f"request body must be a JSON object, got {_type_name(body)}")
+        raise InvalidRequest(f"request body must be a JSON object, got {kind_of(body)}")
     model = _string(_require(body, "model", "model"), "model", non_empty=True)
     system, messages = _messages(_require(body, "messages", "messages"))
     extra = _rest(body, _CANONICAL_FIELDS)

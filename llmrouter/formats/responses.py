@@ -33,21 +33,19 @@ from typing import Any
 
 from llmrouter.errors import InvalidRequest, RouterError
 from llmrouter.formats.base import ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
+from llmrouter.formats.fields import array as _array
+from llmrouter.formats.fields import boolean as _boolean
+from llmrouter.formats.fields import integer as _integer
+from llmrouter.formats.fields import invalid as _fail
+from llmrouter.formats.fields import kind_of
+from llmrouter.formats.fields import number as _number
+from llmrouter.formats.fields import obj as _object
+from llmrouter.formats.fields import require as _require
+from llmrouter.formats.fields import rest as _rest
+from llmrouter.formats.fields import string as _string
 from llmrouter.formats.openai_stream import error_body
 from llmrouter.formats.responses_decode import ResponsesStreamDecoder
-from llmrouter.formats.responses_input import (
-    _array,
-    _boolean,
-    _conversation,
-    _fail,
-    _integer,
-    _kind,
-    _number,
-    _object,
-    _require,
-    _rest,
-    _string,
-)
+from llmrouter.formats.responses_input import _conversation
 from llmrouter.formats.responses_items import (
     CUSTOM_TOOL_SCHEMA,
     FORMAT,
@@ -191,7 +189,7 @@ def parse_responses_request(body: Any, store: ResponseStore | None = None) -> Ch
     :raises InvalidRequest: naming the offending field.
     """
     if not isinstance(body, dict):
-        raise InvalidRequest(f"request body must be a JSON object, got {_kind(body)}")
+        raise InvalidRequest(f"request body must be a JSON object, got {kind_of(body)}")
     model = _string(_require(body, "model", "model"), "model", non_empty=True)
     get = {k: v for k, v in body.items() if v is not None}.get
     system: list[TextPart] = []

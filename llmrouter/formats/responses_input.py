@@ -5,69 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmrouter.errors import InvalidRequest
+from llmrouter.formats.fields import array as _array
+from llmrouter.formats.fields import invalid as _fail
+from llmrouter.formats.fields import obj as _object
+from llmrouter.formats.fields import require as _require
+from llmrouter.formats.fields import rest as _rest
+from llmrouter.formats.fields import string as _string
 from llmrouter.formats.responses_items import FORMAT, decode_thinking, flat_name
 from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import ImagePart, Message, OpaquePart, Part, TextPart, ToolResultPart, ToolUsePart
 
 _RESULT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
-
-
-def _fail(path: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"{path}: {message}")
-
-
-def _kind(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
-            dict: "an object"}.get(type(value), "null" if value is None else type(value).__name__)
-
-
-def _string(value: Any, path: str, *, non_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise _fail(path, f"expected a string, got {_kind(value)}")
-    if non_empty and not value:
-        raise _fail(path, "must not be empty")
-    return value
-
-
-def _object(value: Any, path: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(path, f"expected an object, got {_kind(value)}")
-    return value
-
-
-def _array(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(path, f"expected an array, got {_kind(value)}")
-    return value
-
-
-def _require(obj: dict[str, Any], key: str, path: str) -> Any:
-    if key not in obj:
-        raise _fail(path, "field required")
-    return obj[key]
-
-
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(path, f"expected a number, got {_kind(value)}")
-    return float(value)
-
-
-def _integer(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(path, f"expected an integer, got {_kind(value)}")
-    return value
-
-
-def _boolean(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(path, f"expected a boolean, got {_kind(value)}")
-    return value
-
-
-def _rest(obj: dict[str, Any], known: frozenset[str] | set[str]) -> dict[str, Any]:
-    return {k: v for k, v in obj.items() if k not in known}
 
 
 # ---------------------------------------------------------------------------------------------
