@@ -84,11 +84,23 @@ class PluginFailed(RouterError):
     kind = "api_error"
 
 
+#: Upstream statuses the client gets as they are (its request is at fault and it can fix it), with
+#: the error kind each maps to. Every other upstream failure is a 502 (429 stays 429).
+CLIENT_FAULT_KINDS = {400: "invalid_request_error", 404: "not_found_error", 413: "request_too_large",
+                      422: "invalid_request_error", 429: "rate_limit_error"}
+
+
 class ProviderError(RouterError):
-    """The provider answered with an error status or an unreadable body (502)."""
+    """The provider failed; the status the client gets follows the upstream's (see docs/pipeline.md).
+
+    Upstream 400/404/413/422 keep their status, 429 stays 429, anything else (401/403, 5xx, an
+    unreadable or cut reply, no answer at all) is a 502. ``connection`` marks failures to reach the
+    provider at all (refused, DNS, connect timeout), which count against every model it serves.
+    """
 
     status = 502
     kind = "api_error"
+    connection = False
 
     def __init__(self, provider: str, message: str, *, upstream_status: int | None = None,
                  retry_after: float | None = None) -> None:
@@ -96,6 +108,15 @@ class ProviderError(RouterError):
         self.provider = provider
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        kind = CLIENT_FAULT_KINDS.get(upstream_status) if upstream_status is not None else None
+        if kind is not None and type(self).status == 502:
+            self.status, self.kind = upstream_status, kind  # type: ignore[assignment]
+
+
+class ProviderUnreachable(ProviderError):
+    """The provider could not be reached: connection refused, name not resolved, network down (502)."""
+
+    connection = True
 
 
 class ProviderTimeout(ProviderError):

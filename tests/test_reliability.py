@@ -105,7 +105,8 @@ def statuses(reply: Any) -> list[tuple[str, int | None]]:
     (ProviderError("p", "400", upstream_status=400), False, False, False),
     (ProviderError("p", "422", upstream_status=422), False, False, False),
     (ProviderError("p", "401", upstream_status=401), False, False, True),
-    (ProviderError("p", "404", upstream_status=404), False, False, True),
+    (ProviderError("p", "404", upstream_status=404), False, False, False),
+    (ProviderError("p", "maximum context length is 8192 tokens", upstream_status=400), False, False, True),
     (ProviderError("p", "unreadable", upstream_status=200), False, True, True),
 ])
 def test_classification(error: ProviderError, retry: bool, fault: bool, failover: bool) -> None:
@@ -188,10 +189,19 @@ def test_reliability_publishes_circuit_events_and_health() -> None:
     bus = EventBus()
     subscription = bus.subscribe()
     reliability = Reliability(config, {p.name: Provider(p) for p in config.providers}, bus)
-    reliability.breakers["a"].failure(reliability.breakers["a"].acquire())  # type: ignore[arg-type]
+    model = reliability.circuits.model_breaker("a", "m1")
+    model.failure(model.acquire())  # type: ignore[arg-type]
     event = subscription.pending()[0]
-    assert {k: event[k] for k in ("type", "provider", "state", "consecutive_failures")} == {
-        "type": "circuit", "provider": "a", "state": "open", "consecutive_failures": 1}
+    assert {k: event[k] for k in ("type", "key", "provider", "model", "state", "consecutive_failures")} == {
+        "type": "circuit", "key": "a/m1", "provider": "a", "model": "m1", "state": "open",
+        "consecutive_failures": 1}
+    assert reliability.health == {} and reliability.blocked() == frozenset(), "other models of 'a' still go"
+    assert reliability.model_blocked("a", "m1") and not reliability.model_blocked("a", "m2")
+    assert reliability.snapshot()["a"]["models"]["m1"]["state"] == "open"
+    connection = reliability.circuits.connections["a"]
+    connection.failure(connection.acquire())  # type: ignore[arg-type]
+    event = subscription.pending()[0]
+    assert (event["key"], event["model"], event["state"]) == ("a/*", "*", "open")
     assert isinstance(event["ts_ms"], int)
     assert reliability.health == {"a": False}
     assert reliability.blocked() == {"a"}
@@ -234,7 +244,7 @@ async def test_4xx_is_never_retried(router: Any, mock_providers: Any, code: int)
     client = await router({**TWO, "routing": {"failover": False}})
     sleeps = no_wait(client)
     reply = await client.openai(openai_chat())
-    assert reply.status == 502 and route.call_count == 1 and sleeps.delays == []
+    assert reply.status == (502 if code == 401 else code) and route.call_count == 1 and sleeps.delays == []
     assert reply.body["error"]["message"] == f"provider 'a' returned {code}: upstream said {code}"
 
 
@@ -243,7 +253,7 @@ async def test_bad_request_does_not_fail_over_but_a_bad_key_does(router: Any, mo
     b = mock_providers.mock.post(B_CHAT).mock(return_value=ok("from b"))
     client = await router(TWO)
     no_wait(client)
-    assert (await client.openai(openai_chat())).status == 502 and b.call_count == 0
+    assert (await client.openai(openai_chat())).status == 400 and b.call_count == 0
     reply = await client.openai(openai_chat())
     assert reply.status == 200 and reply.provider == "b" and statuses(reply) == [("a", 401), ("b", 200)]
 
@@ -315,7 +325,7 @@ async def test_failover_continues_the_chain_after_the_matching_rule(router: Any,
     no_wait(client)
     reply = await client.anthropic(anthropic_message(model="a/small"))
     assert reply.status == 200 and reply.provider == "b"
-    assert [(a["provider"], a["model"]) for a in reply.log_line["attempts"]][::3] == [("a", "small"), ("b", "a/small")]
+    assert [(a["provider"], a["model"]) for a in reply.log_line["attempts"]][::3] == [("a", "a/small"), ("b", "a/small")]
     assert loads(b.calls[0].request.content)["model"] == "a/small"
 
 
@@ -375,24 +385,26 @@ async def test_open_circuit_skips_the_provider_and_shows_in_health_and_events(ro
     config = {**TWO, "routers": [{"type": "spy"}, *TWO["routers"]],
               "providers": [provider("a", A_URL, quality=90, max_retries=0), provider("b", B_URL)],
               "routing": {"circuit_failures": 2, "circuit_cooldown_s": 60}}
-    a = mock_providers.mock.post(A_CHAT).mock(return_value=status(500))
+    a = mock_providers.mock.post(A_CHAT).mock(side_effect=httpx.ConnectError("refused"))
     mock_providers.mock.post(B_CHAT).mock(return_value=ok("from b"))
     client = await router(config, plugins={"spy": spy})
     for _ in range(2):
         assert (await client.openai(openai_chat())).provider == "b"
     assert a.call_count == 2
-    reply = await client.openai(openai_chat())
+    reply = await client.openai(openai_chat(model="another-model"))
     assert reply.status == 200 and reply.provider == "b" and a.call_count == 2, "open circuit: 'a' is skipped"
     assert statuses(reply) == [("b", 200)]
     assert spy.seen[0] == {"a": True, "b": True} and spy.seen[-1] == {"a": False, "b": True}
     health = await (await client.client.get("/health")).json()
     circuit = health["providers"]["a"]["circuit"]
     assert circuit["state"] == "open" and circuit["consecutive_failures"] == 2 and 0 < circuit["retry_in_s"] <= 60
+    assert circuit["key"] == "a/*"
     assert health["providers"]["a"]["healthy"] is False
-    assert health["providers"]["b"]["circuit"] == {"state": "closed", "consecutive_failures": 0}
+    assert health["providers"]["b"]["circuit"] == {"key": "b/*", "model": "*", "state": "closed",
+                                                   "consecutive_failures": 0, "models": {}}
     client.drain_events()
     circuits = [e for e in client.events if e["type"] == "circuit"]
-    assert [(e["provider"], e["state"]) for e in circuits] == [("a", "open")]
+    assert [(e["key"], e["state"]) for e in circuits] == [("a/*", "open")]
 
 
 async def test_all_circuits_open_is_a_503_with_retry_after(router: Any, mock_providers: Any) -> None:
@@ -405,9 +417,12 @@ async def test_all_circuits_open_is_a_503_with_retry_after(router: Any, mock_pro
     assert reply.status == 503 and a.call_count == 1
     assert "circuit open" in reply.body["error"]["message"] and reply.body["error"]["code"] == "circuit_open"
     assert 29 <= int(reply.headers["Retry-After"]) <= 30
-    reply = await client.anthropic(anthropic_message())
+    reply = await client.anthropic(anthropic_message(model="gpt-test"))
     assert reply.status == 503 and reply.body["error"]["type"] == "overloaded_error"
     assert reply.log_line["status"] == 503
+    a.return_value = ok()
+    reply = await client.anthropic(anthropic_message(model="claude-test"))
+    assert reply.status == 200, "the circuit is the model's: another model of 'a' is still served"
 
 
 @pytest.mark.parametrize("probe_ok, states", [(True, ["open", "half_open", "closed"]),

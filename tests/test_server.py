@@ -99,7 +99,7 @@ async def test_provider_error_in_anthropic_shape(router: Any, mock_providers: An
         "type": "rate_limit_error", "message": "slow down"}})
     client = await router(UP, environ=KEYS)
     reply = await client.anthropic(anthropic_message(model="claude-x"))
-    assert reply.status == 502
+    assert reply.status == 429 and reply.body["error"]["type"] == "rate_limit_error"
     assert reply.body["type"] == "error"
     assert reply.body["error"]["message"] == "provider 'claude' returned 429: slow down"
 

@@ -51,10 +51,13 @@ class Gate(Protocol):
     health: dict[str, bool]
 
     def blocked(self) -> frozenset[str]:
-        """Providers that must not be chosen now (their circuit is open)."""
+        """Providers that must not be chosen now, whatever the model (their connection circuit is open)."""
 
-    def unavailable(self, providers: list[str]) -> RouterError:
-        """The error when every provider the chain chose was blocked."""
+    def model_blocked(self, provider: str, model: str) -> bool:
+        """Whether ``provider``'s upstream ``model`` must not be chosen now (its circuit is open)."""
+
+    def unavailable(self, choices: list[tuple[str, str]]) -> RouterError:
+        """The error when every (provider, model) the chain chose was blocked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,33 +285,42 @@ class Pipeline:
                                "expected Route or None")
         return decision if decision.provider in self.providers else None
 
-    async def _walk(self, ctx: Context, start: int, exclude: Iterable[str]) -> tuple[Route | None, list[str]]:
-        """Walk the chain from rule ``start``; returns the decision and the blocked providers passed over.
+    async def _walk(self, ctx: Context, start: int, exclude: Iterable[str]
+                    ) -> tuple[Route | None, list[tuple[str, str]]]:
+        """Walk the chain from rule ``start``; returns the decision and the blocked choices passed over.
 
-        A rule that picks a blocked provider (open circuit, or in ``exclude``) is asked again with
-        the blocked providers hidden from ``ctx.providers``, so it can pick its next candidate; if
-        it then passes, the chain continues.
+        A rule that picks a blocked provider or model (open circuit, or a provider in ``exclude``) is
+        asked again with that provider and the blocked ones hidden from ``ctx.providers``, so it can
+        pick its next candidate; if it then passes, the chain continues.
         """
-        blocked = self.gate.blocked() if self.gate is not None else _NONE_BLOCKED
+        gate = self.gate
+        blocked = gate.blocked() if gate is not None else _NONE_BLOCKED
         if exclude:
             blocked = blocked.union(exclude)
-        skipped: list[str] = []
+        skipped: list[tuple[str, str]] = []
         for rule in self.rules[start:] if start else self.rules:
             decision = await self._ask(rule, ctx)
-            if decision is not None and blocked and decision.provider in blocked:
-                skipped.append(decision.provider)
+            if decision is not None and self._blocked(decision, ctx, blocked):
+                skipped.append((decision.provider, decision.model or ctx.request.model))
+                hidden = blocked.union((decision.provider,))
                 visible = ctx.providers
-                ctx.providers = {name: info for name, info in visible.items() if name not in blocked}
+                ctx.providers = {name: info for name, info in visible.items() if name not in hidden}
                 try:
                     decision = await self._ask(rule, ctx)
                 finally:
                     ctx.providers = visible
-                if decision is not None and decision.provider in blocked:
+                if decision is not None and (decision.provider in hidden or self._blocked(decision, ctx, blocked)):
                     decision = None
             if decision is not None:
                 ctx.state["_rule"] = rule.index
                 return decision, skipped
         return None, skipped
+
+    def _blocked(self, decision: Route, ctx: Context, blocked: frozenset[str]) -> bool:
+        if decision.provider in blocked:
+            return True
+        gate = self.gate
+        return gate is not None and gate.model_blocked(decision.provider, decision.model or ctx.request.model)
 
     async def _route(self, ctx: Context) -> Route:
         request = ctx.request

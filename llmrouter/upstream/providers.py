@@ -20,7 +20,7 @@ import httpx
 
 from llmrouter.config import Config, ConfigError, ProviderConfig
 from llmrouter.context import ProviderInfo
-from llmrouter.errors import ProviderError, ProviderTimeout
+from llmrouter.errors import ProviderError, ProviderTimeout, ProviderUnreachable
 from llmrouter.formats import UPSTREAM_FORMATS
 from llmrouter.formats.base import UpstreamFormat, iter_events, response_to_events
 from llmrouter.jsonutil import dumps, loads
@@ -48,6 +48,8 @@ _TRACE_HEADERS = ("traceparent", "tracestate")
 
 class ProviderConnectTimeout(ProviderTimeout):
     """The provider could not be connected to in time (504, but retryable like a connect error)."""
+
+    connection = True
 
 
 class Provider:
@@ -155,7 +157,7 @@ class Provider:
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {self._redact(_describe(exc))}") from None
+            raise self._transport_error(exc) from None
         if response.status_code >= 400:
             raise self._status_error(response.status_code, response.content, response.headers)
         try:
@@ -180,7 +182,7 @@ class Provider:
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {self._redact(_describe(exc))}") from None
+            raise self._transport_error(exc) from None
         if response.status_code >= 400:
             try:
                 content = await response.aread()
@@ -236,7 +238,7 @@ class Provider:
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
-            raise ProviderError(self.name, f"provider '{self.name}' unreachable: {self._redact(_describe(exc))}") from None
+            raise self._transport_error(exc) from None
         if response.status_code in (404, 405):
             return None
         if response.status_code >= 400:
@@ -250,6 +252,14 @@ class Provider:
             raise ProviderError(self.name, f"provider '{self.name}' returned an unreadable token count: "
                                 f"{self._redact(_error_excerpt(response.content))}", upstream_status=response.status_code)
         return reply
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        """A failed exchange: 'unreachable' only when no connection was made; a connection that broke
+        off (reset, closed mid-reply) is the provider's broken reply."""
+        detail = self._redact(_describe(exc))
+        if isinstance(exc, httpx.ConnectError | httpx.UnsupportedProtocol | httpx.ProxyError):
+            return ProviderUnreachable(self.name, f"provider '{self.name}' unreachable: {detail}")
+        return ProviderError(self.name, f"provider '{self.name}' broke off its reply: {detail}")
 
     def _timeout(self, exc: BaseException) -> ProviderTimeout:
         detail = _describe(exc) if not isinstance(exc, TimeoutError) else "no reply in time"

@@ -3,14 +3,16 @@
 :class:`Reliability` wraps every provider call the pipeline makes (non-streaming replies, and
 streams up to their first event, before anything has been sent to the client):
 
-* **Retry** the same provider on connect errors (connect timeouts included), 429 and 5xx, at most
+* **Retry** the same provider on connection errors (connect timeouts included), 429 and 5xx, at most
   ``max_retries`` times, waiting ``min(max_s, base_s * 2**n) * U(0.5, 1)`` before retry ``n``, or
   the upstream's ``Retry-After`` when that is longer (a ``Retry-After`` beyond
   ``max_retry_after_s`` is not waited for: the provider counts as failed). Never on other 4xx,
   never on a first-byte or total timeout (a slow provider would only be slow again).
-* **Circuit breaker** per provider: ``[routing] circuit_failures`` consecutive failed attempts
-  open it; while open the provider is skipped; after ``circuit_cooldown_s`` one request probes it
-  (``half_open``), whose success closes the circuit and whose failure re-opens it.
+* **Circuit breakers** per provider and upstream model (:mod:`llmrouter.upstream.circuits`):
+  ``[routing] circuit_failures`` consecutive failed attempts open one; while open that model (or,
+  for connection-level failures, the whole provider) is skipped; after ``circuit_cooldown_s`` one
+  request probes it (``half_open``), whose success closes the circuit and whose failure re-opens
+  it. A stream counts when it ends: one that breaks after its first byte is a failure.
 * **Failover** (``[routing] failover = true``): once a provider has failed (after its retries),
   the router chain continues from the rule that chose it, without the providers already tried
   and those whose circuit is open.
@@ -22,9 +24,10 @@ event); circuit changes are published as ``circuit`` events.
 from __future__ import annotations
 
 import asyncio
-import enum
+import functools
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +39,8 @@ from llmrouter.config import Config
 from llmrouter.errors import ProviderError, ProviderTimeout, RouterError
 from llmrouter.models import ChatRequest, StreamError, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
+from llmrouter.upstream.circuits import CircuitBoard, CircuitBreaker, CircuitOpenError, Ticket
+from llmrouter.upstream.circuits import CircuitState as CircuitState  # re-exported: it used to live here
 from llmrouter.upstream.providers import Provider, ProviderConnectTimeout
 
 if TYPE_CHECKING:
@@ -45,14 +50,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmrouter.upstream.reliability")
 
-#: Upstream statuses that do not fail over: the request itself is at fault, so every provider
-#: would refuse it the same way. 401/403/404/408 (a misconfigured key or model, a slow upstream)
-#: do fail over.
-_FAILOVER_4XX = frozenset({401, 403, 404, 408, 429})
+#: Upstream statuses that neither retry nor fail over: the request itself is at fault, so every
+#: provider would refuse it the same way (the client gets the status). The exception is a prompt
+#: too long for this model, which a provider with a larger context may take.
+_CLIENT_FAULTS = frozenset({400, 404, 413, 422})
+_CONTEXT_OVERFLOW = re.compile(r"context[ _]length|context window|maximum context|prompt is too long"
+                               r"|too many (?:input )?tokens", re.IGNORECASE)
 #: In-stream error types (Anthropic names) mapped to the HTTP status they stand for.
+_NOT_A_FAULT = frozenset({400, 401, 403, 404, 413, 422})
 _STREAM_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
                         "not_found_error": 404, "rate_limit_error": 429, "overloaded_error": 529}
-_EMPTY: frozenset[str] = frozenset()
 
 
 # -- classification ---------------------------------------------------------------------------------
@@ -72,9 +79,15 @@ def is_provider_fault(error: ProviderError) -> bool:
     return status is None or status == 429 or status >= 500 or status < 400
 
 
+def is_context_overflow(error: ProviderError) -> bool:
+    """True when the upstream refused the request as too long for the model's context."""
+    return error.upstream_status in _CLIENT_FAULTS and bool(_CONTEXT_OVERFLOW.search(error.message))
+
+
 def should_fail_over(error: ProviderError) -> bool:
-    """True when another provider might answer where this one failed."""
-    return is_provider_fault(error) or error.upstream_status in _FAILOVER_4XX
+    """True when another provider might answer where this one failed: anything but a request the
+    client must fix (400/404/413/422), unless it only exceeded this model's context length."""
+    return error.upstream_status not in _CLIENT_FAULTS or is_context_overflow(error)
 
 
 # -- backoff ----------------------------------------------------------------------------------------
@@ -97,128 +110,6 @@ class RetryPolicy:
         if retry_after > self.max_retry_after_s:
             return None
         return max(retry_after, backoff)
-
-
-# -- circuit breaker --------------------------------------------------------------------------------
-
-
-class CircuitState(enum.StrEnum):
-    """The three states of a circuit breaker."""
-
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-
-
-class Ticket(enum.Enum):
-    """What :meth:`CircuitBreaker.acquire` granted: an ordinary attempt or the half-open probe."""
-
-    NORMAL = "normal"
-    PROBE = "probe"
-
-
-class CircuitBreaker:
-    """One provider's breaker. Not thread-safe; used from the event loop only."""
-
-    __slots__ = ("name", "threshold", "cooldown_s", "state", "failures", "opened_at", "probing", "_clock",
-                 "_on_change")
-
-    def __init__(self, name: str, threshold: int, cooldown_s: float, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 on_change: Callable[[CircuitBreaker], None] | None = None) -> None:
-        self.name = name
-        self.threshold = threshold
-        self.cooldown_s = cooldown_s
-        self.state = CircuitState.CLOSED
-        self.failures = 0
-        self.opened_at = 0.0
-        self.probing = False
-        self._clock = clock
-        self._on_change = on_change
-
-    def ready(self) -> bool:
-        """Whether :meth:`acquire` would grant an attempt now (does not change state)."""
-        if self.state is CircuitState.CLOSED:
-            return True
-        if self.state is CircuitState.OPEN:
-            return self._clock() - self.opened_at >= self.cooldown_s
-        return not self.probing
-
-    def acquire(self) -> Ticket | None:
-        """Permission for one attempt: NORMAL when closed, PROBE for the single half-open probe."""
-        if self.state is CircuitState.CLOSED:
-            return Ticket.NORMAL
-        if not self.ready():
-            return None
-        if self.state is CircuitState.OPEN:
-            self._set(CircuitState.HALF_OPEN)
-        self.probing = True
-        return Ticket.PROBE
-
-    def success(self, ticket: Ticket) -> None:
-        """The attempt got an answer from the provider."""
-        if ticket is Ticket.PROBE:
-            self.probing = False
-            self.failures = 0
-            self._set(CircuitState.CLOSED)
-        elif self.state is CircuitState.CLOSED:
-            self.failures = 0
-
-    def failure(self, ticket: Ticket) -> None:
-        """The attempt failed through the provider's fault."""
-        if ticket is Ticket.PROBE:
-            self.probing = False
-            self.failures += 1
-            self._open()
-        elif self.state is CircuitState.CLOSED:
-            self.failures += 1
-            if self.failures >= self.threshold:
-                self._open()
-        # Outcomes of attempts started before the circuit opened say nothing new: ignored.
-
-    def abandon(self, ticket: Ticket) -> None:
-        """The attempt ended without an outcome (cancelled): free the probe slot if it held it."""
-        if ticket is Ticket.PROBE:
-            self.probing = False
-
-    def retry_in(self) -> float:
-        """Seconds until an open circuit admits a probe (0 when it would now)."""
-        if self.state is not CircuitState.OPEN:
-            return 0.0
-        return max(0.0, self.cooldown_s - (self._clock() - self.opened_at))
-
-    def snapshot(self) -> dict[str, Any]:
-        """State for ``/health``."""
-        out: dict[str, Any] = {"state": str(self.state), "consecutive_failures": self.failures}
-        if self.state is CircuitState.OPEN:
-            out["retry_in_s"] = round(self.retry_in(), 3)
-        return out
-
-    def _open(self) -> None:
-        self.opened_at = self._clock()
-        self._set(CircuitState.OPEN, force=True)
-
-    def _set(self, state: CircuitState, force: bool = False) -> None:
-        if state is self.state and not force:
-            return
-        changed = state is not self.state
-        self.state = state
-        if changed and self._on_change is not None:
-            self._on_change(self)
-
-
-class CircuitOpenError(ProviderError):
-    """Every provider the router chain chose has an open circuit (503)."""
-
-    status = 503
-    kind = "overloaded_error"
-
-    def __init__(self, providers: list[str], retry_after: float) -> None:
-        names = ", ".join(f"'{name}'" for name in providers)
-        plural = "s" if len(providers) > 1 else ""
-        super().__init__(providers[0], f"provider{plural} {names} unavailable: circuit open after repeated "
-                                       f"failures; retry in {retry_after:.1f} s", retry_after=retry_after)
-        self.code = "circuit_open"
 
 
 # -- the wrapper ------------------------------------------------------------------------------------
@@ -245,44 +136,37 @@ class Reliability:
                                             max_retry_after_s=routing.max_retry_after_s)
         self.rand = rand
         self.sleep = sleep
-        self.health: dict[str, bool] = {}
-        self._suspect: set[str] = set()  # names whose circuit is not closed
-        self.metrics: Metrics | None = None
-        self.breakers = {name: CircuitBreaker(name, config.routing.circuit_failures, config.routing.circuit_cooldown_s,
-                                              clock=clock, on_change=self._changed)
-                         for name in providers}
+        self.circuits = CircuitBoard(providers, routing.circuit_failures, routing.circuit_cooldown_s, bus,
+                                     clock=clock)
+        self.health = self.circuits.health
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """Where attempts and circuit changes are counted (set by the app when metrics are on)."""
+        return self.circuits.metrics
+
+    @metrics.setter
+    def metrics(self, metrics: Metrics | None) -> None:
+        self.circuits.metrics = metrics
 
     # -- the gate the pipeline consults while routing ----------------------------------------------
 
     def blocked(self) -> frozenset[str]:
-        """Providers that cannot be tried now (open circuit cooling down, or a probe in flight)."""
-        if not self._suspect:
-            return _EMPTY
-        return frozenset(name for name in self._suspect if not self.breakers[name].ready())
+        """Providers that cannot be tried now (connection circuit open, or its probe in flight)."""
+        return self.circuits.blocked()
 
-    def unavailable(self, providers: list[str]) -> RouterError:
-        """The error for a request whose every routing choice had an open circuit."""
-        wait = min((self.breakers[name].retry_in() for name in providers if name in self.breakers), default=0.0)
-        return CircuitOpenError(providers, wait)
+    def model_blocked(self, provider: str, model: str) -> bool:
+        """Whether ``provider``'s ``model`` cannot be tried now (its own circuit is open)."""
+        return self.circuits.model_blocked(provider, model)
+
+    def unavailable(self, choices: list[tuple[str, str]]) -> RouterError:
+        """The error for a request whose every routing choice (provider, model) had an open circuit."""
+        wait = min((self.circuits.retry_in(p, m) for p, m in choices), default=0.0)
+        return CircuitOpenError(list(dict.fromkeys(p for p, _ in choices)), wait)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every provider's circuit state, for ``/health``."""
-        return {name: breaker.snapshot() for name, breaker in self.breakers.items()}
-
-    def _changed(self, breaker: CircuitBreaker) -> None:
-        state = breaker.state
-        if state is CircuitState.CLOSED:
-            self._suspect.discard(breaker.name)
-        else:
-            self._suspect.add(breaker.name)
-        self.health[breaker.name] = state is CircuitState.CLOSED
-        (log.info if state is CircuitState.CLOSED else log.warning)(
-            "circuit for provider %r is now %s (%d consecutive failures)", breaker.name, state, breaker.failures)
-        if self.metrics is not None:
-            # Breakers covering a whole provider have no model; per-model breakers carry one.
-            self.metrics.circuit(breaker.name, getattr(breaker, "model", None) or "", state is not CircuitState.CLOSED)
-        self.bus.publish({"type": "circuit", "provider": breaker.name, "state": str(state),
-                          "consecutive_failures": breaker.failures, "ts_ms": now_ms()})
+        return self.circuits.snapshot()
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -299,19 +183,24 @@ class Reliability:
         attempts: list[dict[str, Any]] = []
         ctx.state["attempts"] = attempts
         tried: list[str] = []
+        circuits = self.circuits
         while True:
             name, model = ctx.provider, ctx.sent_model
             assert name is not None and model is not None
             tried.append(name)
             provider = pipeline.providers[name]
-            breaker = self.breakers[name]
+            connection = circuits.connections[name]
             max_retries = provider.config.max_retries
             error: ProviderError | None = None
             retry = 0
             while True:
-                ticket = breaker.acquire()
-                if ticket is None:
-                    error = error or CircuitOpenError([name], breaker.retry_in())
+                ticket = connection.acquire()
+                breaker = circuits.models.get((name, model)) if circuits.models else None
+                model_ticket = breaker.acquire() if breaker is not None else Ticket.NORMAL
+                if ticket is None or model_ticket is None:
+                    if ticket is not None:
+                        connection.abandon(ticket)
+                    error = error or CircuitOpenError([name], circuits.retry_in(name, model))
                     break
                 started = time.perf_counter()
                 try:
@@ -321,10 +210,12 @@ class Reliability:
                     attempts.append(_attempt(name, model, exc.upstream_status, started, exc.message))
                     if self.metrics is not None:
                         self.metrics.attempt(name, exc)
-                    if is_provider_fault(exc):
-                        breaker.failure(ticket)
+                    if exc.connection:
+                        connection.failure(ticket)
+                        self._model_outcome(name, model, breaker, model_ticket, None)
                     else:
-                        breaker.success(ticket)
+                        connection.success(ticket)
+                        self._model_outcome(name, model, breaker, model_ticket, not is_provider_fault(exc))
                     if retry >= max_retries or not is_retryable(exc):
                         break
                     delay = self.policy.delay(retry, exc.retry_after, self.rand())
@@ -335,12 +226,18 @@ class Reliability:
                     await self.sleep(delay)
                     continue
                 except BaseException:
-                    breaker.abandon(ticket)
+                    connection.abandon(ticket)
+                    self._model_outcome(name, model, breaker, model_ticket, None)
                     raise
-                breaker.success(ticket)
+                connection.success(ticket)
                 attempts.append(_attempt(name, model, 200, started, None))
                 if self.metrics is not None:
                     self.metrics.attempt(name, None)
+                if isinstance(result, PrimedStream):
+                    # A stream is judged when it ends: one that breaks after its first byte failed.
+                    result.on_outcome = functools.partial(self._model_outcome, name, model, breaker, model_ticket)
+                else:
+                    self._model_outcome(name, model, breaker, model_ticket, True)
                 return result
             if not (self.failover and should_fail_over(error)):
                 raise error
@@ -350,6 +247,7 @@ class Reliability:
             ctx.provider, ctx.sent_model = route.provider, route.model or ctx.request.model
             log.info("request %s: provider %r failed (%s); failing over to %r", ctx.request_id, name,
                      error.message, ctx.provider)
+            ctx.state.setdefault("failovers", []).append({"from": name, "to": ctx.provider, "error": error.message})
             self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(), "provider": ctx.provider,
                               "model": ctx.sent_model, "failover_from": name})
 
@@ -357,6 +255,21 @@ class Reliability:
                 http: httpx.AsyncClient) -> Awaitable[Any]:
         """One upstream attempt (a tracing subclass wraps it in a span)."""
         return call(provider, ctx.request, model, http)
+
+    def _model_outcome(self, provider: str, model: str, breaker: CircuitBreaker | None, ticket: Ticket,
+                       ok: bool | None) -> None:
+        """Record an attempt's outcome on the model's breaker: success, failure, or None (no outcome)."""
+        if ok is False:
+            breaker = breaker or self.circuits.model_breaker(provider, model)
+            breaker.failure(ticket)
+            return
+        if breaker is None:
+            return
+        if ok:
+            breaker.success(ticket)
+        else:
+            breaker.abandon(ticket)
+        self.circuits.settle(breaker)
 
 
 def _attempt(provider: str, model: str, status: int | None, started: float, error: str | None) -> dict[str, Any]:
@@ -372,13 +285,19 @@ async def _complete(provider: Provider, request: ChatRequest, model: str, http: 
 
 
 class PrimedStream:
-    """An upstream event stream whose first event has already been read."""
+    """An upstream event stream whose first event has already been read.
 
-    __slots__ = ("_first", "_rest")
+    ``on_outcome`` (set by :class:`Reliability`) is told once how the stream ended: True when it
+    ran to its end, False when it broke or carried an error event, None when it was closed early
+    (the client left).
+    """
+
+    __slots__ = ("_first", "_rest", "on_outcome")
 
     def __init__(self, first: StreamEvent, rest: AsyncIterator[StreamEvent]) -> None:
         self._first: StreamEvent | None = first
         self._rest = rest
+        self.on_outcome: Callable[[bool | None], None] | None = None
 
     def __aiter__(self) -> PrimedStream:
         return self
@@ -388,10 +307,29 @@ class PrimedStream:
         if first is not None:
             self._first = None
             return first
-        return await self._rest.__anext__()
+        try:
+            event = await self._rest.__anext__()
+        except StopAsyncIteration:
+            self._report(True)
+            raise
+        except ProviderError as exc:
+            self._report(not is_provider_fault(exc))
+            raise
+        except Exception:
+            self._report(False)
+            raise
+        if type(event) is StreamError:
+            self._report(_STREAM_ERROR_STATUS.get(event.error_type, 500) in _NOT_A_FAULT)
+        return event
+
+    def _report(self, ok: bool | None) -> None:
+        report, self.on_outcome = self.on_outcome, None
+        if report is not None:
+            report(ok)
 
     async def aclose(self) -> None:
-        """Close the upstream stream."""
+        """Close the upstream stream (a stream closed before its end has no outcome)."""
+        self._report(None)
         await _aclose(self._rest)
 
 

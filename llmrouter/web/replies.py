@@ -38,6 +38,8 @@ def error_response(fmt: ClientFormat, error: RouterError, headers: Mapping[str, 
 def error_headers(request_id: str, ctx: Context | None, error: RouterError) -> dict[str, str]:
     headers = router_headers(request_id, ctx)
     retry_after = getattr(error, "retry_after", None)
+    if retry_after is None and error.status == 429:
+        retry_after = 1.0  # the upstream named no wait: a client honouring Retry-After still backs off
     if retry_after is not None and error.status in (429, 503):
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return headers

@@ -8,11 +8,12 @@ Settings (one ``[[routers]]`` table):
     The provider to route to. If it is not loaded (for example, its API key is missing) the rule
     passes.
 ``rewrite_model`` (optional)
-    The model name sent upstream. When absent, the requested model is sent with the prefix
-    removed (``local/qwen2.5:7b`` becomes ``qwen2.5:7b``); a model that is nothing but the prefix
-    then passes, since there is no name left to send.
-``strip_prefix`` (optional, default ``true``)
-    Set to ``false`` to send the requested model unchanged when there is no ``rewrite_model``.
+    The model name sent upstream. When absent, the requested model is sent unchanged
+    (``model_prefix = "gpt-"`` sends ``gpt-4o-mini`` as ``gpt-4o-mini``).
+``strip_prefix`` (optional, default ``false``)
+    Set to ``true`` to send the requested model with the prefix removed when there is no
+    ``rewrite_model`` (``local/qwen2.5:7b`` becomes ``qwen2.5:7b``); a model that is nothing but
+    the prefix then passes, since there is no name left to send.
 
 Example::
 
@@ -37,7 +38,7 @@ def route(ctx: Context) -> Route | None:
     model_prefix = require_str(settings, "model_prefix")
     provider = require_str(settings, "provider")
     rewrite = optional_str(settings, "rewrite_model")
-    strip = settings.get("strip_prefix", True)
+    strip = settings.get("strip_prefix", False)
     if not isinstance(strip, bool):
         raise RuleSettingsError(f"{rule_label(settings)}: key 'strip_prefix' must be true or false")
     model = ctx.request.model

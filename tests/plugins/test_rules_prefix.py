@@ -19,14 +19,21 @@ def test_matching_prefix_routes_and_rewrites(make_ctx) -> None:
     assert prefix.route(ctx) == Route("local", "llama3.2-3b")
 
 
-def test_without_rewrite_model_the_prefix_is_stripped(make_ctx) -> None:
-    ctx = _ctx(make_ctx, "local/qwen2.5:7b", model_prefix="local/", provider="local")
+def test_without_rewrite_model_the_requested_model_is_sent_unchanged(make_ctx) -> None:
+    ctx = _ctx(make_ctx, "gpt-4o-mini", model_prefix="gpt-", provider="local")
+    assert prefix.route(ctx) == Route("local", None)
+    ctx = _ctx(make_ctx, "local/qwen", model_prefix="local/", provider="local", strip_prefix=False)
+    assert prefix.route(ctx) == Route("local", None)
+
+
+def test_strip_prefix_true_is_an_opt_in(make_ctx) -> None:
+    ctx = _ctx(make_ctx, "local/qwen2.5:7b", model_prefix="local/", provider="local", strip_prefix=True)
     assert prefix.route(ctx) == Route("local", "qwen2.5:7b")
 
 
-def test_strip_prefix_false_keeps_the_model(make_ctx) -> None:
-    ctx = _ctx(make_ctx, "local/qwen", model_prefix="local/", provider="local", strip_prefix=False)
-    assert prefix.route(ctx) == Route("local", None)
+def test_strip_prefix_must_be_a_boolean(make_ctx) -> None:
+    with pytest.raises(ValueError, match="strip_prefix"):
+        prefix.route(_ctx(make_ctx, "local/q", model_prefix="local/", provider="local", strip_prefix="yes"))
 
 
 def test_other_models_pass(make_ctx) -> None:
@@ -37,8 +44,9 @@ def test_prefix_match_is_case_sensitive(make_ctx) -> None:
     assert prefix.route(_ctx(make_ctx, "LOCAL/x", model_prefix="local/", provider="local")) is None
 
 
-def test_model_equal_to_prefix_passes_without_rewrite(make_ctx) -> None:
-    assert prefix.route(_ctx(make_ctx, "local/", model_prefix="local/", provider="local")) is None
+def test_model_equal_to_prefix_passes_when_stripping_leaves_nothing(make_ctx) -> None:
+    assert prefix.route(_ctx(make_ctx, "local/", model_prefix="local/", provider="local", strip_prefix=True)) is None
+    assert prefix.route(_ctx(make_ctx, "local/", model_prefix="local/", provider="local")) == Route("local", None)
     ctx = _ctx(make_ctx, "local/", model_prefix="local/", provider="local", rewrite_model="m1")
     assert prefix.route(ctx) == Route("local", "m1")
 
