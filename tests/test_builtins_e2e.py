@@ -97,7 +97,7 @@ async def test_prefix_strips_or_rewrites_the_model(router: Any, mock_providers: 
     ollama = mock_providers.add_ollama(OLLAMA_URL, "local answer")
     client = await router({
         "providers": [provider("cloud", "echo"), provider("local", "ollama")],
-        "routers": [{"type": "prefix", "model_prefix": "local/", "provider": "local"},
+        "routers": [{"type": "prefix", "model_prefix": "local/", "provider": "local", "strip_prefix": True},
                     {"type": "prefix", "model_prefix": "tiny", "provider": "local", "rewrite_model": "qwen3:0.6b"},
                     {"type": "fallback", "providers": ["cloud"]}],
     })

@@ -270,3 +270,27 @@ async def test_a_stream_that_breaks_after_its_first_byte_counts_as_a_failure(aio
     reply = await client.openai(openai_chat(model="m", stream=True))
     assert reply.status == 503 and upstream.calls == 3
     assert (await client.openai(openai_chat(model="other", stream=True))).status == 200
+
+
+# -- the same request checks on every endpoint -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint, body, field", [
+    ("anthropic", anthropic_message() | {"messages": []}, "messages"),
+    ("openai", openai_chat() | {"messages": []}, "messages"),
+    ("openai", openai_chat() | {"messages": [{"role": "system", "content": "be brief"}]}, "messages"),
+    ("anthropic", anthropic_message() | {"messages": [{"role": "system", "content": "be brief"}]}, "messages"),
+    ("openai", openai_chat() | {"max_tokens": 0}, "max_tokens"),
+    ("openai", openai_chat() | {"max_completion_tokens": -5}, "max_completion_tokens"),
+    ("anthropic", anthropic_message() | {"max_tokens": 0}, "max_tokens"),
+])
+async def test_request_checks_apply_to_both_endpoints(router: Any, mock_providers: Any, endpoint: str,
+                                                       body: dict[str, Any], field: str) -> None:
+    a = mock_providers.mock.post(A_CHAT).mock(side_effect=ok)
+    client = await router({"providers": [provider("a", A_URL)], "routers": [{"type": "fallback"}]})
+    reply = await (client.anthropic(body) if endpoint == "anthropic" else client.openai(body))
+    assert reply.status == 400 and a.call_count == 0, reply.text
+    message = reply.body["error"]["message"]
+    assert message.startswith(field) and "provider" not in message
+    if endpoint == "anthropic":
+        assert reply.body["type"] == "error" and reply.body["error"]["type"] == "invalid_request_error"

@@ -32,7 +32,7 @@ CONFIG: dict[str, Any] = {
         {"name": "ol", "format": "ollama", "base_url": OL_URL, "discover": False},
         {"name": "echo", "format": "echo"},
     ],
-    "routers": [{"type": "prefix", "model_prefix": f"{p}/", "provider": p} for p in ("oa", "an", "ol", "echo")],
+    "routers": [{"type": "prefix", "model_prefix": f"{p}/", "provider": p, "strip_prefix": True} for p in ("oa", "an", "ol", "echo")],
 }
 
 

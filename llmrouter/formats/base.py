@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from llmrouter.errors import RouterError
+from llmrouter.errors import InvalidRequest, RouterError
 from llmrouter.models import (
     BlockDelta,
     BlockStart,
@@ -83,6 +83,21 @@ class SSEStreamDecoder(StreamDecoder):
         for name, payload in self._sse.close():
             self._frame(name, payload, events)
         return events
+
+
+def check_request(request: ChatRequest) -> None:
+    """Checks every client format's requests get, whatever endpoint they came through.
+
+    :raises InvalidRequest: naming the field: no conversation to answer (no message, or only
+        system messages), or a ``max_tokens`` below 1.
+    """
+    if not any(message.role != "system" for message in request.messages):
+        what = "must contain at least one message" if not request.messages else \
+            "must contain at least one user or assistant message besides system messages"
+        raise InvalidRequest(f"messages: {what}")
+    if request.max_tokens is not None and request.max_tokens < 1:
+        key = "max_completion_tokens" if "max_completion_tokens" in request.extra else "max_tokens"
+        raise InvalidRequest(f"{key}: must be a positive integer, got {request.max_tokens}")
 
 
 class ClientFormat(ABC):

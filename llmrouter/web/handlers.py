@@ -13,6 +13,7 @@ from aiohttp import web
 from llmrouter.context import Context
 from llmrouter.errors import RouterError
 from llmrouter.formats import ClientFormat
+from llmrouter.formats.base import check_request
 from llmrouter.jsonutil import dumps
 from llmrouter.web.appkeys import CONFIG, KEYRING, LIMITER, METRICS, PIPELINE, PRINCIPAL, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, read_json
@@ -40,6 +41,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
                 check_limits(body, config.server.max_json_depth, config.server.max_messages)
                 chat_request = fmt.parse_request(body, request.headers)
+                check_request(chat_request)
             except Exception:  # a rejected request still gets its start (and complete) event
                 pipeline.publish_start(request_id, body_model(body), endpoint, key_name)
                 raise
