@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from llmrouter.cli.main import main
+from tests.conftest import free_port
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -61,6 +68,81 @@ def test_plugins_json_lists_builtins_with_hooks() -> None:
 
 def test_serve_refuses_an_exposed_bind_without_a_key(tmp_path: Path) -> None:
     path = write(tmp_path, '[[providers]]\nname = "e"\nformat = "echo"\n[[routers]]\ntype = "fallback"\n')
-    result = CliRunner().invoke(main, ["serve", str(path), "--host", "0.0.0.0", "--port", "0"])
+    result = CliRunner().invoke(main, ["serve", str(path), "--host", "0.0.0.0", "--port", str(free_port())])
     assert result.exit_code == 1
     assert "exposes the router" in result.output
+
+
+# -- issue 9: start-up and CLI sharp edges -------------------------------------------------------------
+
+ECHO = '[[providers]]\nname = "e"\nformat = "echo"\n'
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "65536", "93633"])
+def test_serve_refuses_a_port_outside_1_to_65535(tmp_path: Path, port: str) -> None:
+    path = write(tmp_path, ECHO + '[[routers]]\ntype = "fallback"\n')
+    result = CliRunner().invoke(main, ["serve", str(path), "--port", port])
+    assert result.exit_code == 2 and "--port" in result.output and "1<=x<=65535" in result.output
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    path = write(tmp_path, ECHO + '[[routers]]\ntype = "fallback"\n[logging]\nenabled = false\n')
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for workers in ("1", "2"):
+            proc = subprocess.run([sys.executable, "-m", "llmrouter.cli", "--log-level", "WARNING", "serve",
+                                   str(path), "--port", str(port), "--workers", workers],
+                                  capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            assert proc.returncode == 1, proc.stderr
+            assert "Traceback" not in proc.stderr + proc.stdout
+            assert proc.stderr.strip().splitlines() == [f"Error: port {port} on 127.0.0.1 is in use"]
+
+
+def test_a_plugin_id_typo_names_the_closest_installed_plugins_of_any_kind(tmp_path: Path) -> None:
+    path = write(tmp_path, ECHO + '[[routers]]\ntype = "fallback"\n[plugins.respons-healing]\n')
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1
+    assert "[plugins.respons-healing]" in result.output and "'response-healing'" in result.output
+    path = write(tmp_path, ECHO + '[[routers]]\ntype = "fallback"\n[plugins.pareto-routr]\n')
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1 and "'pareto-router'" in result.output, "pareto-router has no on_start hook"
+    path = write(tmp_path, ECHO + '[[routers]]\ntype = "fallbak"\n')
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1 and "'fallback'" in result.output
+
+
+def test_check_warns_about_no_routers_and_plugins_that_would_do_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, ECHO + "[plugins.keyword]\n")
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: no [[routers]]: every request will be refused with 'no provider configured'" in result.output
+    assert ("warning: [plugins.keyword]: plugin 'keyword' has no on_start, pre_request, post_response or on_end "
+            "hook, so enabling it here does nothing") in result.output
+    clean = CliRunner().invoke(main, ["check"])
+    assert "warning" not in clean.output
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"{torn\n", b'{"type": "start", "id": "x"}\n'])
+def test_replay_with_nothing_to_replay_exits_2(tmp_path: Path, content: bytes) -> None:
+    log = tmp_path / "requests.jsonl"
+    log.write_bytes(content)
+    result = CliRunner().invoke(main, ["replay", str(log)])
+    assert result.exit_code == 2, result.output
+    assert f"{log}: no replayable requests" in result.output
+
+
+async def test_replay_without_config_uses_the_embedded_default(router: Any, tmp_path: Path) -> None:
+    from llmrouter.config import load_config
+    from llmrouter.testing import openai_chat
+
+    config = load_config(None)
+    config.logging.path = str(tmp_path / "requests.jsonl")
+    client = await router(config)
+    assert (await client.openai(openai_chat("write a function", model="code/x"))).status == 200
+    assert (await client.openai(openai_chat("hello", model="echo-1"))).status == 200
+    client.log_lines()
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["replay", config.logging.path])
+    assert result.exit_code == 0, result.output
+    assert "<embedded default config>" in result.output and "requests         2" in result.output

@@ -34,7 +34,7 @@ def main(log_level: str) -> None:
 @main.command()
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False))
 @click.option("--host", default=None, help="Address to bind (overrides [server] host).")
-@click.option("--port", default=None, type=int, help="Port to bind (overrides [server] port).")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), help="Port to bind (overrides [server] port).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes accepting on one shared listening socket; each has its own event bus.")
 def serve(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
@@ -123,6 +123,8 @@ def check(config_path: str | None) -> None:
         click.echo(f"keys: counters in {store}")
         for key in config.keys:
             click.echo(f"  - {describe_key(key)}")
+    for warning in config_warnings(config, registry):
+        click.echo(f"warning: {warning}")
 
 
 def describe_key(key: Any) -> str:
@@ -136,6 +138,24 @@ def describe_key(key: Any) -> str:
         bits.append(f"${key.budget_usd:g} per {key.budget_period}" if key.budget_period != "total"
                     else f"${key.budget_usd:g} in total")
     return f"{key.name} ({secret}): " + "; ".join(bits)
+
+
+_FLOW_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
+
+
+def config_warnings(config: Config, registry: Any) -> list[str]:
+    """What a config that loads may still get wrong: no routers, plugins enabled where they do nothing."""
+    warnings = []
+    if not config.routers:
+        warnings.append("no [[routers]]: every request will be refused with 'no provider configured' "
+                        "unless a plugin answers it or forces a provider")
+    for plugin_id, _ in config.enabled("plugins"):
+        record = registry.records.get(plugin_id)
+        if record is not None and not any(hook in record.hooks for hook in _FLOW_HOOKS):
+            kinds = ", ".join(record.hooks) or "no hooks"
+            warnings.append(f"[plugins.{plugin_id}]: plugin {plugin_id!r} has no on_start, pre_request, post_response "
+                            f"or on_end hook, so enabling it here does nothing (it has: {kinds})")
+    return warnings
 
 
 @main.command()

@@ -337,19 +337,26 @@ def render_json(report: ReplayReport) -> str:
 
 @click.command("replay")
 @click.argument("log_path", metavar="LOG", type=click.Path())
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="The config whose pipeline the logged requests are re-run through.")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="The config whose pipeline the logged requests are re-run through "
+                   "(default: the embedded default config).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--live", is_flag=True, help="Call the real providers and compare latency, tokens and cost.")
-def replay_command(log_path: str, config_path: str, as_json: bool, live: bool) -> None:
+def replay_command(log_path: str, config_path: str | None, as_json: bool, live: bool) -> None:
     """Re-run every request in LOG through CONFIG and report routing differences (exit 1 if any).
 
     LOG is the configured log path (every segment of it), one segment or JSONL file, or a
-    directory. Offline by default: the logged responses stand in for the providers.
+    directory. Offline by default: the logged responses stand in for the providers. A LOG with no
+    replayable request (empty, truncated, or only unreadable lines) exits 2: a CI gate must not
+    pass on nothing.
     """
     try:
         config = load_config(config_path)
         entries, skipped = replayable(log_path)
+        if not entries:
+            notes = f" ({len(skipped)} unreadable: {'; '.join(skipped[:3])})" if skipped else ""
+            click.echo(f"Error: {log_path}: no replayable requests{notes}", err=True)
+            raise SystemExit(2)
         report = asyncio.run(replay(entries, config, live=live))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

@@ -8,6 +8,7 @@ config order, is done by :mod:`llmrouter.engine.pipeline`.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 from collections.abc import Callable
@@ -96,6 +97,14 @@ class PluginRegistry:
                 return hookimpl.function
         return None
 
+    def suggest(self, plugin_id: str) -> str:
+        """A hint for an unknown id: the installed ids closest to it, from every plugin whatever its hooks."""
+        ids = sorted(self.records)
+        close = difflib.get_close_matches(plugin_id, ids, n=3, cutoff=0.6)
+        if close:
+            return f"; did you mean {' or '.join(repr(c) for c in close)}? (installed: {', '.join(ids)})"
+        return f" (installed: {', '.join(ids) or 'none'})"
+
     def require(self, plugin_id: str, hook_name: str, where: str) -> Callable[..., Any]:
         """Return the implementation of ``hook_name`` in ``plugin_id`` or raise a clear error.
 
@@ -103,8 +112,7 @@ class PluginRegistry:
         """
         record = self.records.get(plugin_id)
         if record is None:
-            known = ", ".join(sorted(r.id for r in self.records.values() if hook_name in r.hooks)) or "none"
-            raise LookupError(f"{where}: no installed plugin with id {plugin_id!r} (plugins with {hook_name}: {known})")
+            raise LookupError(f"{where}: no installed plugin with id {plugin_id!r}{self.suggest(plugin_id)}")
         if record.error is not None:
             dist = f" from {record.distribution}" if record.distribution else ""
             raise LookupError(f"{where}: plugin {plugin_id!r}{dist} failed to load: {record.error}")

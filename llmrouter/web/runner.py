@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import multiprocessing
@@ -15,12 +16,27 @@ from multiprocessing.connection import wait as wait_for_exit
 
 from aiohttp import web
 
-from llmrouter.config import Config
+from llmrouter.config import Config, ConfigError
 from llmrouter.keys.auth import KeyRing
 from llmrouter.observe.metrics import MULTIPROC_ENV, multiprocess_dir, worker_exited
 from llmrouter.web.app import PIPELINE, check_exposure, create_app, resolve_api_key
 
 log = logging.getLogger("llmrouter.web.runner")
+
+
+class ListenError(ConfigError):
+    """The configured host and port cannot be listened on (taken, privileged, not ours)."""
+
+
+def bind_error(exc: OSError, host: str, port: int) -> ListenError:
+    """One line for a failure to listen: the port taken, not allowed, or the address not ours."""
+    if exc.errno == errno.EADDRINUSE:
+        return ListenError(f"port {port} on {host} is in use")
+    if exc.errno == errno.EACCES:
+        return ListenError(f"not allowed to listen on port {port} on {host} (ports below 1024 need privileges)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ListenError(f"cannot listen on {host}: not an address of this machine")
+    return ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 GC_GEN0_THRESHOLD = 50_000
 
 
@@ -68,6 +84,9 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
                           else web.TCPSite(runner, config.server.host, config.server.port))
     try:
         await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise bind_error(exc, config.server.host, config.server.port) from None
     except BaseException:
         await runner.cleanup()
         raise
@@ -118,7 +137,8 @@ def _worker(config: Config, sock: socket.socket) -> None:
 def run(config: Config, workers: int = 1) -> None:
     """Serve ``config`` until SIGINT/SIGTERM; in-flight requests get ``shutdown_grace_s`` to finish.
 
-    :raises ConfigError: on an unsafe bind or a missing inbound key variable.
+    :raises ConfigError: on an unsafe bind or a missing inbound key variable;
+        :class:`ListenError` when the host and port cannot be listened on.
     """
     api_key = resolve_api_key(config, os.environ)
     KeyRing.from_config(config, os.environ, api_key)  # an unset key_env fails here, before any worker starts
@@ -129,7 +149,11 @@ def run(config: Config, workers: int = 1) -> None:
     family = socket.AF_INET6 if ":" in config.server.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.server.host, config.server.port))
+    try:
+        sock.bind((config.server.host, config.server.port))
+    except OSError as exc:
+        sock.close()
+        raise bind_error(exc, config.server.host, config.server.port) from None
     sock.listen(1024)
     sock.set_inheritable(True)
     metrics_dir, own_dir = (multiprocess_dir(), False) if config.metrics.enabled else (None, False)
