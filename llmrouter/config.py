@@ -34,6 +34,7 @@ class ServerConfig(_Section):
     max_messages: int = Field(default=10_000, gt=0)
     max_json_depth: int = Field(default=64, gt=0)
     shutdown_grace_s: float = Field(default=30, ge=0)
+    access_log: bool = True
 
 
 class LoggingConfig(_Section):

@@ -37,11 +37,18 @@ def main(log_level: str) -> None:
 @click.option("--port", default=None, type=click.IntRange(1, 65535), help="Port to bind (overrides [server] port).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes accepting on one shared listening socket; each has its own event bus.")
-def serve(config_path: str | None, host: str | None, port: int | None, workers: int) -> None:
-    """Run the router on CONFIG_PATH (default: the embedded default config)."""
+@click.option("--quiet", is_flag=True, help="No access line per request (as [server] access_log = false).")
+def serve(config_path: str | None, host: str | None, port: int | None, workers: int, quiet: bool) -> None:
+    """Run the router on CONFIG_PATH (default: the embedded default config).
+
+    Prints one access line per request (time, endpoint, model -> provider/model, status, ms,
+    tokens, failovers and errors) unless --quiet or [server] access_log = false.
+    """
     from llmrouter.web.runner import run
 
     config = _load(config_path)
+    if quiet:
+        config.server.access_log = False
     if host is not None:
         config.server.host = host
     if port is not None:

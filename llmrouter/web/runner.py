@@ -18,8 +18,9 @@ from aiohttp import web
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.keys.auth import KeyRing
+from llmrouter.observe.accesslog import AccessLog
 from llmrouter.observe.metrics import MULTIPROC_ENV, multiprocess_dir, worker_exited
-from llmrouter.web.app import PIPELINE, check_exposure, create_app, resolve_api_key
+from llmrouter.web.app import BUS, PIPELINE, check_exposure, create_app, resolve_api_key
 
 log = logging.getLogger("llmrouter.web.runner")
 
@@ -92,6 +93,9 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
         raise
     log.info("llmrouter listening on http://%s:%s (config: %s, uvloop: %s, pid %s)",
              config.server.host, config.server.port, config.source, uvloop, os.getpid())
+    access = AccessLog(app[BUS]) if config.server.access_log else None
+    if access is not None:
+        access.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -112,6 +116,8 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
         await stopping.wait()
     finally:
         await runner.cleanup()
+        if access is not None:
+            await access.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("llmrouter stopped (pid %s)", os.getpid())

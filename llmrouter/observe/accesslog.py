@@ -1,0 +1,117 @@
+"""The ``serve`` access log: one line per request on standard output.
+
+Fed by the event bus (``complete`` events, plus ``routed`` events for failovers), so it costs the
+request path nothing: lines are written by a task of their own. A line reads::
+
+    10:36:22 /v1/chat/completions gpt-4o -> openai/gpt-4o 200 123 ms 10+5 tokens
+    10:36:23 /v1/messages claude-x -> b/claude-x 200 340 ms 12+6 tokens failover a -> b (provider 'a' returned 503: overloaded)
+    10:36:24 /v1/chat/completions gpt-4o -> a/gpt-4o 502 12 ms error: provider 'a' returned 500: boom
+
+Only the endpoint's path is printed (never a query string, which may hold ``?api_key=``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+from llmrouter.observe.events import EventBackend, Subscription, SubscriptionClosed
+
+log = logging.getLogger("llmrouter.access")
+
+QUEUE_SIZE = 10_000
+_ERROR_CHARS = 200
+
+
+def format_line(event: dict[str, Any]) -> str:
+    """The access line for one ``complete`` event."""
+    ts = event.get("ts_ms")
+    clock = time.strftime("%H:%M:%S", time.localtime(ts / 1000)) if isinstance(ts, int | float) else "--:--:--"
+    requested = event.get("requested_model") or "?"
+    provider = event.get("provider")
+    if provider:
+        sent = event.get("sent_model")
+        target = f"{provider}/{sent}" if sent else provider
+    else:
+        target = "-"
+    duration = event.get("duration_ms")
+    parts = [clock, str(event.get("endpoint") or "?"), f"{requested} -> {target}", str(event.get("status", "?")),
+             f"{duration:.0f} ms" if isinstance(duration, int | float) else "? ms"]
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        parts.append(f"{usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)} tokens")
+    for hop in _failovers(event.get("attempts")):
+        parts.append(hop)
+    error = event.get("error")
+    if error:
+        text = " ".join(str(error).split())
+        parts.append("error: " + (text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."))
+    return " ".join(parts)
+
+
+def _failovers(attempts: Any) -> list[str]:
+    """``failover a -> b (a's last error)`` for each change of provider in the attempts."""
+    if not isinstance(attempts, list):
+        return []
+    hops = []
+    for before, after in zip(attempts, attempts[1:], strict=False):
+        if not (isinstance(before, dict) and isinstance(after, dict)):
+            continue
+        if before.get("provider") != after.get("provider"):
+            reason = f" ({before['error']})" if before.get("error") else ""
+            hops.append(f"failover {before.get('provider')} -> {after.get('provider')}{reason}")
+    return hops
+
+
+class AccessLog:
+    """Writes :func:`format_line` for every ``complete`` event published on ``bus``."""
+
+    def __init__(self, bus: EventBackend, stream: TextIO | None = None) -> None:
+        self.bus = bus
+        self.stream = stream
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Subscribe and start writing lines."""
+        self._subscription = self.bus.subscribe(QUEUE_SIZE)
+        self._task = asyncio.get_running_loop().create_task(self._run(self._subscription))
+
+    async def stop(self) -> None:
+        """Write the lines still queued, then stop."""
+        subscription, task = self._subscription, self._task
+        if subscription is None or task is None:
+            return
+        for event in subscription.pending():
+            self._write(event)
+        subscription.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self, subscription: Subscription) -> None:
+        while True:
+            try:
+                event = await subscription.get()
+            except SubscriptionClosed:
+                return
+            self._write(event)
+
+    def _write(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "dropped":
+            line = f"({event.get('count')} access lines lost: the terminal was too slow)"
+        elif kind == "complete":
+            line = format_line(event)
+        else:
+            return
+        stream = self.stream or sys.stdout
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stdout must not stop the server
+            log.debug("access line not written", exc_info=True)
