@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
 Role = Literal["system", "user", "assistant"]
@@ -27,6 +27,27 @@ WireFormatName = Literal["openai", "anthropic", "ollama", "openai-responses"]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+
+class _Checked(_Model):
+    """A model plugins change by assignment: each assignment is validated (and a plain string
+    where text parts are expected is turned into one text part), so a wrong type fails at the
+    assignment, naming the field, instead of deep inside a provider."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _text_parts(value: Any) -> Any:
+    """``"text"`` -> ``[TextPart(text="text")]`` (``""`` -> ``[]``); strings inside a list become text
+    parts too."""
+    if type(value) is list:
+        for item in value:
+            if type(item) is str:
+                return [TextPart(text=item) if isinstance(item, str) else item for item in value]
+        return value
+    if isinstance(value, str):
+        return [TextPart(text=value)] if value else []
+    return value
 
 
 class TextPart(_Model):
@@ -126,13 +147,16 @@ Part = Annotated[TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingP
                  Field(discriminator="type")]
 
 
-class Message(_Model):
-    """One conversation turn. ``role="system"`` is allowed mid-conversation."""
+class Message(_Checked):
+    """One conversation turn. ``role="system"`` is allowed mid-conversation. ``content`` accepts a
+    plain string (one text part)."""
 
     role: Role
     content: list[Part] = Field(default_factory=list)
     name: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    _coerce_content = field_validator("content", mode="before")(_text_parts)
 
     def text(self) -> str:
         """The text parts of this message joined together."""
@@ -197,8 +221,12 @@ class Usage(_Model):
         return merged
 
 
-class ChatRequest(_Model):
-    """The canonical request every client format is parsed into and every provider format built from."""
+class ChatRequest(_Checked):
+    """The canonical request every client format is parsed into and every provider format built from.
+
+    ``system`` accepts a plain string (one text part); ``None`` or an empty list means no system
+    prompt. Assignments are validated (see docs/plugin-hooks.md for every field's type).
+    """
 
     model: str
     system: list[TextPart] | None = None
@@ -220,6 +248,8 @@ class ChatRequest(_Model):
     source_format: WireFormatName = "openai"
     extra: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
+
+    _coerce_system = field_validator("system", mode="before")(_text_parts)
 
     def system_text(self) -> str:
         """The system prompt as one string (blocks joined with blank lines)."""
@@ -254,8 +284,9 @@ class ChatRequest(_Model):
         return texts
 
 
-class ChatResponse(_Model):
-    """The canonical reply: content parts, a stop reason and usage."""
+class ChatResponse(_Checked):
+    """The canonical reply: content parts, a stop reason and usage. ``content`` accepts a plain
+    string (one text part); assignments are validated."""
 
     id: str = ""
     model: str = ""
@@ -264,6 +295,8 @@ class ChatResponse(_Model):
     stop_sequence: str | None = None
     usage: Usage = Field(default_factory=Usage)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    _coerce_content = field_validator("content", mode="before")(_text_parts)
 
     @classmethod
     def from_text(cls, text: str, *, model: str = "", stop_reason: StopReason = "end_turn") -> ChatResponse:

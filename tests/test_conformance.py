@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llmrouter import Context, hookimpl
 from llmrouter.jsonutil import loads
 from llmrouter.web.app import RELIABILITY
 from llmrouter.testing import RouterClient, anthropic_message, openai_chat
@@ -294,3 +295,84 @@ async def test_request_checks_apply_to_both_endpoints(router: Any, mock_provider
     assert message.startswith(field) and "provider" not in message
     if endpoint == "anthropic":
         assert reply.body["type"] == "error" and reply.body["error"]["type"] == "invalid_request_error"
+
+
+# -- plugin-facing types -------------------------------------------------------------------------------
+
+
+class SystemPrompt:
+    """on_start sets the system prompt the easy way; post_response replaces the reply with a string."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    @hookimpl
+    def on_start(self, ctx: Context) -> None:
+        ctx.request.system = self.value
+
+    @hookimpl
+    def post_response(self, ctx: Context) -> None:
+        if ctx.settings.get("replace"):
+            ctx.response.content = ctx.settings["replace"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("endpoint", ["openai", "anthropic"])
+async def test_a_string_assigned_to_request_system_reaches_the_provider(router: Any, mock_providers: Any,
+                                                                        endpoint: str) -> None:
+    up = mock_providers.add_openai(A_URL)
+    an = mock_providers.add_anthropic("http://an.test")
+    client = await router({"providers": [provider("a", A_URL), {"name": "an", "format": "anthropic",
+                                                                "base_url": "http://an.test", "discover": False}],
+                           "routers": [{"type": "prefix", "model_prefix": "claude", "provider": "an"},
+                                       {"type": "fallback", "providers": ["a"]}],
+                           "plugins": {"sys": {"replace": "replaced"}}},
+                          plugins={"sys": SystemPrompt("Answer in French.")})
+    send = client.openai if endpoint == "openai" else client.anthropic
+    reply = await send(openai_chat(model="gpt-x") if endpoint == "openai" else anthropic_message(model="gpt-x"))
+    assert reply.status == 200, reply.text
+    assert mock_providers.sent_json(up)["messages"][0] == {"role": "system", "content": "Answer in French."}
+    text = reply.body["choices"][0]["message"]["content"] if endpoint == "openai" else reply.body["content"][0]["text"]
+    assert text == "replaced"
+    reply = await send(anthropic_message(model="claude-x") if endpoint == "anthropic" else openai_chat(model="claude-x"))
+    assert reply.status == 200 and mock_providers.sent_json(an)["system"] in (
+        "Answer in French.", [{"type": "text", "text": "Answer in French."}])
+
+
+async def test_a_wrong_type_fails_at_assignment_naming_the_field(router: Any, mock_providers: Any) -> None:
+    up = mock_providers.add_openai(A_URL)
+    client = await router({"providers": [provider("a", A_URL)], "routers": [{"type": "fallback"}],
+                           "plugins": {"sys": {}}}, plugins={"sys": SystemPrompt(42)})
+    reply = await client.openai(openai_chat())
+    assert reply.status == 500 and up.call_count == 0
+    assert reply.body["error"]["message"] == (
+        "plugin 'sys' failed: invalid ChatRequest.system: Input should be a valid list (got int)")
+
+
+def test_plugin_hooks_doc_types_every_field_a_hook_may_change() -> None:
+    from pathlib import Path
+
+    from llmrouter.models import ChatRequest, ChatResponse, Message
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md").read_text()
+    section = doc.split("## Fields a hook may change", 1)[1].split("\n## ", 1)[0]
+    for model in (ChatRequest, Message, ChatResponse):
+        for name in model.model_fields:
+            assert f"`{model.__name__}.{name}`" in section, f"{model.__name__}.{name} is not typed in the doc"
+    assert "ctx.request.system = rules" in section
+
+
+def test_the_system_prompt_example_in_the_doc_runs() -> None:
+    from pathlib import Path
+
+    from llmrouter.models import ChatRequest, Message, TextPart
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md").read_text()
+    section = doc.split("## Fields a hook may change", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "plugin-hooks.md", "exec"), namespace)
+    for before, after in ((None, ["rules"]), ([TextPart(text="client")], ["rules", "client"]), ("", ["rules"])):
+        request = ChatRequest(model="m", system=before, messages=[Message(role="user", content="hi")])
+        ctx = Context(request=request, request_id="t", providers={}, settings={"rules": "rules"})
+        namespace["on_start"](ctx)
+        assert [p.text for p in ctx.request.system or []] == after

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+from pydantic import ValidationError
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Flow, ProviderInfo, Route
@@ -240,7 +241,7 @@ class Pipeline:
                 continue
             except Exception as exc:
                 if fatal:
-                    raise PluginFailed(f"plugin '{step.plugin_id}' failed: {exc}") from exc
+                    raise PluginFailed(f"plugin '{step.plugin_id}' failed: {describe_failure(exc)}") from exc
                 log.warning("plugin %r failed: %s; continuing", step.plugin_id, exc, exc_info=True)
                 continue
             finally:
@@ -545,6 +546,19 @@ async def default_stream_call(pipeline: Pipeline, ctx: Context) -> AsyncIterator
     """Open the routed provider's stream once (the reliability layer replaces this)."""
     provider = pipeline.providers[ctx.provider]  # type: ignore[index]
     return await provider.stream(ctx.request, ctx.sent_model, pipeline.http)  # type: ignore[arg-type]
+
+
+def describe_failure(exc: Exception) -> str:
+    """A plugin's exception in one line; a rejected assignment names the model and field, e.g.
+    ``invalid ChatRequest.system: Input should be a valid list (got int)``."""
+    if isinstance(exc, ValidationError):
+        problems = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            got = type(error["input"]).__name__
+            problems.append(f"invalid {exc.title}.{where}: {error['msg']} (got {got})")
+        return "; ".join(problems)
+    return str(exc)
 
 
 def _as_sent(request: ChatRequest) -> dict[str, Any]:
