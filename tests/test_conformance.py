@@ -7,6 +7,8 @@ failures, a real closed loopback port).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -349,8 +351,6 @@ async def test_a_wrong_type_fails_at_assignment_naming_the_field(router: Any, mo
 
 
 def test_plugin_hooks_doc_types_every_field_a_hook_may_change() -> None:
-    from pathlib import Path
-
     from llmrouter.models import ChatRequest, ChatResponse, Message
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md").read_text()
@@ -362,8 +362,6 @@ def test_plugin_hooks_doc_types_every_field_a_hook_may_change() -> None:
 
 
 def test_the_system_prompt_example_in_the_doc_runs() -> None:
-    from pathlib import Path
-
     from llmrouter.models import ChatRequest, Message, TextPart
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "plugin-hooks.md").read_text()
@@ -376,3 +374,33 @@ def test_the_system_prompt_example_in_the_doc_runs() -> None:
         ctx = Context(request=request, request_id="t", providers={}, settings={"rules": "rules"})
         namespace["on_start"](ctx)
         assert [p.text for p in ctx.request.system or []] == after
+
+
+# -- docs -------------------------------------------------------------------------------------------------
+
+MACHINE_SPECIFIC = re.compile(r"/work/|/root/|/opt/|/tmp/pytest|pypi-more|\bthis machine\b|\bthese (?:virtual )?machines\b",
+                              re.IGNORECASE)
+# llmrouter and the example plugin are not on a package index: installing them by name cannot work.
+INDEX_INSTALL = re.compile(r"pip install (?:-U )?['\"]?(?:llmrouter(?:-example-plugin)?)(?:\[[^\]]*\])?['\"]?(?:\s|$)(?!@)")
+
+
+def doc_pages() -> list[Path]:
+    root = Path(__file__).resolve().parent.parent
+    return [*sorted((root / "docs").glob("*.md")), root / "README.md",
+            root / "examples" / "llmrouter-example-plugin" / "README.md"]
+
+
+def test_docs_hold_no_machine_specific_text_and_install_from_a_checkout_or_git() -> None:
+    for page in doc_pages():
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            assert not MACHINE_SPECIFIC.search(line), f"{page.name}:{number}: {line}"
+            assert not INDEX_INSTALL.search(line), f"{page.name}:{number}: {line}"
+    readme = doc_pages()[-2].read_text()
+    assert "pip install ." in readme and "git+" in readme
+
+
+def test_reliability_doc_agrees_with_config_doc_on_backoff() -> None:
+    pages = {page.name: page.read_text() for page in doc_pages()}
+    assert "not in the TOML config" not in pages["reliability.md"]
+    for key in ("retry_backoff_base_s", "retry_backoff_max_s", "max_retry_after_s"):
+        assert key in pages["reliability.md"] and key in pages["config.md"]
