@@ -404,3 +404,17 @@ def test_reliability_doc_agrees_with_config_doc_on_backoff() -> None:
     assert "not in the TOML config" not in pages["reliability.md"]
     for key in ("retry_backoff_base_s", "retry_backoff_max_s", "max_retry_after_s"):
         assert key in pages["reliability.md"] and key in pages["config.md"]
+
+
+@pytest.mark.parametrize("code", [400, 404, 413, 422, 429, 502, 504])
+async def test_replay_reproduces_a_logged_upstream_status(code: int) -> None:
+    from llmrouter.replay import replay
+    from llmrouter.testing import make_config
+
+    cfg = make_config({"providers": [provider("up", "http://127.0.0.1:9/v1")],
+                       "routers": [{"type": "fallback", "providers": ["up"]}]})
+    request = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+    entry = {"type": "complete", "id": "r1", "provider": "up", "sent_model": "m", "tags": [], "status": code,
+             "error": f"provider 'up' returned {code}: no", "response": None, "request": request}
+    report = await replay([entry], cfg, environ={})
+    assert [r.replayed.status for r in report.results] == [code] and report.differences == []

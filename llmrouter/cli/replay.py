@@ -30,7 +30,7 @@ import click
 
 from llmrouter.config import Config, ConfigError, load_config
 from llmrouter.context import Context
-from llmrouter.errors import ProviderError, ProviderTimeout, RouterError
+from llmrouter.errors import CLIENT_FAULT_KINDS, ProviderError, ProviderTimeout, RouterError
 from llmrouter.jsonutil import dumps_str
 from llmrouter.models import ChatRequest, ChatResponse
 from llmrouter.observe.requestlog import read_log
@@ -152,9 +152,12 @@ class LoggedResponses:
             response = ChatResponse.model_validate(logged)
             return response.model_copy(update={"model": ctx.sent_model or response.model})
         status = entry.get("status")
-        if entry.get("error") and status in (502, 504):
-            error_type = ProviderTimeout if status == 504 else ProviderError
-            raise error_type(ctx.provider or "?", str(entry["error"]))
+        if entry.get("error") and status == 504:
+            raise ProviderTimeout(ctx.provider or "?", str(entry["error"]))
+        if entry.get("error") and (status == 502 or status in CLIENT_FAULT_KINDS):
+            # An upstream status the client got as it was (400/404/413/422/429) is raised as that status.
+            raise ProviderError(ctx.provider or "?", str(entry["error"]),
+                                upstream_status=status if status in CLIENT_FAULT_KINDS else None)
         # The log has no reply for this request (it failed before a provider was called): an empty one.
         return ChatResponse(model=ctx.sent_model or "")
 
