@@ -582,7 +582,8 @@ CONFIG: dict[str, Any] = {
         {"name": "an", "format": "anthropic", "base_url": AN_URL, "discover": False},
         {"name": "ol", "format": "ollama", "base_url": OL_URL, "discover": False},
     ],
-    "routers": [{"type": "prefix", "model_prefix": f"{p}/", "provider": p} for p in ("oa", "an", "ol")],
+    "routers": [{"type": "prefix", "model_prefix": f"{p}/", "provider": p, "strip_prefix": True}
+                for p in ("oa", "an", "ol")],
 }
 
 

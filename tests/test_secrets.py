@@ -91,9 +91,8 @@ def config_for(base: str, log_path: Path | None = None) -> dict[str, Any]:
             {"name": "an", "format": "anthropic", "base_url": base, "api_key_env": "AN_KEY", "max_retries": 0},
             {"name": "ol", "format": "ollama", "base_url": base, "api_key_env": "OL_KEY", "max_retries": 0},
         ],
-        "routers": [{"type": "prefix", "model_prefix": "an/", "provider": "an"},
-                    {"type": "prefix", "model_prefix": "ol/", "provider": "ol"},
-                    {"type": "prefix", "model_prefix": "oa/", "provider": "oa"}],
+        "routers": [{"type": "prefix", "model_prefix": f"{p}/", "provider": p, "strip_prefix": True}
+                    for p in ("an", "ol", "oa")],
         "routing": {"failover": False},
     }
 
