@@ -97,7 +97,7 @@ async def test_failed_attempts_and_the_open_circuit_are_visible(router: Any, moc
     assert reply.status == 502
     s = await scrape(client)
     assert value(s, "llmrouter_upstream_attempts_total", provider="up", outcome="server_error") == 2
-    assert value(s, "llmrouter_circuit_open", provider="up", model="") == 1
+    assert value(s, "llmrouter_circuit_open", provider="up", model="gpt-x") == 1  # the breaker is the model's
     assert value(s, "llmrouter_requests_total", endpoint="/v1/chat/completions", provider="up", model="gpt-x",
                  status="502") == 1
     # The circuit is open: the next request is refused without an attempt.
@@ -105,11 +105,11 @@ async def test_failed_attempts_and_the_open_circuit_are_visible(router: Any, moc
     s = await scrape(client)
     assert value(s, "llmrouter_upstream_attempts_total", provider="up", outcome="server_error") == 2
     # Closing it (a successful probe) sets the gauge back to 0.
-    breaker = client.app[RELIABILITY].breakers["up"]
+    breaker = client.app[RELIABILITY].circuits.models[("up", "gpt-x")]
     breaker.opened_at -= 3600
     mock_providers.mock.post(CHAT).mock(side_effect=ok_reply)
     assert (await client.openai(openai_chat("probe", model="gpt-x"))).status == 200
-    assert value(await scrape(client), "llmrouter_circuit_open", provider="up", model="") == 0
+    assert value(await scrape(client), "llmrouter_circuit_open", provider="up", model="gpt-x") == 0
 
 
 async def test_rejected_requests_are_counted_without_provider(router: Any) -> None:
