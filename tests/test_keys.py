@@ -16,6 +16,7 @@ from llmrouter.keys.sqlite_store import SQLiteStore
 from llmrouter.keys.store import Limits
 from llmrouter.testing import anthropic_message, make_config, openai_chat
 from llmrouter.web.appkeys import LIMITER
+from tests.conftest import free_port
 
 ALICE, BOB, CAROL, ADMIN = "rk-alice-0123456789", "rk-bob-0123456789", "rk-carol-0123456789", "rk-admin-0123456789"
 ENV = {"ALICE_KEY": ALICE, "ADMIN_KEY": ADMIN}
@@ -265,7 +266,8 @@ def test_check_lists_keys_and_serve_refuses_an_unset_key_env(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "alice (env ALICE_KEY): models claude-*; rpm 60; $50 per month" in result.output
     assert "ci (sha256): models *; $5 in total" in result.output and sha("x") not in result.output
-    result = runner.invoke(main, ["serve", str(path), "--port", "0"], env={"ADMIN_KEY": ADMIN, "ALICE_KEY": ""})
+    result = runner.invoke(main, ["serve", str(path), "--port", str(free_port())],
+                           env={"ADMIN_KEY": ADMIN, "ALICE_KEY": ""})
     assert result.exit_code == 1 and "[[keys]] #1 (name = 'alice') key 'key_env'" in result.output
 
 

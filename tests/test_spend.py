@@ -21,7 +21,7 @@ CONFIG = {
     "server": {"api_key_env": "ADMIN_KEY"},
     "providers": [{"name": "cheap", "format": "echo", "cost_per_1m_tokens": 1000.0},
                   {"name": "free", "format": "echo"}],
-    "routers": [{"type": "prefix", "model_prefix": "free/", "provider": "free"},
+    "routers": [{"type": "prefix", "model_prefix": "free/", "provider": "free", "strip_prefix": True},
                 {"type": "fallback", "providers": ["cheap"]}],
     "keys": [{"name": "alice", "key_env": "ALICE_KEY", "budget_usd": 10.0},
              {"name": "bob", "key_env": "BOB_KEY"}],
