@@ -420,3 +420,16 @@ async def test_replay_reproduces_a_logged_upstream_status(code: int) -> None:
              "error": f"provider 'up' returned {code}: no", "response": None, "request": request}
     report = await replay([entry], cfg, environ={})
     assert [r.replayed.status for r in report.results] == [code] and report.differences == []
+
+
+def test_watch_and_tui_show_the_circuit_key() -> None:
+    from llmrouter.cli.tui import FeedState
+    from llmrouter.cli.watch import format_event
+
+    event = {"type": "circuit", "key": "a/gpt-x", "provider": "a", "model": "gpt-x", "state": "open",
+             "consecutive_failures": 5}
+    assert "a/gpt-x is now open (5 consecutive failures)" in format_event(event)
+    state = FeedState()
+    state.apply(event)
+    state.apply({**event, "key": "a/*", "model": "*", "state": "half_open"})
+    assert state.circuits == {"a/gpt-x": "open", "a/*": "half_open"}

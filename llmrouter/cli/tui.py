@@ -84,7 +84,7 @@ class FeedState:
         elif kind == "dropped":
             self.dropped += int(event.get("count") or 0)
         elif kind == "circuit":
-            self.circuits[str(event.get("provider"))] = str(event.get("state"))
+            self.circuits[str(event.get("key") or event.get("provider"))] = str(event.get("state"))
 
     @property
     def avg_latency_ms(self) -> float | None:

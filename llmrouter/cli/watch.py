@@ -221,7 +221,9 @@ def format_event(event: Event, colour: bool = False) -> str:
         detail = "  ".join(bits) + ("  " + talk if prompt or reply else "")
     elif kind == "circuit":
         label = "circuit"
-        detail = (f"provider {event.get('provider')} is now {event.get('state')} "
+        # ``key`` is provider/model ("a/*": the provider's connection breaker, every model).
+        target = event.get("key") or f"provider {event.get('provider')}"
+        detail = (f"{target} is now {event.get('state')} "
                   f"({event.get('consecutive_failures', '?')} consecutive failures)")
     elif kind == "dropped":
         label = "dropped"
