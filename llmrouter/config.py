@@ -5,9 +5,9 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from llmrouter.keys.config import KeyConfig, PriceConfig
 
@@ -94,6 +94,11 @@ class ResponsesConfig(_Section):
     max_stored: int = Field(default=1000, gt=0)
 
 
+Capability = Annotated[str, StringConstraints(min_length=1, pattern=r"^[a-z][a-z0-9_-]*$")]
+"""A model capability name: ``completion``, ``vision``, ``tools``, ``thinking`` (as Ollama reports
+them) or any other lower-case word."""
+
+
 class ProviderConfig(_Section):
     """One ``[[providers]]`` entry."""
 
@@ -115,6 +120,8 @@ class ProviderConfig(_Section):
     max_retries: int = Field(default=2, ge=0)
     late_system: Literal["user", "keep"] = "user"
     prices: list[PriceConfig] = Field(default_factory=list)
+    capabilities: list[Capability] | None = None
+    model_capabilities: dict[str, list[Capability]] = Field(default_factory=dict)
 
 
 class ClusterConfig(_Section):
@@ -140,9 +147,11 @@ class Config(BaseModel):
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     keys: list[KeyConfig] = Field(default_factory=list)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    response_classifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     source: str = Field(default=DEFAULT_CONFIG_NAME, exclude=True)
 
-    def enabled(self, section: Literal["classifiers", "plugins"]) -> list[tuple[str, dict[str, Any]]]:
+    def enabled(self, section: Literal["classifiers", "plugins", "response_classifiers"]
+                ) -> list[tuple[str, dict[str, Any]]]:
         """``(id, settings)`` of the enabled entries of a section, in file order, ``enabled`` removed."""
         table: dict[str, dict[str, Any]] = getattr(self, section)
         return [
@@ -164,7 +173,7 @@ def _describe_location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
         if isinstance(entry, dict) and entry.get("name"):
             label += f" (name = {entry['name']!r})"
         rest = parts[2:]
-    elif head in ("classifiers", "plugins") and len(parts) >= 2:
+    elif head in ("classifiers", "plugins", "response_classifiers") and len(parts) >= 2:
         label, rest = f"[{head}.{parts[1]}]", parts[2:]
     elif len(parts) >= 2:
         label, rest = f"[{head}]", parts[1:]
@@ -227,7 +236,7 @@ def _check_references(config: Config) -> None:
             if value not in names:
                 raise ConfigError(f"{label} key {key!r}: unknown provider {value!r} (configured: {sorted(names)})")
     _check_keys(config, names)
-    for section in ("classifiers", "plugins"):
+    for section in ("classifiers", "plugins", "response_classifiers"):
         for pid, settings in getattr(config, section).items():
             if "enabled" in settings and not isinstance(settings["enabled"], bool):
                 raise ConfigError(f"{config.source}: [{section}.{pid}] key 'enabled': must be true or false")

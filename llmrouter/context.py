@@ -1,13 +1,15 @@
-"""Objects handed to hooks: :class:`Context`, :class:`Flow`, :class:`Route` and :class:`ProviderInfo`."""
+"""Objects handed to hooks: :class:`Context`, :class:`Flow`, :class:`Route`, :class:`ProviderInfo` and
+the :class:`StreamTransformer` protocol."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from llmrouter.models import ChatRequest, ChatResponse
+from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
     import httpx
@@ -40,6 +42,33 @@ class ProviderInfo:
     throughput: float | None = None
     models: tuple[str, ...] = ()
     healthy: bool = True
+    capabilities: frozenset[str] | None = None
+    model_capabilities: Mapping[str, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def capabilities_of(self, model: str) -> frozenset[str] | None:
+        """What ``model`` on this provider can do (``vision``, ``tools``, ``thinking``, ...), or
+        ``None`` when nothing is known (routing then treats it as able to do anything).
+
+        Per-model knowledge (configured or discovered) wins over the provider-wide list.
+        """
+        known = self.model_capabilities.get(model)
+        return known if known is not None else self.capabilities
+
+
+@runtime_checkable
+class StreamTransformer(Protocol):
+    """What a ``stream_transformer`` hook returns: it sees every canonical stream event of one reply.
+
+    ``feed`` returns the events to pass on in place of ``event`` (the event itself, replacements
+    such as ``event.model_copy(update={"text": ...})``, several events, or none to hold or drop it);
+    ``finish`` is called once after the last event and returns whatever is still held.
+    """
+
+    def feed(self, event: StreamEvent) -> Iterable[StreamEvent]:
+        """Events to pass on for ``event``."""
+
+    def finish(self) -> Iterable[StreamEvent]:
+        """Events still held when the stream ends."""
 
 
 @dataclass(slots=True)
@@ -51,7 +80,9 @@ class Context:
     table alone (for plugins whose policy a request must not weaken). ``state`` is a dict shared by all hooks
     of this request. ``providers`` maps provider names to :class:`ProviderInfo`. ``key_name`` is
     the name of the virtual key (``[[keys]]``) the request authenticated with, ``"admin"`` for the
-    ``[server] api_key_env`` key when virtual keys exist, else None; never the key itself.
+    ``[server] api_key_env`` key when virtual keys exist, else None; never the key itself. ``delivered`` is
+    true once the client has the reply (a stream has been relayed): edits to ``ctx.response`` after
+    that reach neither the client nor the log. ``response_tags`` holds the response classifiers' tags.
     """
 
     request: ChatRequest
@@ -70,6 +101,8 @@ class Context:
     modified_by: list[str] = field(default_factory=list)
     stopped_by: str | None = None
     key_name: str | None = None
+    delivered: bool = False
+    response_tags: list[str] = field(default_factory=list)
 
     def mark_modified(self, plugin_id: str | None = None) -> None:
         """Record that the current plugin (or ``plugin_id``) changed the request or response."""

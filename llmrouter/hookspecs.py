@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from llmrouter.context import Context, Flow, Route
+    from llmrouter.context import Context, Flow, Route, StreamTransformer
 
 hookspec = pluggy.HookspecMarker("llmrouter")
 hookimpl = pluggy.HookimplMarker("llmrouter")
@@ -86,4 +86,33 @@ def on_end(ctx: Context) -> Flow | None:
 
     :return: ``Flow.STOP`` skips the remaining ``on_end`` hooks; ``Flow.CONTINUE``/``None``
         continues. An exception is logged as a warning and treated as CONTINUE.
+    """
+
+
+@hookspec
+def classify_response(ctx: Context) -> Iterable[str] | None:
+    """Return tags for the reply (e.g. ``["refusal"]``) or ``None``.
+
+    Called for response classifiers enabled in ``[response_classifiers.<id>]``, once
+    ``ctx.response`` holds the reply as the client receives it: after ``post_response`` for a
+    non-streaming reply, after the last byte (and before ``post_response``) for a streamed one.
+    Tags from all response classifiers are merged in config order, de-duplicated, into
+    ``ctx.response_tags``; they reach the ``complete`` event and the log as ``response_tags`` and
+    non-streaming replies as the ``X-Router-Response-Tags`` header. ``on_end`` sees them. A
+    response classifier that raises is logged and skipped; it never fails a request.
+    """
+
+
+@hookspec
+def stream_transformer(ctx: Context) -> StreamTransformer | None:
+    """Return an object transforming this streamed reply, or ``None`` to leave it alone.
+
+    Called once per streamed reply, for enabled plugins in config order, before the first event
+    reaches the client. The object (see :class:`llmrouter.StreamTransformer`) gets every canonical
+    stream event through ``feed(event)`` and returns the events to pass on (the same event, a
+    replacement, several, or none to hold or drop it); ``finish()`` is called once after the last
+    event and returns any events still held. Transformers chain: what the first returns is fed to
+    the second. Returning ``None`` costs the stream nothing. An exception here is logged and the
+    plugin is skipped for this stream; an exception in ``feed``/``finish`` ends the stream with an
+    error event ``plugin '<id>' failed: <message>``.
     """

@@ -16,7 +16,7 @@ project that has llmrouter installed:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,15 @@ import httpx
 import pytest
 
 from llmrouter.config import Config, parse_config
+from llmrouter.context import StreamTransformer
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.jsonutil import dumps, loads
+from llmrouter.models import StreamEvent
 from llmrouter.observe.events import Event
 from llmrouter.observe.logfiles import read_log
 
 __all__ = ["MockProviders", "Reply", "RouterClient", "anthropic_message", "installed_plugins", "make_config",
-           "openai_chat"]
+           "openai_chat", "run_transformer"]
 
 
 def installed_plugins() -> PluginRegistry:
@@ -60,6 +62,20 @@ def openai_chat(text: str = "hello", model: str = "gpt-test", **extra: Any) -> d
 def anthropic_message(text: str = "hello", model: str = "claude-test", **extra: Any) -> dict[str, Any]:
     """A minimal Anthropic Messages request body."""
     return {"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def run_transformer(transformer: StreamTransformer | None, events: Iterable[StreamEvent]) -> list[StreamEvent]:
+    """Drive a stream transformer as the router does: ``feed`` every event in order, then ``finish``
+    once; returns everything it passed on, in order. ``None`` (a hook that declined the stream)
+    passes the events through unchanged."""
+    events = list(events)
+    if transformer is None:
+        return events
+    out: list[StreamEvent] = []
+    for event in events:
+        out.extend(transformer.feed(event) or ())
+    out.extend(transformer.finish() or ())
+    return out
 
 
 @dataclass
@@ -192,14 +208,29 @@ class MockProviders:
         return self._route(base_url.rstrip("/") + "/v1/messages", status, payload, stream_body)
 
     def add_ollama(self, base_url: str, text: str = "hi from ollama", *, model: str = "llama-upstream",
-                   status: int = 200, body: Any = None, stream_body: bytes | None = None) -> Any:
-        """An Ollama provider at ``base_url`` (the root; ``/api/chat`` is appended)."""
+                   status: int = 200, body: Any = None, stream_body: bytes | None = None,
+                   capabilities: Mapping[str, list[str]] | None = None) -> Any:
+        """An Ollama provider at ``base_url`` (the root; ``/api/chat`` is appended).
+
+        ``capabilities`` maps model names to what ``POST /api/show`` reports for them (``/api/tags``
+        then lists those models); models not in it get a 404 from ``/api/show``.
+        """
         payload = body if body is not None else {
             "model": model, "created_at": "2026-01-01T00:00:00Z",
             "message": {"role": "assistant", "content": text}, "done": True, "done_reason": "stop",
             "prompt_eval_count": 8, "eval_count": 4,
         }
-        self.mock.get(base_url.rstrip("/") + "/api/tags").respond(json={"models": [{"name": model, "model": model}]})
+        names = list(capabilities) if capabilities else [model]
+        self.mock.get(base_url.rstrip("/") + "/api/tags").respond(
+            json={"models": [{"name": name, "model": name} for name in names]})
+        if capabilities is not None:
+            def show(request: httpx.Request) -> httpx.Response:
+                name = loads(request.content).get("model")
+                if name not in capabilities:
+                    return httpx.Response(404, json={"error": f"model '{name}' not found"})
+                return httpx.Response(200, json={"modelfile": "", "details": {}, "capabilities": capabilities[name]})
+
+            self.mock.post(base_url.rstrip("/") + "/api/show").mock(side_effect=show)
         return self._route(base_url.rstrip("/") + "/api/chat", status, payload, stream_body)
 
     def add_responses(self, base_url: str, text: str = "hi from responses", *, model: str = "gpt-responses",

@@ -25,6 +25,14 @@ Settings (``[plugins.moderation]``):
 ``action`` (default ``refuse``), ``message``, ``stop_reason`` (``end_turn`` or ``refusal``)
     Defaults for the rules.
 
+Output checks: ``output_patterns`` (regular expressions) are searched in the reply's text. A
+streamed reply ends with an error event in the client's format (``reply blocked by moderation
+output pattern '<pattern>'``, logged with status 400) as soon as the text matches: the delta that
+completes the match is withheld, text sent before it has reached the client. Each delta is
+searched with the ``output_window_chars`` (default 1024) characters before it, so a match may span
+deltas. A complete (non-streaming) reply that matches is replaced by ``output_message`` (stop
+reason ``refusal``). Without ``output_patterns`` the plugin costs streams nothing.
+
 A request may add rules through its ``plugins`` entry, but never remove or relax the rules
 enabled in the config: the config's rules are always checked first, exactly as configured, and
 the request's extra rules after them. An invalid regular expression in the config is reported
@@ -36,6 +44,7 @@ Example::
     [plugins.moderation]
     enabled = true
     message = "Sorry, this router does not handle that kind of request."
+    output_patterns = ["BEGIN (RSA|OPENSSH) PRIVATE KEY"]   # checked on replies, streamed or not
 
     [[plugins.moderation.rules]]
     tag = "pii"
@@ -62,6 +71,13 @@ from llmrouter.errors import InvalidRequest
 from llmrouter.hookspecs import hookimpl
 from llmrouter.jsonutil import dumps_str, loads
 from llmrouter.models import ChatResponse, StopReason
+from llmrouter_plugins._moderation_output import (
+    DEFAULT_OUTPUT_MESSAGE,
+    DEFAULT_WINDOW,
+    OutputModerator,
+    OutputSettingsError,
+    output_patterns,
+)
 
 DEFAULT_MESSAGE = "This request was blocked by the router's moderation policy."
 ACTIONS = ("refuse", "error")
@@ -98,6 +114,7 @@ class Rule:
 @hookimpl
 def pre_request(ctx: Context) -> Flow | None:
     """Refuse or reject the request when a moderation rule matches it."""
+    _check_output_settings(ctx)
     rule = first_match(effective_rules(ctx), ctx.request.tags, ctx.request.iter_text())
     if rule is None:
         return None
@@ -105,6 +122,55 @@ def pre_request(ctx: Context) -> Flow | None:
         raise InvalidRequest(f"request blocked by moderation rule {rule.label}")
     ctx.response = ChatResponse.from_text(rule.message, model=ctx.request.model, stop_reason=rule.stop_reason)
     return Flow.STOP
+
+
+@hookimpl
+def stream_transformer(ctx: Context) -> OutputModerator | None:
+    """Check the streamed reply against ``output_patterns``; ``None`` (no cost) when there are none."""
+    patterns = _output_patterns(ctx)
+    if not patterns:
+        return None
+    window = ctx.config_settings.get("output_window_chars", DEFAULT_WINDOW)
+    if not isinstance(window, int) or window < 0:
+        raise ModerationSettingsError("moderation: 'output_window_chars' must be a non-negative integer")
+    return OutputModerator(patterns, window)
+
+
+@hookimpl
+def post_response(ctx: Context) -> None:
+    """Replace a complete reply whose text matches an output pattern by ``output_message``."""
+    response = ctx.response
+    if response is None or ctx.delivered or ctx.provider == "plugin":
+        return
+    patterns = _output_patterns(ctx)
+    if not patterns:
+        return
+    text = response.text()
+    if any(pattern.search(text) for pattern in patterns):
+        message = ctx.config_settings.get("output_message", DEFAULT_OUTPUT_MESSAGE)
+        ctx.response = ChatResponse.from_text(str(message), model=response.model, stop_reason="refusal")
+        ctx.response.usage = response.usage
+        ctx.mark_modified()
+
+
+def _check_output_settings(ctx: Context) -> None:
+    """Fail a request whose output patterns are invalid before any stream starts: a broken config
+    fails it with 500, a bad pattern sent by the request with 400."""
+    if "output_patterns" not in ctx.settings:
+        return
+    output_patterns(ctx.config_settings)  # OutputSettingsError (a ValueError): the plugin failed
+    try:
+        output_patterns(ctx.config_settings, ctx.settings)
+    except OutputSettingsError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _output_patterns(ctx: Context) -> tuple[re.Pattern[str], ...]:
+    """The config's output patterns plus those the request adds (never fewer)."""
+    try:
+        return output_patterns(ctx.config_settings, ctx.settings)
+    except OutputSettingsError as exc:
+        raise ModerationSettingsError(str(exc)) from None
 
 
 def first_match(rules: tuple[Rule, ...], tags: list[str], texts: list[str]) -> Rule | None:

@@ -28,6 +28,12 @@ the client asked for JSON.
 Tool calls whose arguments were not valid JSON (kept as raw text) are repaired too, when the
 repair gives a JSON object.
 
+Streams: when the request asked for JSON (``response_format`` ``json_object``/``json_schema``),
+the plugin's ``stream_transformer`` holds the text of each text block and releases it, repaired
+as above, in one delta when the block ends (the client sees the JSON arrive at once, not token by
+token). Other streams are left alone at no cost. Tool-call arguments on streams are not repaired.
+``post_response`` does nothing for a reply the client already has (``ctx.delivered``).
+
 Settings (``[plugins.response-healing]``):
 
 ``repair_tool_arguments`` (default ``true``)
@@ -54,6 +60,7 @@ from llmrouter.context import Context
 from llmrouter.hookspecs import hookimpl
 from llmrouter.jsonutil import dumps_str
 from llmrouter.models import TextPart, ToolUsePart
+from llmrouter_plugins._healing_stream import HealingTransformer
 
 DEFAULT_MAX_CHARS = 200_000
 
@@ -67,7 +74,7 @@ _WORD_VALUES = ("true", "false", "null")
 def post_response(ctx: Context) -> None:
     """Repair malformed JSON text parts (and tool arguments) of ``ctx.response`` in place."""
     response = ctx.response
-    if response is None:
+    if response is None or ctx.delivered:
         return
     settings = ctx.settings
     max_chars = settings.get("max_chars", DEFAULT_MAX_CHARS)
@@ -89,6 +96,16 @@ def post_response(ctx: Context) -> None:
                     changed = True
     if changed:
         ctx.mark_modified()
+
+
+@hookimpl
+def stream_transformer(ctx: Context) -> HealingTransformer | None:
+    """Hold and repair the streamed text when JSON was requested; ``None`` (no cost) otherwise."""
+    fmt = ctx.request.response_format
+    if fmt is None or fmt.type not in _JSON_FORMATS:
+        return None
+    max_chars = ctx.settings.get("max_chars", DEFAULT_MAX_CHARS)
+    return HealingTransformer(ctx, lambda text: heal_text(text, json_requested=True), max_chars)
 
 
 def heal_text(text: str, *, json_requested: bool = False) -> str | None:

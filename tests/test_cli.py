@@ -60,7 +60,8 @@ def test_plugins_json_lists_builtins_with_hooks() -> None:
     rows = {row["id"]: row for row in json.loads(result.output)}
     assert rows["keyword"]["hooks"] == ["classify"]
     assert rows["prefix"]["hooks"] == ["route"]
-    assert rows["response-healing"]["hooks"] == ["post_response"]
+    assert rows["response-healing"]["hooks"] == ["post_response", "stream_transformer"]
+    assert rows["refusal"]["hooks"] == ["classify_response"]
     assert rows["moderation"]["distribution"] == "llmrouter" and rows["moderation"]["error"] is None
     text = CliRunner().invoke(main, ["plugins"]).output
     assert "pareto-router  [llmrouter 0.1.0]" in text and "hooks: pre_request" in text

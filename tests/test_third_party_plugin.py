@@ -300,7 +300,8 @@ def test_check_resolves_third_party_plugins_in_config_order(site: Path, tmp_path
     assert "2. acme-rule: model='acme-model', provider='echo-b'" in out
     plugin_lines = [line.strip() for line in out.split("plugins:\n", 1)[1].splitlines()]
     assert plugin_lines == ["- acme-first (pre_request, post_response)", "- pareto-router (pre_request)",
-                            "- response-healing (post_response)", "- acme-second (pre_request, post_response)"]
+                            "- response-healing (post_response, stream_transformer)",
+                            "- acme-second (pre_request, post_response)"]
 
 
 @pytest.mark.parametrize("table", [

@@ -117,6 +117,10 @@ def check(config_path: str | None) -> None:
     click.echo("classifiers:")
     for step in pipeline.classifiers:
         click.echo(f"  - {step.plugin_id}")
+    if pipeline.response_classifiers:
+        click.echo("response classifiers:")
+        for step in pipeline.response_classifiers:
+            click.echo(f"  - {step.plugin_id}")
     click.echo("routers:")
     for rule in pipeline.rules:
         details = ", ".join(f"{k}={v!r}" for k, v in rule.settings.items() if k != "type")

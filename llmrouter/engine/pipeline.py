@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,7 +23,9 @@ from pydantic import ValidationError
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Flow, ProviderInfo, Route
+from llmrouter.engine.capabilities import CandidateCheck, capability_message, settle
 from llmrouter.engine.registry import PluginRegistry
+from llmrouter.engine.streams import transform
 from llmrouter.errors import InvalidRequest, NoRoute, PluginFailed, RouterError
 from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.keys.limiter import KeyLimiter
@@ -43,6 +46,9 @@ _REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
 _ENDED = "_ended"
 _RECORDED = "_recorded"
 """``ctx.state`` markers: the request's late hooks have run / its log line is written."""
+_DELIVERED = "_delivered"
+"""``ctx.state`` key: (reply, plugins that changed it) as the client received them, kept when late
+hooks may edit ``ctx.response`` after delivery, so the log records what was delivered."""
 _NONE_BLOCKED: frozenset[str] = frozenset()
 
 
@@ -96,7 +102,8 @@ class Pipeline:
                  bus: EventBackend, request_log: RequestLog | None = None,
                  http: httpx.AsyncClient | None = None, provider_call: Any = None,
                  discovered: Mapping[str, tuple[str, ...]] | None = None, stream_call: Any = None,
-                 gate: Gate | None = None) -> None:
+                 gate: Gate | None = None,
+                 capabilities: Mapping[str, Mapping[str, frozenset[str]]] | None = None) -> None:
         self.config = config
         self.registry = registry
         self.providers = providers
@@ -108,6 +115,9 @@ class Pipeline:
         self.plugin_ids = frozenset(pid for pid, _ in config.enabled("plugins"))
         self.classifier_ids = frozenset(pid for pid, _ in config.enabled("classifiers"))
         self.classifiers = self._steps("classifiers", "classify")
+        self.response_classifier_ids = frozenset(pid for pid, _ in config.enabled("response_classifiers"))
+        self.response_classifiers = self._steps("response_classifiers", "classify_response")
+        self.transformers = self._steps("plugins", "stream_transformer")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
         self.rules = self._rules()
         self._infos: Mapping[str, ProviderInfo] | None = None
@@ -115,6 +125,7 @@ class Pipeline:
         self.gate = gate
         self.health: dict[str, bool] = gate.health if gate is not None else {}
         self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
+        self.learned: Mapping[str, Mapping[str, frozenset[str]]] = capabilities if capabilities is not None else {}
         self._provider_call = provider_call or default_provider_call
         self._stream_call = stream_call or default_stream_call
         self.keys: KeyLimiter | None = None
@@ -128,7 +139,7 @@ class Pipeline:
         for plugin_id, settings in self.config.enabled(section):  # type: ignore[arg-type]
             where = f"{self.config.source}: [{section}.{plugin_id}]"
             try:
-                if section == "classifiers":
+                if section != "plugins":
                     function = self.registry.require(plugin_id, hook_name, where)
                 else:
                     record = self.registry.records.get(plugin_id)
@@ -159,7 +170,7 @@ class Pipeline:
 
         Rebuilt only when a provider's health or discovered models changed since the last call.
         """
-        infos = [p.info(self.health.get(name, True), self.discovered.get(name, ()))
+        infos = [p.info(self.health.get(name, True), self.discovered.get(name, ()), self.learned.get(name))
                  for name, p in self.providers.items()]
         cached = self._infos
         if cached is None or any(a is not b for a, b in zip(infos, cached.values(), strict=True)):
@@ -252,20 +263,7 @@ class Pipeline:
         return False
 
     async def _classify(self, ctx: Context, steps: list[Step]) -> None:
-        tags = list(ctx.request.tags)
-        for step in steps:
-            ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
-            try:
-                result = await call_hook(step.function, ctx)
-                if result:
-                    if isinstance(result, str):
-                        result = [result]
-                    tags.extend(str(tag) for tag in result)
-            except Exception as exc:
-                log.warning("classifier %r failed: %s; skipped", step.plugin_id, exc)
-            finally:
-                ctx.plugin_id = None
-        ctx.request.tags = list(dict.fromkeys(tags))
+        ctx.request.tags = await _collect_tags(ctx, steps, ctx.request.tags, "classifier")
 
     async def _ask(self, rule: Rule, ctx: Context) -> Route | None:
         """One rule's decision, or None when it passes or names an unknown provider."""
@@ -286,32 +284,28 @@ class Pipeline:
                                "expected Route or None")
         return decision if decision.provider in self.providers else None
 
-    async def _walk(self, ctx: Context, start: int, exclude: Iterable[str]
+    async def _walk(self, ctx: Context, start: int, exclude: Iterable[str],
+                    lacking: list[tuple[str, str, tuple[str, ...]]] | None = None
                     ) -> tuple[Route | None, list[tuple[str, str]]]:
         """Walk the chain from rule ``start``; returns the decision and the blocked choices passed over.
 
-        A rule that picks a blocked provider or model (open circuit, or a provider in ``exclude``) is
-        asked again with that provider and the blocked ones hidden from ``ctx.providers``, so it can
-        pick its next candidate; if it then passes, the chain continues.
+        A rule that picks a blocked provider or model (open circuit, or a provider in ``exclude``),
+        or a model known to lack a capability the request needs, is asked again with that provider
+        and the blocked ones hidden from ``ctx.providers``, so it can pick its next candidate; if it
+        then passes, the chain continues. Candidates passed over for capabilities are appended to
+        ``lacking`` as ``(provider, model, missing)``.
         """
         gate = self.gate
         blocked = gate.blocked() if gate is not None else _NONE_BLOCKED
         if exclude:
             blocked = blocked.union(exclude)
         skipped: list[tuple[str, str]] = []
+        check = CandidateCheck(ctx.request, blocked, partial(self._blocked, ctx=ctx, blocked=blocked), skipped,
+                               lacking)
         for rule in self.rules[start:] if start else self.rules:
             decision = await self._ask(rule, ctx)
-            if decision is not None and self._blocked(decision, ctx, blocked):
-                skipped.append((decision.provider, decision.model or ctx.request.model))
-                hidden = blocked.union((decision.provider,))
-                visible = ctx.providers
-                ctx.providers = {name: info for name, info in visible.items() if name not in hidden}
-                try:
-                    decision = await self._ask(rule, ctx)
-                finally:
-                    ctx.providers = visible
-                if decision is not None and (decision.provider in hidden or self._blocked(decision, ctx, blocked)):
-                    decision = None
+            if decision is not None:
+                decision = await settle(partial(self._ask, rule), ctx, decision, check, len(self.providers))
             if decision is not None:
                 ctx.state["_rule"] = rule.index
                 return decision, skipped
@@ -329,11 +323,14 @@ class Pipeline:
             if request.forced_provider not in self.providers:
                 raise NoRoute(f"forced provider '{request.forced_provider}' is not available")
             return Route(request.forced_provider)
-        decision, skipped = await self._walk(ctx, 0, ())
+        lacking: list[tuple[str, str, tuple[str, ...]]] = []
+        decision, skipped = await self._walk(ctx, 0, (), lacking)
         if decision is not None:
             return decision
         if skipped and self.gate is not None:
             raise self.gate.unavailable(list(dict.fromkeys(skipped)))
+        if lacking:
+            raise NoRoute(capability_message(request.model, lacking))
         raise NoRoute(f"no provider configured for model '{request.model}'")
 
     async def reroute(self, ctx: Context, tried: Iterable[str]) -> Route | None:
@@ -408,17 +405,28 @@ class Pipeline:
         return result
 
     async def open_stream(self, ctx: Context) -> AsyncIterator[StreamEvent]:
-        """Streaming: the canonical event stream of the provider, or of a plugin's answer."""
+        """Streaming: the canonical event stream of the provider, or of a plugin's answer, run
+        through the plugins' stream transformers (the stream itself when there are none)."""
         if ctx.response is not None:
-            return iter_events(response_to_events(ctx.response))
-        assert ctx.provider is not None and ctx.sent_model is not None
-        result: AsyncIterator[StreamEvent] = await self.call_provider_stream(ctx)
-        return result
+            events = iter_events(response_to_events(ctx.response))
+        else:
+            assert ctx.provider is not None and ctx.sent_model is not None
+            events = await self.call_provider_stream(ctx)
+        return await self.transform_stream(ctx, events)
 
     def call_provider_stream(self, ctx: Context) -> Awaitable[AsyncIterator[StreamEvent]]:
         """The provider stage of a stream, up to its first event (retries and failover included)."""
         result: Awaitable[AsyncIterator[StreamEvent]] = self._stream_call(self, ctx)
         return result
+
+    async def transform_stream(self, ctx: Context, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+        """``events`` through the stream transformers the enabled plugins return for this stream;
+        ``events`` itself (same object, no wrapper) when none is enabled or all return ``None``."""
+        steps = self.transformers
+        overrides = ctx.state.get("_overrides")
+        if overrides:
+            steps = self._select(steps, "stream_transformer", overrides, self.plugin_ids)
+        return await transform(ctx, steps, events) if steps else events
 
     async def finish(self, ctx: Context) -> None:
         """post_response then on_end (skipped when a post_response hook returns STOP). Runs at most
@@ -429,14 +437,26 @@ class Pipeline:
         overrides = ctx.state.get("_overrides", {})
         plugin_ids = self.plugin_ids
         if ctx.response is not None:
-            stopped = await self._run_flow_hooks(
-                ctx, "post_response", self._select(self.hooks["post_response"], "post_response", overrides,
-                                                   plugin_ids),
-                fatal=False)
+            post = self._select(self.hooks["post_response"], "post_response", overrides, plugin_ids)
+            if ctx.delivered:
+                # Classify what the client got; late edits must not reach the log either.
+                await self._classify_response(ctx, overrides)
+                if post or self.hooks["on_end"] or overrides:
+                    ctx.state[_DELIVERED] = (ctx.response, list(ctx.modified_by))
+                    ctx.response = ctx.response.model_copy(deep=True)
+            stopped = await self._run_flow_hooks(ctx, "post_response", post, fatal=False)
+            if not ctx.delivered:
+                await self._classify_response(ctx, overrides)
             if stopped:
                 return
         await self._run_flow_hooks(ctx, "on_end", self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids),
                                    fatal=False)
+
+    async def _classify_response(self, ctx: Context, overrides: Mapping[str, dict[str, Any]]) -> None:
+        """Run the response classifiers over ``ctx.response`` into ``ctx.response_tags``."""
+        steps = self._select(self.response_classifiers, "classify_response", overrides, self.response_classifier_ids)
+        if steps and ctx.response is not None:
+            ctx.response_tags = await _collect_tags(ctx, steps, ctx.response_tags, "response classifier")
 
     async def fail(self, ctx: Context, error: str) -> None:
         """A request failed after its context existed: run ``on_end`` with ``ctx.error`` set.
@@ -488,6 +508,9 @@ class Pipeline:
             ctx.state[_RECORDED] = True
         self.in_flight = max(0, self.in_flight - 1)
         response = ctx.response if ctx is not None else None
+        delivered = ctx.state.get(_DELIVERED) if ctx is not None else None
+        if delivered is not None:
+            response = delivered[0]
         usage = response.usage if response is not None else None
         provider = self.providers.get(ctx.provider) if ctx is not None and ctx.provider else None
         cost = provider.cost_usd(usage, ctx.sent_model, response.model) \
@@ -496,7 +519,7 @@ class Pipeline:
             cost = 0.0
         plugins = []
         if ctx is not None:
-            plugins = list(ctx.modified_by)
+            plugins = list(delivered[1] if delivered is not None else ctx.modified_by)
             if ctx.stopped_by and ctx.stopped_by not in plugins:
                 plugins.append(ctx.stopped_by)
         entry: dict[str, Any] = {
@@ -510,6 +533,7 @@ class Pipeline:
             "requested_model": ctx.request.model if ctx is not None else request_model,
             "sent_model": ctx.sent_model if ctx is not None else None,
             "tags": list(ctx.request.tags) if ctx is not None else [],
+            "response_tags": list(ctx.response_tags) if ctx is not None else [],
             "plugins": plugins,
             "stream": ctx.request.stream if ctx is not None else False,
             "request": (ctx.state.get(LOGGED_REQUEST) or _as_sent(ctx.request)) if ctx is not None else None,
@@ -561,8 +585,26 @@ def describe_failure(exc: Exception) -> str:
     return str(exc)
 
 
+async def _collect_tags(ctx: Context, steps: list[Step], initial: list[str], what: str) -> list[str]:
+    """Tags from tag-returning hooks (classifiers), merged in order and de-duplicated; a hook that
+    raises is logged and skipped."""
+    tags = list(initial)
+    for step in steps:
+        ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
+        try:
+            result = await call_hook(step.function, ctx)
+            if result:
+                tags.extend([result] if isinstance(result, str) else (str(tag) for tag in result))
+        except Exception as exc:
+            log.warning("%s %r failed: %s; skipped", what, step.plugin_id, exc)
+        finally:
+            ctx.plugin_id = None
+    return list(dict.fromkeys(tags))
+
+
 def _as_sent(request: ChatRequest) -> dict[str, Any]:
     """The logged form of a request no plugin could have changed: the router's own additions
     (classifier tags, a forced provider) are taken out again."""
     return request.model_dump(mode="json", exclude={"headers", "tags", "forced_provider"}) | {
         "tags": [], "forced_provider": None}
+

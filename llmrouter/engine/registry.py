@@ -23,7 +23,8 @@ from llmrouter import hookspecs
 log = logging.getLogger("llmrouter.engine.registry")
 
 ENTRY_POINT_GROUP = "llmrouter"
-HOOK_NAMES: tuple[str, ...] = ("on_start", "classify", "pre_request", "route", "post_response", "on_end")
+HOOK_NAMES: tuple[str, ...] = ("on_start", "classify", "pre_request", "route", "post_response", "on_end",
+                               "classify_response", "stream_transformer")
 
 
 @dataclass(slots=True)

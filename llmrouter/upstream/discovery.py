@@ -4,6 +4,12 @@
 ``anthropic`` providers ``GET {base_url}/v1/models`` (following pages); ``echo`` providers report their
 configured ``models``. A failed query is logged as a warning and the provider keeps the list it had.
 
+Capabilities: for ``ollama`` providers each discovered model is then asked ``POST {base_url}/api/show``
+(``{"model": name}``), whose ``capabilities`` list (``completion``, ``vision``, ``tools``,
+``thinking``, ...) is kept in :attr:`ModelDiscovery.capabilities`. A model whose ``show`` fails or has
+no such list stays unknown, which routing treats as able to do anything. Other formats have no
+such endpoint; their capabilities come from config (``capabilities`` / ``model_capabilities``).
+
 :class:`ModelDiscovery` is independent of the server: the core creates it, calls :meth:`ModelDiscovery.start`
 when the app starts and :meth:`ModelDiscovery.stop` on cleanup, and reads :attr:`ModelDiscovery.models`
 when building :class:`~llmrouter.context.ProviderInfo`.
@@ -13,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -26,6 +33,8 @@ logger = logging.getLogger("llmrouter.upstream.discovery")
 
 _ANTHROPIC_MAX_PAGES = 50
 _TIMEOUT_S = 30.0
+_SHOW_CONCURRENCY = 4
+_SHOW_MAX_MODELS = 256
 
 ProviderWithKey = tuple[ProviderConfig, str | None]
 
@@ -98,6 +107,55 @@ async def discover_models(client: httpx.AsyncClient, provider: ProviderConfig, a
     return _names(provider.name, url, await _get_json(client, provider, url, headers), "data", ("id",))
 
 
+async def _post_json(client: httpx.AsyncClient, provider: ProviderConfig, url: str, headers: dict[str, str],
+                     body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``body`` to ``url`` and return the JSON object reply, or raise :class:`DiscoveryError`."""
+    timeout = httpx.Timeout(min(_TIMEOUT_S, provider.timeout_total_s), connect=provider.timeout_connect_s)
+    try:
+        response = await client.post(url, headers=headers, json=body, timeout=timeout)
+        raw = await response.aread()
+    except httpx.HTTPError as exc:
+        raise DiscoveryError(provider.name, f"POST {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 400:
+        raise DiscoveryError(provider.name, f"POST {url}: HTTP {response.status_code}")
+    try:
+        data = loads(raw)
+    except ValueError:
+        raise DiscoveryError(provider.name, f"POST {url}: unreadable body (not JSON)") from None
+    if not isinstance(data, dict):
+        raise DiscoveryError(provider.name, f"POST {url}: unreadable body (not a JSON object)")
+    return data
+
+
+async def discover_capabilities(client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None,
+                                models: Sequence[str]) -> dict[str, frozenset[str]]:
+    """What each of ``models`` can do, for providers that can say (Ollama's ``/api/show``).
+
+    Models whose answer fails or lacks a ``capabilities`` list are left out (unknown). Never raises
+    for one model's failure; the failures are logged at debug level.
+    """
+    if provider.format != "ollama" or not models:
+        return {}
+    url = f"{(provider.base_url or '').rstrip('/')}/api/show"
+    headers = {**credential_headers(provider.format, api_key), **provider.headers}
+    gate = asyncio.Semaphore(_SHOW_CONCURRENCY)
+
+    async def show(model: str) -> tuple[str, frozenset[str] | None]:
+        async with gate:
+            try:
+                data = await _post_json(client, provider, url, headers, {"model": model})
+            except Exception as exc:  # one model's failure leaves only that model unknown
+                logger.debug("capabilities of %r on %r unknown: %s", model, provider.name, exc)
+                return model, None
+        caps = data.get("capabilities")
+        if not isinstance(caps, list):
+            return model, None
+        return model, frozenset(c for c in caps if isinstance(c, str) and c)
+
+    results = await asyncio.gather(*(show(m) for m in list(models)[:_SHOW_MAX_MODELS]))
+    return {model: caps for model, caps in results if caps is not None}
+
+
 async def _anthropic_models(client: httpx.AsyncClient, provider: ProviderConfig, url: str,
                             headers: dict[str, str]) -> list[str]:
     """All pages of Anthropic's model list."""
@@ -117,12 +175,14 @@ class ModelDiscovery:
     """Keeps each provider's discovered models up to date.
 
     ``models`` maps provider names to the models last discovered; a provider whose query fails keeps
-    its previous list (and is absent until a first query succeeds). Only providers with
-    ``discover = true`` are queried.
+    its previous list (and is absent until a first query succeeds). ``capabilities`` maps provider
+    names to what each discovered model can do (only models whose capabilities are known, see
+    :func:`discover_capabilities`). Only providers with ``discover = true`` are queried.
     """
 
     def __init__(self) -> None:
         self.models: dict[str, tuple[str, ...]] = {}
+        self.capabilities: dict[str, Mapping[str, frozenset[str]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: asyncio.Event | None = None
         self._pending_first = 0
@@ -139,8 +199,12 @@ class ModelDiscovery:
             # Upstreams may echo the credentials they were sent in their error bodies.
             logger.warning("%s", redact_secrets(str(error), (api_key, *provider.headers.values())))
             return
+        caps = await discover_capabilities(client, provider, api_key, models)
+        if caps or provider.name in self.capabilities:
+            self.capabilities[provider.name] = MappingProxyType(caps)
         self.models[provider.name] = tuple(models)
-        logger.debug("provider %r serves %d models", provider.name, len(models))
+        logger.debug("provider %r serves %d models (%d with known capabilities)", provider.name, len(models),
+                     len(caps))
 
     def start(self, client: httpx.AsyncClient, providers: Sequence[ProviderWithKey]) -> None:
         """Start background discovery: one query per provider now, then every ``discover_interval_s``

@@ -13,7 +13,8 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -74,7 +75,7 @@ class Provider:
         )
         self._timeout_ext = self.timeout.as_dict()
         self._headers = self._static_headers()
-        self._info: tuple[bool, tuple[str, ...], ProviderInfo] | None = None
+        self._info: tuple[bool, tuple[str, ...], Mapping[str, frozenset[str]] | None, ProviderInfo] | None = None
         self.pricing = Pricing(config.prices, config.cost_per_1m_tokens)
 
     def _request(self, body: dict[str, Any], request: ChatRequest, url: httpx.URL | None = None) -> httpx.Request:
@@ -85,21 +86,29 @@ class Provider:
         return httpx.Request("POST", url or self._url, content=content, headers=headers,
                              extensions={"timeout": self._timeout_ext})
 
-    def info(self, healthy: bool = True, discovered: tuple[str, ...] = ()) -> ProviderInfo:
-        """The read-only view plugins and routers get: configured plus ``discovered`` models.
+    def info(self, healthy: bool = True, discovered: tuple[str, ...] = (),
+             learned: Mapping[str, frozenset[str]] | None = None) -> ProviderInfo:
+        """The read-only view plugins and routers get: configured plus ``discovered`` models, and
+        the capabilities configured (``capabilities``, ``model_capabilities``) or ``learned`` by
+        discovery (configured per-model entries win over learned ones).
 
-        The same object is returned while ``healthy`` and ``discovered`` (by identity) are unchanged.
+        The same object is returned while ``healthy``, ``discovered`` and ``learned`` (by identity)
+        are unchanged.
         """
         cached = self._info
-        if cached is not None and cached[0] == healthy and cached[1] is discovered:
-            return cached[2]
+        if cached is not None and cached[0] == healthy and cached[1] is discovered and cached[2] is learned:
+            return cached[3]
         c = self.config
         models = tuple(dict.fromkeys([*c.models, *discovered]))
+        per_model = dict(learned or {})
+        per_model.update({m: frozenset(caps) for m, caps in c.model_capabilities.items()})
         info = ProviderInfo(
             name=c.name, format=c.format, cost=c.cost_per_1m_tokens, quality=c.quality,
             latency=c.latency_ms, throughput=c.throughput_tokens_per_sec, models=models, healthy=healthy,
+            capabilities=frozenset(c.capabilities) if c.capabilities is not None else None,
+            model_capabilities=MappingProxyType(per_model),
         )
-        self._info = (healthy, discovered, info)
+        self._info = (healthy, discovered, learned, info)
         return info
 
     def _static_headers(self) -> dict[str, str]:

@@ -93,11 +93,13 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
         reliability = TracedReliability(config, providers, bus, tracing=tracing)
         pipeline: Pipeline = TracedPipeline(config, registry, providers, bus, discovered=discovery.models,
                                             provider_call=reliability.complete, stream_call=reliability.stream,
-                                            gate=reliability, tracing=tracing)
+                                            gate=reliability, tracing=tracing,
+                                            capabilities=discovery.capabilities)
     else:  # tracing off: the plain classes, OpenTelemetry never imported
         reliability = Reliability(config, providers, bus)
         pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models,
-                            provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability)
+                            provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability,
+                            capabilities=discovery.capabilities)
 
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=int(config.server.max_body_mb * 1024 * 1024) + 1)

@@ -17,7 +17,14 @@ from llmrouter.formats.base import check_request
 from llmrouter.jsonutil import dumps
 from llmrouter.web.appkeys import CONFIG, KEYRING, LIMITER, METRICS, PIPELINE, PRINCIPAL, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, read_json
-from llmrouter.web.replies import body_model, error_headers, error_response, new_request_id, router_headers
+from llmrouter.web.replies import (
+    body_model,
+    error_headers,
+    error_response,
+    new_request_id,
+    reply_headers,
+    router_headers,
+)
 from llmrouter.web.streaming import relay_stream
 
 log = logging.getLogger("llmrouter.web")
@@ -77,7 +84,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                             status=500, error=err.message, request_model=body_model(body), key=key_name)
             return error_response(fmt, err, router_headers(request_id, ctx))
         pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started, status=200, error=None)
-        return web.Response(body=reply_body, content_type="application/json", headers=router_headers(request_id, ctx))
+        return web.Response(body=reply_body, content_type="application/json", headers=reply_headers(request_id, ctx))
 
     return handle
 

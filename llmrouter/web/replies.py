@@ -58,6 +58,19 @@ def router_headers(request_id: str, ctx: Context | None) -> dict[str, str]:
     return headers
 
 
+def reply_headers(request_id: str, ctx: Context) -> dict[str, str]:
+    """Headers of a complete (non-streaming) reply: :func:`router_headers` plus the response
+    classifiers' tags and the token counts."""
+    headers = router_headers(request_id, ctx)
+    if ctx.response_tags:
+        headers["X-Router-Response-Tags"] = header_safe(",".join(ctx.response_tags))
+    if ctx.response is not None:
+        usage = ctx.response.usage
+        headers["X-Router-Input-Tokens"] = str(usage.input_tokens)
+        headers["X-Router-Output-Tokens"] = str(usage.output_tokens)
+    return headers
+
+
 def header_safe(value: str) -> str:
     """``value`` with control characters replaced by ``?``: client-chosen text (the model name) must
     not be able to break or inject response headers."""

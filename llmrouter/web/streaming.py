@@ -13,6 +13,7 @@ from aiohttp import web
 
 from llmrouter.context import Context
 from llmrouter.engine.pipeline import Pipeline
+from llmrouter.engine.streams import PLUGIN_STREAM_ERROR, TRANSFORMED
 from llmrouter.errors import ProviderError, RouterError
 from llmrouter.formats import ClientFormat
 from llmrouter.formats.base import StreamRenderer
@@ -73,8 +74,7 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
                 pending = None
             accumulator.feed(event)
             if isinstance(event, StreamError):
-                err = ProviderError(ctx.provider or "?", f"provider '{ctx.provider}' stream error: {event.message}")
-                err.kind = event.error_type  # e.g. overloaded_error: clients back off as they would upstream
+                err = _stream_error(ctx, event)
                 await response.write(renderer.render_error(err))
                 error, status = err.message, err.status
                 break
@@ -105,7 +105,12 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
     if not answered_by_plugin:
         ctx.response = accumulator.result()
         ctx.error = error
+        ctx.delivered = True
         await pipeline.finish(ctx)
+    elif ctx.state.get(TRANSFORMED):
+        # The late hooks ran before the plugin's answer was streamed; the log records what the
+        # transformers made of it.
+        ctx.response, ctx.error, ctx.delivered = accumulator.result(), error, True
     pipeline.record(ctx=ctx, request_id=ctx.request_id, endpoint=ctx.endpoint, started=started,
                     status=status, error=error)
     try:
@@ -113,6 +118,21 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
     except ConnectionError:
         pass
     return response
+
+
+_PLUGIN_ERROR_STATUS = {"invalid_request_error": 400, "permission_error": 403, "not_found_error": 404,
+                        "rate_limit_error": 429, "overloaded_error": 503, "timeout_error": 504}
+
+
+def _stream_error(ctx: Context, event: StreamError) -> RouterError:
+    """The error a mid-stream :class:`StreamError` stands for: a plugin's (a stream transformer
+    ended the stream, its message as written) or the provider's."""
+    if ctx.state.get(PLUGIN_STREAM_ERROR) is event:
+        return RouterError(event.message, status=_PLUGIN_ERROR_STATUS.get(event.error_type, 500),
+                           kind=event.error_type)
+    err = ProviderError(ctx.provider or "?", f"provider '{ctx.provider}' stream error: {event.message}")
+    err.kind = event.error_type  # e.g. overloaded_error: clients back off as they would upstream
+    return err
 
 
 async def _write_error(response: web.StreamResponse, renderer: StreamRenderer, error: RouterError) -> None:

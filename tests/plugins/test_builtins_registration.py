@@ -19,9 +19,10 @@ EXPECTED_HOOKS = {
     "fallback": {"route"},
     "discover": {"route"},
     "random": {"route"},
-    "response-healing": {"post_response"},
-    "moderation": {"pre_request"},
+    "response-healing": {"post_response", "stream_transformer"},
+    "moderation": {"pre_request", "post_response", "stream_transformer"},
     "pareto-router": {"pre_request"},
+    "refusal": {"classify_response"},
 }
 
 

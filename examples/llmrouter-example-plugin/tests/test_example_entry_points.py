@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from llmrouter.testing import installed_plugins
 
-EXPECTED = {"shouting": ["classify"], "prompt-length": ["route"], "signature": ["post_response"]}
+EXPECTED = {"shouting": ["classify"], "prompt-length": ["route"],
+            "signature": ["post_response", "stream_transformer"]}
 
 
 def test_each_plugin_is_installed_under_its_own_id() -> None:

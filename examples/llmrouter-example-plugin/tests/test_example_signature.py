@@ -54,14 +54,6 @@ async def test_json_replies_are_left_alone(router: Any) -> None:
     assert reply.body["choices"][0]["message"]["content"] == '{"a": 1}'
 
 
-async def test_streamed_reply_gets_the_footer_in_the_log_only(router: Any) -> None:
-    client = await router(with_signature())
-    reply = await client.openai(openai_chat("hello", stream=True))
-    assert reply.status == 200
-    assert "-- via echo" not in reply.text  # the client already had the bytes
-    assert reply.log_line["response"]["content"][0]["text"] == "hello\n\n-- via echo"
-
-
 async def test_a_bad_setting_is_a_warning_not_a_failure(router: Any) -> None:
     client = await router(with_signature(text=42))
     reply = await client.openai(openai_chat("hello"))

@@ -14,7 +14,8 @@ Settings (``[plugins.signature]``, each of which a request can override with
     What goes between the reply and the footer.
 
 Streaming: ``post_response`` runs once a streamed reply is complete, after the client received
-it, so for streaming requests the footer appears only in the request log.
+it, so streamed replies get their footer from ``stream_transformer`` instead: one more text block
+at the end of the reply, sent before the stream ends.
 
 Example::
 
@@ -24,9 +25,19 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from llmrouter import Context, TextPart, hookimpl
+from llmrouter import (
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    Context,
+    MessageDelta,
+    StreamEvent,
+    TextPart,
+    hookimpl,
+)
 
 DEFAULT_TEXT = "-- via {provider}"
 DEFAULT_SEPARATOR = "\n\n"
@@ -37,7 +48,7 @@ def post_response(ctx: Context) -> None:
     """Append the footer to the last text part of ``ctx.response`` and record the change."""
     text, separator = _read_settings(ctx.settings)
     response = ctx.response
-    if response is None or not text or _wants_json(ctx):
+    if response is None or ctx.delivered or not text or _wants_json(ctx):
         return
     parts = [part for part in response.content if isinstance(part, TextPart)]
     if not parts:
@@ -46,6 +57,43 @@ def post_response(ctx: Context) -> None:
     footer = text.replace("{provider}", ctx.provider or "?").replace("{model}", model)
     parts[-1].text += separator + footer
     ctx.mark_modified()
+
+
+@hookimpl
+def stream_transformer(ctx: Context) -> FooterStream | None:
+    """Add the footer to a streamed reply (``None``, no cost, when there is nothing to add)."""
+    text, separator = _read_settings(ctx.settings)
+    if not text or _wants_json(ctx):
+        return None
+    model = ctx.sent_model or ctx.request.model
+    footer = text.replace("{provider}", ctx.provider or "?").replace("{model}", model)
+    return FooterStream(ctx, separator + footer)
+
+
+class FooterStream:
+    """Passes every event on; before the reply's closing ``MessageDelta`` adds a text block with
+    the footer, if the reply had any text."""
+
+    def __init__(self, ctx: Context, footer: str) -> None:
+        self.ctx = ctx
+        self.footer = footer
+        self.had_text = False
+        self.next_index = 0
+
+    def feed(self, event: StreamEvent) -> Iterable[StreamEvent]:
+        if isinstance(event, BlockStart):
+            self.next_index = max(self.next_index, event.index + 1)
+            self.had_text = self.had_text or isinstance(event.part, TextPart)
+        if isinstance(event, MessageDelta) and self.had_text:
+            self.had_text = False  # one footer per reply
+            self.ctx.mark_modified()
+            index = self.next_index
+            return [BlockStart(index=index, part=TextPart(text="")),
+                    BlockDelta(index=index, text=self.footer), BlockStop(index=index), event]
+        return [event]
+
+    def finish(self) -> Iterable[StreamEvent]:
+        return []
 
 
 def _wants_json(ctx: Context) -> bool:
