@@ -159,6 +159,7 @@ def _finish_after_disconnect(pipeline: Pipeline, ctx: Context, accumulator: Resp
     closing the upstream run in tasks of their own."""
     if not answered_by_plugin:
         ctx.response = accumulator.result()
+        ctx.delivered = True  # as far as the client got: nothing done now can reach it
     pipeline.abandon(ctx, started=started, status=499, error="client disconnected")
 
     async def finish() -> None:
