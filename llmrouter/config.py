@@ -99,6 +99,27 @@ Capability = Annotated[str, StringConstraints(min_length=1, pattern=r"^[a-z][a-z
 them) or any other lower-case word."""
 
 
+class ClusterConfig(_Section):
+    """``[cluster]``: state shared through Redis by every worker and instance (off without ``redis_url``)."""
+
+    redis_url: str | None = None
+    prefix: str = Field(default="llmrouter", min_length=1)
+    share_events: bool = True
+    event_body_limit_kb: float = Field(default=64, ge=0)
+    publish_queue: int = Field(default=10_000, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    reconnect_max_s: float = Field(default=5.0, gt=0)
+    history: int = Field(default=200, ge=0)
+    stream_len: int = Field(default=10_000, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class ProviderConfig(_Section):
     """One ``[[providers]]`` entry."""
 
@@ -122,12 +143,6 @@ class ProviderConfig(_Section):
     prices: list[PriceConfig] = Field(default_factory=list)
     capabilities: list[Capability] | None = None
     model_capabilities: dict[str, list[Capability]] = Field(default_factory=dict)
-
-
-class ClusterConfig(_Section):
-    """``[cluster]``: state shared by several router instances."""
-
-    redis_url: str | None = None
 
 
 class Config(BaseModel):

@@ -69,6 +69,18 @@ def test_upstream_and_observe_know_no_web_server_or_engine() -> None:
     assert offenders(files, forbidden) == []
 
 
+def test_cluster_knows_no_engine_web_or_redis_at_import() -> None:
+    """Shared state plugs in through callbacks; redis is imported only when a cluster starts."""
+    forbidden = ("llmrouter.engine", "llmrouter.web", "llmrouter.cli", "aiohttp")
+    assert offenders(python_files("llmrouter", "cluster"), forbidden) == []
+    top_level = set()
+    for path in python_files("llmrouter", "cluster"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level |= {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+        top_level |= {node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert not any(name == "redis" or name.startswith("redis.") for name in top_level)
+
+
 def test_plugin_api_modules_stand_alone() -> None:
     """The plugin API at the top imports none of the layers built on it."""
     forbidden = ("llmrouter.engine", "llmrouter.upstream", "llmrouter.web", "llmrouter.observe",

@@ -109,6 +109,11 @@ def check(config_path: str | None) -> None:
     tracing = config.tracing
     target = tracing.otlp_endpoint or "OTEL_EXPORTER_OTLP_* / default" if tracing.exporter == "otlp" else tracing.exporter
     click.echo(f"tracing: {'on -> ' + target if tracing.enabled else 'off'}")
+    if config.cluster.redis_url:
+        from llmrouter.cluster.node import safe_url
+
+        click.echo(f"cluster: {safe_url(config.cluster.redis_url)} (prefix {config.cluster.prefix!r}, "
+                   f"events {'shared' if config.cluster.share_events else 'local'})")
     click.echo("providers:")
     for pc in config.providers:
         state = "loaded" if pc.name in providers else f"SKIPPED ({pc.api_key_env} not set)"

@@ -112,6 +112,24 @@ class CircuitBreaker:
         if ticket is Ticket.PROBE:
             self.probing = False
 
+    def adopt(self, state: CircuitState, retry_in_s: float, failures: int) -> bool:
+        """Take the state another instance decided (shared breakers); True if anything changed.
+
+        An ``open`` circuit opens here too, cooling down for the ``retry_in_s`` it had left there;
+        ``closed`` closes it. A half-open circuit elsewhere says nothing here: each instance lets
+        its own probe through when its cooldown ends.
+        """
+        if state is CircuitState.OPEN:
+            self.failures = max(self.failures, failures)
+            self.opened_at = self._clock() - max(0.0, self.cooldown_s - retry_in_s)
+            self._set(CircuitState.OPEN, force=True)
+            return True
+        if state is CircuitState.CLOSED and self.state is not CircuitState.CLOSED:
+            self.failures = 0
+            self._set(CircuitState.CLOSED)
+            return True
+        return False
+
     def retry_in(self) -> float:
         """Seconds until an open circuit admits a probe (0 when it would now)."""
         if self.state is not CircuitState.OPEN:
@@ -172,10 +190,44 @@ class CircuitBoard:
         self.connections = {name: self._new(name, ANY_MODEL) for name in providers}
         self.models: dict[tuple[str, str], CircuitBreaker] = {}
         self._suspect: set[str] = set()  # providers whose connection breaker is not closed
+        #: Set by the cluster: told of every local circuit change, so other instances adopt it.
+        self.shared: Callable[[CircuitBreaker], None] | None = None
+        self._adopting = False
 
     def _new(self, provider: str, model: str) -> CircuitBreaker:
         return CircuitBreaker(provider, self.threshold, self.cooldown_s, clock=self._clock,
                               on_change=self._changed, model=model)
+
+    def reconfigure(self, providers: Iterable[str], threshold: int, cooldown_s: float) -> None:
+        """A reloaded config: breakers for new providers; every breaker keeps its state and takes the
+        new threshold and cooldown."""
+        self.threshold, self.cooldown_s = threshold, cooldown_s
+        for name in providers:
+            if name not in self.connections:
+                self.connections[name] = self._new(name, ANY_MODEL)
+        for breaker in (*self.connections.values(), *self.models.values()):
+            breaker.threshold, breaker.cooldown_s = threshold, cooldown_s
+
+    def adopt(self, provider: str, model: str, state: str, retry_in_s: float, failures: int) -> None:
+        """Apply a circuit change another instance decided, without publishing it again. Unknown
+        providers are ignored; a model breaker is created to open, never to close."""
+        if provider not in self.connections:
+            return
+        if model == ANY_MODEL:
+            breaker: CircuitBreaker | None = self.connections[provider]
+        elif state == CircuitState.OPEN:
+            breaker = self.model_breaker(provider, model)
+        else:
+            breaker = self.models.get((provider, model))
+        if breaker is None:
+            return
+        self._adopting = True
+        try:
+            breaker.adopt(CircuitState(state), retry_in_s, failures)
+        finally:
+            self._adopting = False
+        if breaker.model != ANY_MODEL:
+            self.settle(breaker)
 
     def model_breaker(self, provider: str, model: str) -> CircuitBreaker:
         """The breaker of ``provider``'s ``model``, created closed if there is none."""
@@ -225,12 +277,17 @@ class CircuitBoard:
             else:
                 self._suspect.add(breaker.provider)
             self.health[breaker.provider] = state is CircuitState.CLOSED
-        (log.info if state is CircuitState.CLOSED else log.warning)(
-            "circuit %s is now %s (%d consecutive failures)", breaker.key, state, breaker.failures)
         if self.metrics is not None:
             # The connection breaker covers the whole provider: its model label is empty.
-            model = "" if breaker.model == ANY_MODEL else breaker.model
-            self.metrics.circuit(breaker.provider, model, state is not CircuitState.CLOSED)
+            self.metrics.circuit(breaker.provider, "" if breaker.model == ANY_MODEL else breaker.model,
+                                 state is not CircuitState.CLOSED)
+        if self._adopting:  # decided elsewhere: that instance logged it and published the event
+            log.info("circuit %s is now %s (shared by another instance)", breaker.key, state)
+            return
+        if self.shared is not None:
+            self.shared(breaker)
+        (log.info if state is CircuitState.CLOSED else log.warning)(
+            "circuit %s is now %s (%d consecutive failures)", breaker.key, state, breaker.failures)
         self.bus.publish({"type": "circuit", "key": breaker.key, "provider": breaker.provider,
                           "model": breaker.model, "state": str(state),
                           "consecutive_failures": breaker.failures, "ts_ms": now_ms()})

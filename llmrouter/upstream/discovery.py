@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -35,6 +35,7 @@ _ANTHROPIC_MAX_PAGES = 50
 _TIMEOUT_S = 30.0
 _SHOW_CONCURRENCY = 4
 _SHOW_MAX_MODELS = 256
+_SHARED_MAX_AGE_S = 300.0
 
 ProviderWithKey = tuple[ProviderConfig, str | None]
 
@@ -171,6 +172,23 @@ async def _anthropic_models(client: httpx.AsyncClient, provider: ProviderConfig,
     return names
 
 
+Discovered = tuple[tuple[str, ...], dict[str, frozenset[str]]]
+"""A provider's discovered models and, for those whose capabilities are known, what each can do."""
+
+
+class SharedModelStore(Protocol):
+    """Where instances of a cluster share discovered models (see :mod:`llmrouter.cluster.state`)."""
+
+    async def fresh(self, provider: ProviderConfig, max_age_s: float) -> Discovered | None:
+        """What another instance discovered within ``max_age_s``, or None."""
+
+    async def latest(self, provider: ProviderConfig) -> Discovered | None:
+        """The last good discovery any instance made, or None."""
+
+    def put(self, provider: ProviderConfig, models: tuple[str, ...], capabilities: Mapping[str, frozenset[str]]) -> None:
+        """Share what this instance discovered."""
+
+
 class ModelDiscovery:
     """Keeps each provider's discovered models up to date.
 
@@ -178,11 +196,17 @@ class ModelDiscovery:
     its previous list (and is absent until a first query succeeds). ``capabilities`` maps provider
     names to what each discovered model can do (only models whose capabilities are known, see
     :func:`discover_capabilities`). Only providers with ``discover = true`` are queried.
+
+    With a ``shared`` store (a cluster), a list another instance discovered within the provider's
+    interval (and its capabilities) is used instead of a query, a successful query is shared, and a
+    failed one falls back to the cluster's last good list.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedModelStore | None = None) -> None:
         self.models: dict[str, tuple[str, ...]] = {}
         self.capabilities: dict[str, Mapping[str, frozenset[str]]] = {}
+        self.providers: dict[str, ProviderConfig] = {}
+        self.shared = shared
         self._tasks: list[asyncio.Task[None]] = []
         self._ready: asyncio.Event | None = None
         self._pending_first = 0
@@ -192,19 +216,36 @@ class ModelDiscovery:
         await asyncio.gather(*(self._refresh_one(client, p, key) for p, key in providers if p.discover))
 
     async def _refresh_one(self, client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None) -> None:
+        shared = self.shared
+        if shared is not None:
+            cached = await shared.fresh(provider, provider.discover_interval_s or _SHARED_MAX_AGE_S)
+            if cached is not None:
+                self.adopt(provider.name, cached)
+                return
         try:
             models = await discover_models(client, provider, api_key)
         except Exception as exc:  # a discovery problem must never take the router down
             error = exc if isinstance(exc, DiscoveryError) else DiscoveryError(provider.name, f"{type(exc).__name__}: {exc}")
             # Upstreams may echo the credentials they were sent in their error bodies.
             logger.warning("%s", redact_secrets(str(error), (api_key, *provider.headers.values())))
+            if shared is not None and (cached := await shared.latest(provider)) is not None:
+                self.adopt(provider.name, cached)
             return
         caps = await discover_capabilities(client, provider, api_key, models)
         if caps or provider.name in self.capabilities:
             self.capabilities[provider.name] = MappingProxyType(caps)
         self.models[provider.name] = tuple(models)
+        if shared is not None:
+            shared.put(provider, self.models[provider.name], caps)
         logger.debug("provider %r serves %d models (%d with known capabilities)", provider.name, len(models),
                      len(caps))
+
+    def adopt(self, name: str, found: Discovered) -> None:
+        """Take a discovery another instance made for provider ``name``."""
+        models, caps = found
+        if caps or name in self.capabilities:
+            self.capabilities[name] = MappingProxyType(dict(caps))
+        self.models[name] = models
 
     def start(self, client: httpx.AsyncClient, providers: Sequence[ProviderWithKey]) -> None:
         """Start background discovery: one query per provider now, then every ``discover_interval_s``
@@ -212,6 +253,7 @@ class ModelDiscovery:
         if self._tasks or self._ready is not None:
             raise RuntimeError("model discovery already started")
         enabled = [(p, key) for p, key in providers if p.discover]
+        self.providers = {p.name: p for p, _ in providers}
         self._ready = asyncio.Event()
         self._pending_first = len(enabled)
         if not enabled:

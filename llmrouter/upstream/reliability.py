@@ -39,7 +39,7 @@ from llmrouter.config import Config
 from llmrouter.errors import ProviderError, ProviderTimeout, RouterError
 from llmrouter.models import ChatRequest, StreamError, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
-from llmrouter.upstream.circuits import CircuitBoard, CircuitBreaker, CircuitOpenError, Ticket
+from llmrouter.upstream.circuits import ANY_MODEL, CircuitBoard, CircuitBreaker, CircuitOpenError, Ticket
 from llmrouter.upstream.circuits import CircuitState as CircuitState  # re-exported: it used to live here
 from llmrouter.upstream.providers import Provider, ProviderConnectTimeout
 
@@ -139,6 +139,31 @@ class Reliability:
         self.circuits = CircuitBoard(providers, routing.circuit_failures, routing.circuit_cooldown_s, bus,
                                      clock=clock)
         self.health = self.circuits.health
+
+    def reconfigure(self, config: Config, providers: Mapping[str, Provider]) -> None:
+        """Apply a reloaded config: routing settings, and breakers for new providers (existing
+        breakers keep their state, with the new threshold and cooldown)."""
+        routing = config.routing
+        self.failover = routing.failover
+        self.policy = RetryPolicy(base_s=routing.retry_backoff_base_s, max_s=routing.retry_backoff_max_s,
+                                  max_retry_after_s=routing.max_retry_after_s)
+        self.circuits.reconfigure(providers, routing.circuit_failures, routing.circuit_cooldown_s)
+
+    @property
+    def shared(self) -> Callable[[CircuitBreaker], None] | None:
+        """Told of every local circuit change (set by the cluster, so other instances adopt it)."""
+        return self.circuits.shared
+
+    @shared.setter
+    def shared(self, callback: Callable[[CircuitBreaker], None] | None) -> None:
+        self.circuits.shared = callback
+
+    def adopt(self, key: str, state: str, retry_in_s: float, failures: int, *, provider: str | None = None,
+              model: str | None = None) -> None:
+        """Apply a circuit change another instance published. ``key`` is the breaker's key there
+        (opaque); ``provider`` and ``model`` say which breaker it is (without them, ``key`` is taken
+        as a provider name: its connection breaker). Unknown providers are ignored."""
+        self.circuits.adopt(provider or key, model or ANY_MODEL, state, retry_in_s, failures)
 
     @property
     def metrics(self) -> Metrics | None:

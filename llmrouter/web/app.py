@@ -11,7 +11,6 @@ import httpx
 from aiohttp import web
 
 from llmrouter.config import Config, ConfigError
-from llmrouter.engine.pipeline import Pipeline
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
 from llmrouter.formats import CLIENT_FORMATS, ClientFormat
 from llmrouter.formats.responses import ResponsesFormat
@@ -23,16 +22,15 @@ from llmrouter.observe.events import EventBus
 from llmrouter.observe.metrics import Metrics, multiprocess_dir
 from llmrouter.observe.requestlog import RequestLog
 from llmrouter.upstream.client import new_http_client
-from llmrouter.upstream.discovery import ModelDiscovery
-from llmrouter.upstream.providers import build_providers
-from llmrouter.upstream.reliability import Reliability
 from llmrouter.web.appkeys import (
     API_KEY,
     BUS,
+    CLUSTER,
     CONFIG,
     DISCOVERY,
     KEYRING,
     LIMITER,
+    LIVE,
     METRICS,
     OPEN_PATHS,
     PIPELINE,
@@ -41,7 +39,14 @@ from llmrouter.web.appkeys import (
 )
 from llmrouter.web.count_tokens import ENDPOINT as COUNT_TOKENS_ENDPOINT
 from llmrouter.web.count_tokens import count_tokens_handler
-from llmrouter.web.handlers import chat_handler, health_handler, metrics_handler, models_handler, root_handler
+from llmrouter.web.handlers import (
+    chat_handler,
+    health_handler,
+    metrics_handler,
+    models_handler,
+    reload_handler,
+    root_handler,
+)
 from llmrouter.web.middleware import (
     OPEN_BY_DEFAULT,
     auth_middleware,
@@ -49,10 +54,11 @@ from llmrouter.web.middleware import (
     error_middleware,
     resolve_api_key,
 )
+from llmrouter.web.reload import Builder, Live
 from llmrouter.web.response_store import MemoryResponseStore
 
-__all__ = ["API_KEY", "BUS", "CONFIG", "DISCOVERY", "KEYRING", "LIMITER", "METRICS", "PIPELINE", "RELIABILITY",
-           "TRACING", "check_exposure", "create_app", "load_tracing", "resolve_api_key"]
+__all__ = ["API_KEY", "BUS", "CLUSTER", "CONFIG", "DISCOVERY", "KEYRING", "LIMITER", "LIVE", "METRICS", "PIPELINE",
+           "RELIABILITY", "TRACING", "check_exposure", "create_app", "load_tracing", "resolve_api_key"]
 
 
 def load_tracing(config: Config) -> Any:
@@ -79,27 +85,23 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     """
     env = dict(os.environ if environ is None else environ)
     registry = registry or load_entry_point_plugins()
-    providers = build_providers(config, env)
+    tracing: Any = load_tracing(config) if config.tracing.enabled else None
+    cluster = None
+    if config.cluster.redis_url:  # redis is imported only for a cluster
+        from llmrouter.cluster.wiring import Cluster
+
+        cluster = Cluster(config.cluster)
+    bus = cluster.bus if cluster is not None else EventBus()
+    builder = Builder(registry, env, bus, cluster.models if cluster is not None else None, tracing=tracing)
+    generation = builder.build(config)
+    live = Live(generation, builder)
+    pipeline, discovery, reliability = generation.pipeline, generation.discovery, builder.reliability
+    assert reliability is not None
+    providers = pipeline.providers
     api_key = resolve_api_key(config, env)
     keyring = KeyRing.from_config(config, env, api_key)
-    bus = EventBus()
-    discovery = ModelDiscovery()
-    tracing: Any = None
-    if config.tracing.enabled:
-        tracing = load_tracing(config)
-        from llmrouter.engine.traced import TracedPipeline
-        from llmrouter.observe.tracing import TracedReliability
-
-        reliability = TracedReliability(config, providers, bus, tracing=tracing)
-        pipeline: Pipeline = TracedPipeline(config, registry, providers, bus, discovered=discovery.models,
-                                            provider_call=reliability.complete, stream_call=reliability.stream,
-                                            gate=reliability, tracing=tracing,
-                                            capabilities=discovery.capabilities)
-    else:  # tracing off: the plain classes, OpenTelemetry never imported
-        reliability = Reliability(config, providers, bus)
-        pipeline = Pipeline(config, registry, providers, bus, discovered=discovery.models,
-                            provider_call=reliability.complete, stream_call=reliability.stream, gate=reliability,
-                            capabilities=discovery.capabilities)
+    if cluster is not None:
+        cluster.bind(live)
 
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=int(config.server.max_body_mb * 1024 * 1024) + 1)
@@ -108,6 +110,9 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app[BUS] = bus
     app[DISCOVERY] = discovery
     app[RELIABILITY] = reliability
+    app[LIVE] = live
+    if cluster is not None:
+        app[CLUSTER] = cluster
     if api_key:
         app[API_KEY] = api_key
     app[KEYRING] = keyring
@@ -130,10 +135,14 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
 
     async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         pipeline.http = new_http_client(transport)
+        if cluster is not None:
+            cluster.start()
         targets = [(p.config, p.api_key) for p in providers.values() if p.config.format != "echo"]
         discovery.start(pipeline.http, targets)
         yield
-        await discovery.stop()
+        await live.current.discovery.stop()
+        if cluster is not None:
+            await cluster.stop()
         await pipeline.http.aclose()
 
     async def requestlog_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -171,6 +180,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.router.add_get("/admin/spend", spend_handler)
     if config.metrics.enabled:
         app.router.add_get("/metrics", metrics_handler)
+    app.router.add_post("/admin/reload", reload_handler)
     if config.server.dashboard:
         from llmrouter.web.dashboard import add_dashboard_routes
 

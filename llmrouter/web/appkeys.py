@@ -14,6 +14,7 @@ from llmrouter.observe.events import EventBus
 from llmrouter.observe.metrics import Metrics
 from llmrouter.upstream.discovery import ModelDiscovery
 from llmrouter.upstream.reliability import Reliability
+from llmrouter.web.reload import Live
 
 CONFIG = web.AppKey("config", Config)
 PIPELINE = web.AppKey("pipeline", Pipeline)
@@ -30,3 +31,8 @@ TRACING = web.AppKey("tracing", object)
 """The app's :class:`llmrouter.observe.tracing.Tracing` when ``[tracing] enabled = true``."""
 OPEN_PATHS = web.AppKey("open_paths", frozenset)
 """Paths served without the inbound key."""
+LIVE = web.AppKey("live", Live)
+"""The current config generation: handlers read ``app[LIVE].current`` (``app[CONFIG]`` and
+``app[PIPELINE]`` are the generation the app started with)."""
+CLUSTER = web.AppKey("cluster", object)
+"""The :class:`~llmrouter.cluster.wiring.Cluster`, when ``[cluster] redis_url`` is set."""

@@ -25,7 +25,7 @@ from llmrouter.formats import CLIENT_FORMATS
 from llmrouter.formats.anthropic import AnthropicFormat
 from llmrouter.formats.token_estimate import estimate_input_tokens
 from llmrouter.jsonutil import dumps
-from llmrouter.web.appkeys import CONFIG, PIPELINE
+from llmrouter.web.appkeys import LIVE
 from llmrouter.web.limits import check_content_type, check_limits, read_json
 from llmrouter.web.replies import error_response, new_request_id, router_headers
 
@@ -39,7 +39,8 @@ async def count_tokens_handler(request: web.Request) -> web.Response:
     """Count (or estimate) the input tokens of an Anthropic Messages body; see the module notes."""
     fmt = CLIENT_FORMATS["anthropic"]
     assert isinstance(fmt, AnthropicFormat)
-    pipeline, config = request.app[PIPELINE], request.app[CONFIG]
+    generation = request.app[LIVE].current
+    pipeline, config = generation.pipeline, generation.config
     request_id = new_request_id()
     ctx = None
     try:

@@ -15,7 +15,7 @@ from llmrouter.errors import RouterError
 from llmrouter.formats import ClientFormat
 from llmrouter.formats.base import check_request
 from llmrouter.jsonutil import dumps
-from llmrouter.web.appkeys import CONFIG, KEYRING, LIMITER, METRICS, PIPELINE, PRINCIPAL, RELIABILITY
+from llmrouter.web.appkeys import CLUSTER, KEYRING, LIMITER, LIVE, METRICS, PRINCIPAL, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, read_json
 from llmrouter.web.replies import (
     body_model,
@@ -34,8 +34,8 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
     """The handler for one chat endpoint speaking client format ``fmt``."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        pipeline = request.app[PIPELINE]
-        config = request.app[CONFIG]
+        generation = request.app[LIVE].current  # kept to the end: a reload does not change this request
+        pipeline, config = generation.pipeline, generation.config
         request_id = new_request_id()
         started = time.perf_counter()
         ctx: Context | None = None
@@ -91,8 +91,8 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
 
 async def models_handler(request: web.Request) -> web.Response:
     """``GET /v1/models``: every model the config can route, in OpenAI or Anthropic list shape."""
-    pipeline = request.app[PIPELINE]
-    config = request.app[CONFIG]
+    generation = request.app[LIVE].current
+    pipeline, config = generation.pipeline, generation.config
     owners: dict[str, str] = {}
     for name, info in pipeline.provider_infos().items():
         for model in info.models:
@@ -116,13 +116,33 @@ async def models_handler(request: web.Request) -> web.Response:
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    """``GET /health``: liveness plus per-provider status."""
-    pipeline = request.app[PIPELINE]
+    """``GET /health``: liveness, per-provider status, the config's load time and hash, the cluster link."""
+    live = request.app[LIVE]
+    pipeline = live.current.pipeline
     circuits = request.app[RELIABILITY].snapshot()
     providers = {name: {"format": info.format, "healthy": info.healthy, "models": list(info.models),
                         "circuit": circuits.get(name)}
                  for name, info in pipeline.provider_infos().items()}
-    return web.json_response({"status": "ok", "in_flight": pipeline.in_flight, "providers": providers})
+    body: dict[str, Any] = {"status": "ok", "in_flight": live.in_flight, "providers": providers,
+                            "config": live.describe()}
+    cluster = request.app.get(CLUSTER)
+    if cluster is not None:
+        body["cluster"] = cluster.snapshot()  # type: ignore[attr-defined]
+    return web.json_response(body)
+
+
+async def reload_handler(request: web.Request) -> web.Response:
+    """``POST /admin/reload``: re-read the config file (behind the inbound key when one is set).
+
+    200 with ``status`` ``reloaded`` or ``unchanged``; 400 (``code: invalid_config``) naming the
+    problem when the new config is refused, the old one still serving.
+    """
+    result = await request.app[LIVE].reload("POST /admin/reload", tell_siblings=True)
+    if result["status"] == "refused":
+        error = {"message": f"config reload refused: {result['error']}", "type": "invalid_request_error",
+                 "code": "invalid_config"}
+        return web.json_response({"error": error, "config": result["config"]}, status=400)
+    return web.json_response(result)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ from aiohttp import web
 from llmrouter.config import Config, ConfigError
 from llmrouter.errors import AuthenticationFailed, Forbidden, NotFound, RouterError
 from llmrouter.keys.auth import presented_key
-from llmrouter.web.appkeys import KEYRING, OPEN_PATHS, PIPELINE, PRINCIPAL
+from llmrouter.web.appkeys import KEYRING, LIVE, OPEN_PATHS, PRINCIPAL
 from llmrouter.web.replies import error_response, format_for_path, new_request_id
 
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
@@ -64,7 +64,7 @@ def _refuse(request: web.Request, error: RouterError) -> web.Response:
     """An auth refusal in the client's shape; refused chat requests still get events and a log line."""
     headers = None
     if request.method == "POST" and request.path in _CHAT_PATHS:
-        pipeline, request_id = request.app[PIPELINE], new_request_id()
+        pipeline, request_id = request.app[LIVE].current.pipeline, new_request_id()
         pipeline.publish_start(request_id, None, request.path)
         pipeline.record(ctx=None, request_id=request_id, endpoint=request.path,
                         started=time.perf_counter(), status=error.status, error=error.message)

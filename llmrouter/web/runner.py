@@ -20,7 +20,7 @@ from llmrouter.config import Config, ConfigError
 from llmrouter.keys.auth import KeyRing
 from llmrouter.observe.accesslog import AccessLog
 from llmrouter.observe.metrics import MULTIPROC_ENV, multiprocess_dir, worker_exited
-from llmrouter.web.app import BUS, PIPELINE, check_exposure, create_app, resolve_api_key
+from llmrouter.web.app import BUS, LIVE, check_exposure, create_app, resolve_api_key
 
 log = logging.getLogger("llmrouter.web.runner")
 
@@ -62,16 +62,19 @@ def _tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def _serve_one(config: Config, sock: socket.socket | None = None) -> None:
+def _serve_one(config: Config, sock: socket.socket | None = None, supervisor: int | None = None) -> None:
     fast = _use_uvloop()
     app = create_app(config)
+    if supervisor is not None:
+        # A reload asked of one worker (POST /admin/reload) reaches its siblings through the supervisor.
+        app[LIVE].on_reloaded = lambda: os.kill(supervisor, signal.SIGHUP)
     _tune_gc()
     asyncio.run(serve_app(app, config, sock, uvloop=fast))
 
 
 async def serve_app(app: web.Application, config: Config, sock: socket.socket | None = None, *,
                     uvloop: bool = False) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully.
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully; SIGHUP reloads the config.
 
     Shutdown stops accepting connections, ends dashboard streams, gives in-flight requests (streams
     included) up to ``shutdown_grace_s`` to finish, cancels what is left (still logging it), then
@@ -103,27 +106,44 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
         if stopping.is_set():
             log.info("%s received: shutdown already in progress", sig.name)
             return
-        pipeline = app[PIPELINE]
         log.info("%s received: shutting down; no new connections, %d request(s) in flight get up to %g s",
-                 sig.name, pipeline.in_flight, grace)
+                 sig.name, app[LIVE].in_flight, grace)
         stopping.set()
+
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hangup() -> None:
+        if stopping.is_set():
+            return
+        task = loop.create_task(app[LIVE].reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     if _early_signal is not None:  # a worker told to stop while it was still starting
         on_signal(_early_signal)
+    elif _early_hangup:  # told to reload while starting: the file may have changed since the fork
+        on_hangup()
     try:
         await stopping.wait()
     finally:
         await runner.cleanup()
         if access is not None:
             await access.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("llmrouter stopped (pid %s)", os.getpid())
 
 
 _early_signal: signal.Signals | None = None
+_early_hangup = False
+
+
+def _remember_hangup(signum: int, frame: object) -> None:
+    global _early_hangup
+    _early_hangup = True
 
 
 def _remember_signal(signum: int, frame: object) -> None:
@@ -137,7 +157,7 @@ def _worker(config: Config, sock: socket.socket) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _remember_signal)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _serve_one(config, sock)
+    _serve_one(config, sock, supervisor=os.getppid())
 
 
 def run(config: Config, workers: int = 1) -> None:
@@ -149,6 +169,7 @@ def run(config: Config, workers: int = 1) -> None:
     api_key = resolve_api_key(config, os.environ)
     KeyRing.from_config(config, os.environ, api_key)  # an unset key_env fails here, before any worker starts
     check_exposure(config, config.server.host, api_key)
+    signal.signal(signal.SIGHUP, _remember_hangup)  # until the event loop handles it: never fatal
     if workers <= 1:
         _serve_one(config)
         return
@@ -184,12 +205,23 @@ def run(config: Config, workers: int = 1) -> None:
 
 
 def _supervise(procs: list[multiprocessing.process.BaseProcess], metrics_dir: str | None = None) -> None:
-    """Wait for the workers; the first SIGINT/SIGTERM is passed on to each as SIGTERM (once).
+    """Wait for the workers; the first SIGINT/SIGTERM is passed on to each as SIGTERM (once), every
+    SIGHUP to each as SIGHUP (each worker reloads its config; an unchanged config is a no-op).
 
     Each worker that exits has its live gauges removed from ``metrics_dir`` at once, so the
     survivors' scrapes stop counting its in-flight requests and circuits.
     """
     forwarded = False
+
+    def hangup(signum: int, frame: object) -> None:
+        # A worker that reloaded through POST /admin/reload signals us too; it then reloads again
+        # and finds the config unchanged.
+        if forwarded:
+            return
+        log.info("SIGHUP received: reloading the config in %d workers", len(procs))
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGHUP)
 
     def forward(signum: int, frame: object) -> None:
         nonlocal forwarded
@@ -202,6 +234,7 @@ def _supervise(procs: list[multiprocessing.process.BaseProcess], metrics_dir: st
                 os.kill(proc.pid, signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hangup)
     try:
         running = {proc.sentinel: proc for proc in procs}
         while running:
