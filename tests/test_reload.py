@@ -246,3 +246,26 @@ async def test_sighup_reloads_a_running_server(tmp_path: Path, workers: int) -> 
     text = err.decode()
     assert proc.returncode == 0, text
     assert "config reload (SIGHUP)" in text and "refused" in text and "key 'format'" in text
+
+
+async def test_a_reloaded_pipeline_keeps_metrics_tracing_and_keys(aiohttp_client: Any, tmp_path: Path) -> None:
+    from llmrouter.web.app import LIVE, METRICS
+
+    path = tmp_path / "router.toml"
+    tracing = '[tracing]\nenabled = true\nexporter = "none"\n'
+    write_config(path, "one")
+    path.write_text(path.read_text() + tracing)
+    app = create_app(load_config(path))
+    client = await aiohttp_client(app)
+    before = app[LIVE].current.pipeline
+    write_config(path, "two")
+    path.write_text(path.read_text() + tracing)
+    resp = await client.post("/admin/reload")
+    assert (await resp.json())["status"] == "reloaded"
+    after = app[LIVE].current.pipeline
+    assert after is not before and type(after) is type(before) and type(after).__name__ == "TracedPipeline"
+    assert after.metrics is app[METRICS] and after.keys is before.keys and after.http is before.http
+    resp = await client.post("/v1/chat/completions", json=openai_chat("hi"))
+    assert resp.status == 200 and resp.headers["X-Router-Provider"] == "two"
+    metrics = await (await client.get("/metrics")).text()
+    assert 'provider="two"' in metrics
