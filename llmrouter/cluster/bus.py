@@ -6,18 +6,20 @@ cluster. Events from other nodes arrive through the node's stream reader and are
 local subscribers like local ones, so ``/dashboard/events``, ``watch`` and ``tui`` on any instance
 see every request of the cluster. Local events are delivered locally at once, Redis or not.
 
-Events travel in the cluster's events stream (see :mod:`llmrouter.cluster.node`): one ``XADD`` per
-event, pipelined with whatever else is queued, so per-request order is kept and a node that was cut
-off catches up on what it missed. A node reads the stream only while it has a subscriber (from the
-moment the first one subscribes), so nodes nobody watches cost Redis no reads. The recent ``complete`` events a dashboard shows when it opens also go
-to a capped list (``LPUSH`` + ``LTRIM`` in the same round trip), read once when a node joins.
+Events travel in the cluster's events stream (see :mod:`llmrouter.cluster.node`): the node's writer
+packs every event queued since its last round trip into one ``XADD``, in order, so per-request
+order is kept and a node that was cut off catches up on what it missed. A node reads the stream
+only while it has a subscriber (from the moment the first one subscribes), so nodes nobody watches
+cost Redis no reads. The recent ``complete`` events a dashboard shows when it opens also go to a
+capped list (``LPUSH`` + ``LTRIM`` in the same round trip), read once when a node joins.
 
 A ``complete`` event whose JSON is larger than ``[cluster] event_body_limit_kb`` crosses the
-cluster without its ``request`` and ``response`` bodies (``"bodies_omitted": true``): agent requests
-of several hundred KB, copied to every instance, would make Redis's outbound traffic grow with the
-square of the cluster. The instance that served the request still delivers (and logs) it whole. While Redis is away or
-slow (more than ``SLIM_BACKLOG`` operations waiting), ``complete`` events are queued without their
-bodies, so a node's outbox stays a few megabytes however large the requests are.
+cluster without its ``request`` and ``response`` bodies (``"bodies_omitted": true``): agent
+requests of several hundred KB, copied to every watching instance, would make Redis's traffic
+grow with the cluster times the number of dashboards. The instance that served the request still
+delivers (and logs) it whole. While Redis is away or slow (more than ``SLIM_BACKLOG`` operations
+waiting), ``complete`` events are queued without their bodies, so a node's outbox stays a few
+megabytes however large the requests are.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """One process's link to the cluster's Redis: an outbox drained in the background, a stream reader.
 
 Nothing on a request's path waits for Redis. :meth:`ClusterNode.send` appends an operation to a
-bounded outbox and returns; a writer task sends whatever has queued up as one pipelined round trip.
+bounded outbox and returns; a writer task sends whatever has queued up as one pipelined round trip,
+packing the messages for each stream into one entry (see :meth:`ClusterNode._coalesce`).
 Messages go to two Redis streams, each capped at ``stream_len`` entries (``XADD MAXLEN ~``):
 ``<prefix>:state`` (circuit changes, discovered models: small and rare, read by every node) and
 ``<prefix>:events`` (the request events: read only by nodes that have an event subscriber right
@@ -273,6 +274,7 @@ class ClusterNode:
             batch: list[Operation] = []
             for _ in range(min(BATCH_MAX, len(outbox))):
                 batch.extend(self._expand(*outbox.popleft()))
+            batch = self._coalesce(batch)
             pipe = client.pipeline(transaction=False)
             for command, args in batch:
                 getattr(pipe, command)(*args)
@@ -291,6 +293,35 @@ class ClusterNode:
             self.stats["sent"] += len(batch)
             self.stats["flushes"] += 1
 
+    def _coalesce(self, batch: list[Operation]) -> list[Operation]:
+        """One command per kind and key for a whole batch: the messages for each stream go in one
+        entry (a JSON array), the values for each list in one ``LPUSH`` and one ``LTRIM``.
+
+        redis-py spends 20-35 µs of CPU per command; packing keeps that per flush, not per event.
+        """
+        packs: dict[str, list[bytes]] = {}
+        pushes: dict[str, list[Any]] = {}
+        trims: dict[str, tuple[Any, ...]] = {}
+        rest: list[Operation] = []
+        for command, args in batch:
+            if command == "xadd":
+                fields = args[1]
+                chunk = fields["m"] if "m" in fields else fields["p"][1:-1]
+                packs.setdefault(args[0], []).append(chunk)
+            elif command == "lpush":
+                pushes.setdefault(args[0], []).extend(args[1:])
+            elif command == "ltrim":
+                trims[args[0]] = args
+            else:
+                rest.append((command, args))
+        for stream, chunks in packs.items():
+            pack = b"[" + b",".join(chunks) + b"]"
+            rest.append(("xadd", (stream, {"n": self.node_id, "p": pack}, "*", self.config.stream_len, True)))
+        for key, values in pushes.items():
+            rest.append(("lpush", (key, *values)))
+        rest.extend(("ltrim", args) for args in trims.values())
+        return rest
+
     async def _listen(self, client: Any) -> None:
         while self._linked:
             streams = {self.state_stream: self._last_id}
@@ -306,14 +337,26 @@ class ClusterNode:
                     elif self._events_id is not None:
                         self._events_id = entry_id
                     if fields.get(b"n") != self._node_bytes:  # its own entries are not even parsed
-                        self._handle(fields.get(b"m"))
+                        self._unpack(fields.get(b"p") or fields.get(b"m"))
 
-    def _handle(self, data: bytes | None) -> None:
+    def _unpack(self, data: bytes | None) -> None:
         try:
-            message = loads(data)  # type: ignore[arg-type]
-            node, seq, kind = message["node"], message["seq"], message["kind"]
-        except (ValueError, KeyError, TypeError):
+            messages = loads(data)  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            messages = None
+        if isinstance(messages, dict):
+            messages = [messages]
+        if not isinstance(messages, list):
             log.warning("cluster: ignoring an unreadable stream entry")
+            return
+        for message in messages:
+            self._handle(message)
+
+    def _handle(self, message: Any) -> None:
+        try:
+            node, seq, kind = message["node"], message["seq"], message["kind"]
+        except (KeyError, TypeError):
+            log.warning("cluster: ignoring an unreadable message")
             return
         if node == self.node_id or seq <= self._last_seq.get(node, 0):
             return
