@@ -9,8 +9,8 @@ nox.options.sessions = ["tests", "lint"]
 
 @nox.session(python=["3.11", "3.12", "3.13"])
 def tests(session: nox.Session) -> None:
-    """Install llmrouter with its test extra and the example plugin, then run pytest."""
-    session.install("-e", ".[test]", "-e", "./examples/llmrouter-example-plugin")
+    """Install llmrouter with its test extra and the example plugins, then run pytest."""
+    session.install("-e", ".[test]", "-e", "./examples/llmrouter-example-plugin", "-e", "./examples/llmrouter-gemini")
     session.run("pytest", "-q", *session.posargs)
 
 

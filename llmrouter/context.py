@@ -14,6 +14,8 @@ from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 if TYPE_CHECKING:
     import httpx
 
+_NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
+
 
 class Flow(enum.Enum):
     """What a hook wants the pipeline to do next. ``None`` from a hook means ``CONTINUE``."""
@@ -75,10 +77,11 @@ class StreamTransformer(Protocol):
 class Context:
     """Everything a hook can see about one request.
 
-    ``settings`` is the current plugin's merged settings (config table overlaid by the request's
-    ``plugins`` entry), or the rule's table during ``route``; ``config_settings`` is the config
-    table alone (for plugins whose policy a request must not weaken). ``state`` is a dict shared by all hooks
-    of this request. ``providers`` maps provider names to :class:`ProviderInfo`. ``key_name`` is
+    ``settings`` is the current plugin's validated, read-only settings (an instance of its
+    ``Settings`` model, or a read-only mapping for a plugin without one): the config table overlaid
+    by the request's ``plugins`` entry (request-settable keys only), or the rule's table during
+    ``route``; ``config_settings`` is the config's settings alone. ``state`` is a dict shared by
+    all hooks of this request. ``providers`` maps provider names to :class:`ProviderInfo`. ``key_name`` is
     the name of the virtual key (``[[keys]]``) the request authenticated with, ``"admin"`` for the
     ``[server] api_key_env`` key when virtual keys exist, else None; never the key itself. ``delivered`` is
     true once the client has the reply (a stream has been relayed): edits to ``ctx.response`` after
@@ -90,8 +93,8 @@ class Context:
     providers: Mapping[str, ProviderInfo]
     http: httpx.AsyncClient | None = None
     response: ChatResponse | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    config_settings: dict[str, Any] = field(default_factory=dict)
+    settings: Any = field(default_factory=lambda: _NO_SETTINGS)
+    config_settings: Any = field(default_factory=lambda: _NO_SETTINGS)
     state: dict[str, Any] = field(default_factory=dict)
     endpoint: str = ""
     provider: str | None = None

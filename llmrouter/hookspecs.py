@@ -1,7 +1,8 @@
 """Hook specifications: the contract between llmrouter and its plugins.
 
-Every hook takes one argument, ``ctx`` (a :class:`llmrouter.Context`), so that new context fields
-never break existing plugins. Implementations may be plain functions or coroutines; the router
+Every request-time hook takes one argument, ``ctx`` (a :class:`llmrouter.Context`), so that new
+context fields never break existing plugins. The registration hooks (``register_*``) are called
+once at start-up instead, and take no context. Implementations may be plain functions or coroutines; the router
 awaits whatever is awaitable. Request-time hooks are dispatched by the router itself, in config
 order (see ``docs/pipeline.md``); pluggy checks implementations against these specs and documents
 them, while ``llmrouter.engine.registry`` loads plugins from the ``llmrouter`` entry-point group.
@@ -15,7 +16,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+    from aiohttp.web import AbstractRouteDef
+
     from llmrouter.context import Context, Flow, Route, StreamTransformer
+    from llmrouter.formats.provider import ProviderFormat
 
 hookspec = pluggy.HookspecMarker("llmrouter")
 hookimpl = pluggy.HookimplMarker("llmrouter")
@@ -115,4 +120,42 @@ def stream_transformer(ctx: Context) -> StreamTransformer | None:
     the second. Returning ``None`` costs the stream nothing. An exception here is logged and the
     plugin is skipped for this stream; an exception in ``feed``/``finish`` ends the stream with an
     error event ``plugin '<id>' failed: <message>``.
+    """
+
+
+@hookspec
+def register_provider_formats() -> Iterable[ProviderFormat]:
+    """Add provider wire formats, usable as ``format = "<name>"`` in ``[[providers]]``.
+
+    Called once at start-up for every loaded plugin (the built-in ``formats`` plugin first).
+
+    :return: an iterable of :class:`llmrouter.ProviderFormat` instances, each with a unique ``name``,
+        or ``None``. A name already registered is ignored with a warning; an exception (or something
+        that is not a named ``ProviderFormat``) drops this plugin's formats, and a provider configured
+        with one of them fails startup with ``unknown format`` naming the plugin's problem.
+    """
+
+
+@hookspec
+def register_routes() -> Iterable[AbstractRouteDef]:
+    """Add HTTP endpoints to the router's aiohttp application.
+
+    Called once when the app is built, for every loaded plugin. The routes sit behind the same
+    middlewares as the built-in ones (inbound API key, error shape) and the same body-size limit.
+
+    :return: an iterable of aiohttp route definitions (``aiohttp.web.get("/path", handler)``, ...),
+        or ``None``. An exception, or a route clashing with an existing one, fails startup naming the
+        plugin.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``llmrouter`` command line (click), e.g. ``@cli.command()``.
+
+    Called once, the first time the CLI resolves a command, for every loaded plugin. ``cli`` is a
+    staging group: its commands are added to ``llmrouter`` unless a command of that name exists
+    (then skipped with a warning).
+
+    :return: nothing (``None``). An exception is logged as a warning and the plugin's commands are skipped.
     """

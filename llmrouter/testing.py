@@ -11,6 +11,11 @@ project that has llmrouter installed:
 ``mock_providers``
     A :class:`MockProviders` backed by respx (``respx.mock(using="httpx")``) that answers as an
     OpenAI-, Anthropic- or Ollama-format provider would, and records what was sent.
+
+Helpers that drive one plugin component outside the server: :func:`run_transformer` (a stream
+transformer), :func:`load_settings` (a plugin's settings, validated as at load),
+:func:`drive_provider_format` and :func:`decode_stream` (a provider format through the router's
+real provider code).
 """
 
 from __future__ import annotations
@@ -24,16 +29,19 @@ from typing import Any
 import httpx
 import pytest
 
-from llmrouter.config import Config, parse_config
+from llmrouter.config import Config, ProviderConfig, parse_config
 from llmrouter.context import StreamTransformer
+from llmrouter.engine.plugin_settings import SettingsSpec
 from llmrouter.engine.registry import PluginRegistry, load_entry_point_plugins
+from llmrouter.formats.provider import ProviderFormat
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.models import StreamEvent
+from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 from llmrouter.observe.events import Event
 from llmrouter.observe.logfiles import read_log
 
-__all__ = ["MockProviders", "Reply", "RouterClient", "anthropic_message", "installed_plugins", "make_config",
-           "openai_chat", "run_transformer"]
+__all__ = ["FormatRun", "MockProviders", "Reply", "RouterClient", "anthropic_message", "decode_stream",
+           "drive_provider_format", "installed_plugins", "load_settings", "make_config", "openai_chat",
+           "run_transformer"]
 
 
 def installed_plugins() -> PluginRegistry:
@@ -284,3 +292,88 @@ async def router(aiohttp_client: Any, tmp_path: Path) -> AsyncIterator[Callable[
         return RouterClient(client, cfg)
 
     yield make
+
+
+# -- driving plugin components -------------------------------------------------------------------
+# One helper per kind of component a plugin can contribute, each running the router's own code
+# around it (run_transformer, for stream transformers, is above).
+
+
+def load_settings(plugin: Any, table: Mapping[str, Any] | None = None) -> Any:
+    """``table`` validated against ``plugin``'s ``Settings`` exactly as the router does at load:
+    the frozen settings object (or a read-only mapping for a plugin without ``Settings``).
+
+    :raises ValueError: (``SettingsProblem``) naming the key and the problem.
+    """
+    return SettingsSpec.of(plugin).load(table or {})
+
+
+@dataclass
+class FormatRun:
+    """What :func:`drive_provider_format` saw: the HTTP request sent, and the decoded reply."""
+
+    sent: httpx.Request
+    response: ChatResponse | None = None
+    events: list[StreamEvent] = field(default_factory=list)
+
+    @property
+    def sent_json(self) -> Any:
+        """The JSON body that was sent."""
+        return loads(self.sent.content)
+
+
+async def drive_provider_format(fmt: ProviderFormat, request: ChatRequest, reply: Any, *, model: str = "model",
+                                stream: bool = False, status: int = 200, base_url: str = "http://upstream.test",
+                                api_key: str | None = "test-key", headers: Mapping[str, str] | None = None,
+                                content_type: str | None = None) -> FormatRun:
+    """Send ``request`` through a real router provider speaking ``fmt`` to a fake upstream.
+
+    The upstream answers every call with ``reply``: a JSON-able object, ``bytes`` (e.g. an SSE body
+    for ``stream=True``) or a list of ``bytes`` chunks (delivered one by one, to exercise the
+    decoder's buffering). Errors come out as the router raises them (``ProviderError`` with the
+    mapped status, ``ProviderTimeout``).
+    """
+    from llmrouter.upstream.providers import Provider
+
+    sent: list[httpx.Request] = []
+
+    def respond(req: httpx.Request) -> httpx.Response:
+        sent.append(req)
+        ctype = content_type or ("text/event-stream" if stream else "application/json")
+        if isinstance(reply, list) and all(isinstance(c, bytes) for c in reply):
+            return httpx.Response(status, stream=_Chunks(reply), headers={"content-type": ctype})
+        if isinstance(reply, bytes):
+            return httpx.Response(status, content=reply, headers={"content-type": ctype})
+        return httpx.Response(status, json=reply)
+
+    config = ProviderConfig(name="under-test", format=fmt.name, base_url=base_url, headers=dict(headers or {}),
+                            api_key_env="UNUSED" if api_key else None)
+    provider = Provider(config, api_key, fmt)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(respond)) as http:
+        if stream:
+            events = [event async for event in await provider.stream(request, model, http)]
+            return FormatRun(sent[0] if sent else _NOTHING_SENT, events=events)
+        response = await provider.complete(request, model, http)
+        return FormatRun(sent[0] if sent else _NOTHING_SENT, response=response)
+
+
+def decode_stream(fmt: ProviderFormat, chunks: Iterable[bytes]) -> list[StreamEvent]:
+    """Feed ``chunks`` to one of ``fmt``'s stream decoders, then close it; every event, in order."""
+    decoder = fmt.stream_decoder()
+    events: list[StreamEvent] = []
+    for chunk in chunks:
+        events.extend(decoder.feed(chunk))
+    events.extend(decoder.close())
+    return events
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+_NOTHING_SENT = httpx.Request("GET", "http://nothing.sent/")

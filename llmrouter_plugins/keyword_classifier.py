@@ -23,39 +23,50 @@ Example::
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
 from typing import Any
+
+from pydantic import PrivateAttr, field_validator
 
 from llmrouter.context import Context
 from llmrouter.hookspecs import hookimpl
-from llmrouter.jsonutil import dumps_str, loads
+from llmrouter.settings import PluginSettings
 
 # Joins the texts of a request; no sensible keyword contains it, so matches stay within one part.
 _SEPARATOR = "\x00"
 
 
+class Settings(PluginSettings):
+    """``[classifiers.keyword]``: ``tags`` maps each tag to its keywords."""
+
+    tags: dict[str, tuple[str, ...]] = {}
+    _matchers: tuple[tuple[str, re.Pattern[str]], ...] = PrivateAttr(())
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _one_keyword_is_a_list(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {tag: [kw] if isinstance(kw, str) else kw for tag, kw in value.items()}
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        """Compile each tag's keywords, case-folded, into one matcher (empty keywords ignored)."""
+        matchers = []
+        for tag, keywords in self.tags.items():
+            folded = sorted({k.casefold() for k in keywords if k.strip()}, key=len, reverse=True)
+            if folded:
+                matchers.append((tag, re.compile("|".join(map(re.escape, folded)))))
+        self._matchers = tuple(matchers)
+
+    def match(self, haystack: str) -> list[str]:
+        """The tags (in table order) with a keyword in the already case-folded ``haystack``."""
+        return [tag for tag, matcher in self._matchers if matcher.search(haystack)]
+
+
 @hookimpl
 def classify(ctx: Context) -> list[str]:
     """Return the configured tags whose keywords occur in the request's text, in config order."""
-    table = _compile(dumps_str(ctx.settings.get("tags") or {}))
-    if not table:
+    settings: Settings = ctx.settings
+    if not settings._matchers:
         return []
-    haystack = _SEPARATOR.join(ctx.request.iter_text()).casefold()
-    return [tag for tag, keywords in table if any(k in haystack for k in keywords)]
-
-
-@lru_cache(maxsize=64)
-def _compile(tags_json: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Validate and case-fold the ``tags`` table (given as JSON so it can be a cache key)."""
-    tags: Any = loads(tags_json)
-    if not isinstance(tags, dict):
-        raise ValueError("keyword classifier: 'tags' must be a table of tag = [keywords]")
-    compiled = []
-    for tag, keywords in tags.items():
-        if isinstance(keywords, str):
-            keywords = [keywords]
-        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
-            raise ValueError(f"keyword classifier: tags.{tag} must be a list of strings")
-        folded = tuple(k.casefold() for k in keywords if k.strip())
-        compiled.append((tag, folded))
-    return tuple(compiled)
+    return settings.match(_SEPARATOR.join(ctx.request.iter_text()).casefold())

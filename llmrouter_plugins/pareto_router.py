@@ -9,8 +9,8 @@ provider of that tier that is loaded; the ``[[routers]]`` chain is then skipped.
 * A tier that was asked for (``tier``) but has no loaded provider is a 400 naming the tier: the
   client asked for something the router cannot give, and silently sending the request elsewhere
   would hide that.
-* Malformed ``tiers``/``default_tier`` in the config fail the request (500, naming the key);
-  the same mistake made by a request's own settings is a 400.
+* Malformed ``tiers``/``default_tier`` in the config, or a tier naming a provider that is not
+  configured, stop startup (``llmrouter check`` names the key). Only ``tier`` is request-settable.
 * When ``default_tier`` has no loaded provider, or there is neither ``tier`` nor
   ``default_tier``, the plugin does nothing and the router chain decides as usual.
 
@@ -38,27 +38,43 @@ and per request: ``"plugins": [{"id": "pareto-router", "tier": "high"}]``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Annotated
+
+from pydantic import Field, StrictStr, model_validator
 
 from llmrouter.context import Context
 from llmrouter.errors import InvalidRequest
 from llmrouter.hookspecs import hookimpl
+from llmrouter.settings import PluginSettings, request_settable
+
+
+class Settings(PluginSettings):
+    """``[plugins.pareto-router]``; ``tier`` may be set per request."""
+
+    tiers: dict[str, tuple[Annotated[str, Field(min_length=1)], ...]] = {}
+    default_tier: str | None = None
+    tier: StrictStr | None = request_settable(None, description="the tier for this request")
+
+    @model_validator(mode="after")
+    def _default_is_a_tier(self) -> Settings:
+        if self.default_tier is not None and self.default_tier not in self.tiers:
+            raise ValueError(f"pareto-router: default_tier {self.default_tier!r} is not one of the tiers "
+                             f"({_names(self.tiers)})")
+        return self
+
+    def referenced_providers(self) -> Iterable[str]:
+        """Every provider of every tier."""
+        return [name for providers in self.tiers.values() for name in providers]
 
 
 @hookimpl
 def pre_request(ctx: Context) -> None:
     """Force the first loaded provider of the requested (or default) tier."""
-    settings = ctx.settings
-    _check(ctx.config_settings)  # a config problem: fails loudly (500) naming the key
-    try:
-        tiers = _check(settings)
-    except ValueError as exc:  # the config is fine, so the request's settings broke it
-        raise InvalidRequest(str(exc)) from None
-    default = settings.get("default_tier")
-    requested = settings.get("tier")
-    if requested is not None and not isinstance(requested, str):
-        raise InvalidRequest(f"pareto-router: 'tier' must be a string, got {requested!r}")
-    tier = requested if requested is not None else default
+    settings: Settings = ctx.settings
+    tiers = settings.tiers
+    requested = settings.tier
+    tier = requested if requested is not None else settings.default_tier
     if tier is None:
         return
     if tier not in tiers:
@@ -73,20 +89,6 @@ def pre_request(ctx: Context) -> None:
     ctx.mark_modified()
 
 
-def _check(settings: dict[str, Any]) -> dict[str, list[str]]:
-    """Validate ``tiers`` (tier name to provider names) and ``default_tier``; return the tiers."""
-    tiers = settings.get("tiers", {})
-    if not isinstance(tiers, dict):
-        raise ValueError("pareto-router: 'tiers' must be a table of tier = [providers]")
-    for name, providers in tiers.items():
-        if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
-            raise ValueError(f"pareto-router: tiers.{name} must be a list of provider names")
-    default = settings.get("default_tier")
-    if default is not None and default not in tiers:
-        raise ValueError(f"pareto-router: default_tier {default!r} is not one of the tiers ({_names(tiers)})")
-    return tiers
-
-
-def _names(tiers: dict[str, list[str]]) -> str:
+def _names(tiers: dict[str, tuple[str, ...]]) -> str:
     """The tier names in config order, for messages."""
     return ", ".join(tiers) or "none configured"

@@ -55,14 +55,23 @@ from typing import Any
 
 import json_repair
 import orjson
+from pydantic import Field, StrictBool
 
 from llmrouter.context import Context
 from llmrouter.hookspecs import hookimpl
 from llmrouter.jsonutil import dumps_str
 from llmrouter.models import TextPart, ToolUsePart
+from llmrouter.settings import PluginSettings
 from llmrouter_plugins._healing_stream import HealingTransformer
 
 DEFAULT_MAX_CHARS = 200_000
+
+
+class Settings(PluginSettings):
+    """``[plugins.response-healing]``."""
+
+    repair_tool_arguments: StrictBool = True
+    max_chars: int = Field(default=DEFAULT_MAX_CHARS, ge=0)
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _FENCE_LABELS = frozenset({"", "json", "json5", "jsonc"})
@@ -76,9 +85,9 @@ def post_response(ctx: Context) -> None:
     response = ctx.response
     if response is None or ctx.delivered:
         return
-    settings = ctx.settings
-    max_chars = settings.get("max_chars", DEFAULT_MAX_CHARS)
-    fix_tools = settings.get("repair_tool_arguments", True)
+    settings: Settings = ctx.settings
+    max_chars = settings.max_chars
+    fix_tools = settings.repair_tool_arguments
     fmt = ctx.request.response_format
     json_requested = fmt is not None and fmt.type in _JSON_FORMATS
     changed = False
@@ -104,7 +113,7 @@ def stream_transformer(ctx: Context) -> HealingTransformer | None:
     fmt = ctx.request.response_format
     if fmt is None or fmt.type not in _JSON_FORMATS:
         return None
-    max_chars = ctx.settings.get("max_chars", DEFAULT_MAX_CHARS)
+    max_chars = ctx.settings.max_chars
     return HealingTransformer(ctx, lambda text: heal_text(text, json_requested=True), max_chars)
 
 

@@ -252,7 +252,12 @@ async def test_response_healing_extracts_json_from_prose_when_json_was_asked_for
 
 async def test_response_healing_per_request(router: Any, mock_providers: MockProviders) -> None:
     mock_providers.add_openai(OPENAI_URL, '{"a": [1, 2')
-    client = await router({"providers": [provider("up", "openai")], "routers": [{"type": "fallback"}]})
+    config = {"providers": [provider("up", "openai")], "routers": [{"type": "fallback"}]}
+    client = await router(config)
+    reply = await send(client, "anthropic", "hi", plugins=[{"id": "response-healing"}])
+    assert reply.status == 400  # not listed in [server] request_plugins
+    assert "plugin 'response-healing' cannot be enabled per request" in error_message(reply, "anthropic")
+    client = await router({**config, "server": {"request_plugins": ["response-healing"]}})
     reply = await send(client, "anthropic", "hi", plugins=[{"id": "response-healing"}])
     assert reply_text(reply, "anthropic") == '{"a":[1,2]}'
 
@@ -321,11 +326,14 @@ async def test_a_request_cannot_weaken_configured_moderation(router: Any, mock_p
     weaken = [{"id": "moderation", "rules": [], "action": "refuse", "message": "fine"}]
     reply = await send(client, "openai", "password = hunter2", plugins=weaken)
     assert reply.status == 400
-    assert error_message(reply, "openai") == "request blocked by moderation rule 'secrets'"
-    # A request may add a rule of its own, checked after the configured ones.
-    stricter = [{"id": "moderation", "rules": [{"pattern": "(?i)weather", "message": "No weather today."}]}]
+    assert error_message(reply, "openai") == ("plugins[0].rules: setting 'rules' of plugin 'moderation' cannot be "
+                                              "set per request (request-settable: none)")
+    reply = await send(client, "openai", "password = hunter2", plugins=[{"id": "moderation", "enabled": False}])
+    assert reply.status == 400
+    # Not even stricter rules: a client-supplied regular expression could hog a shared router's CPU.
+    stricter = [{"id": "moderation", "patterns": ["(a+)+$"]}]
     reply = await send(client, "openai", "what is the weather", plugins=stricter)
-    assert reply_text(reply, "openai") == "No weather today."
+    assert reply.status == 400 and "'patterns'" in error_message(reply, "openai")
     assert upstream.call_count == 0
 
 
@@ -373,10 +381,21 @@ async def test_pareto_router_unknown_tier_is_a_400_listing_tiers(router: Any, fm
     assert error_message(reply, fmt) == "pareto-router: unknown tier 'ultra'; known tiers: low, medium, high"
 
 
-async def test_pareto_router_enabled_by_the_request_alone(router: Any, mock_providers: MockProviders) -> None:
+async def test_pareto_router_per_request_is_limited_to_request_plugins_and_tier(router: Any, mock_providers: MockProviders) -> None:
     mock_providers.add_anthropic(ANTHROPIC_URL, "best answer")
+    mock_providers.add_openai(OPENAI_URL, "medium answer")
     config = {key: value for key, value in PARETO.items() if key != "plugins"}
-    client = await router(config)
     tiers = {"low": ["local"], "high": ["best"]}
+    client = await router(config)
+    reply = await send(client, "openai", "hi", plugins=[{"id": "pareto-router", "tier": "high"}])
+    assert reply.status == 400  # a plugin not in [server] request_plugins cannot be switched on by a client
+    assert "plugin 'pareto-router' cannot be enabled per request" in error_message(reply, "openai")
+    client = await router({**config, "server": {"request_plugins": ["pareto-router"]}})
     reply = await send(client, "openai", "hi", plugins=[{"id": "pareto-router", "tiers": tiers, "tier": "high"}])
-    assert reply.provider == "best"
+    assert reply.status == 400  # tiers are the operator's: only `tier` is request-settable
+    assert error_message(reply, "openai").startswith("plugins[0].tiers: setting 'tiers' of plugin 'pareto-router'")
+    reply = await send(client, "openai", "hi", plugins=[{"id": "pareto-router", "tier": 7}])
+    assert reply.status == 400
+    assert "key 'tier': Input should be a valid string" in error_message(reply, "openai")
+    reply = await send(client, "openai", "hi", plugins=[{"id": "pareto-router"}])
+    assert reply.provider == "mid"  # switched on with no tiers: a no-op, the chain decides

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmrouter.config import DEFAULT_CONFIG_NAME, ConfigError, load_config, parse_config
+from llmrouter.engine.validate import validate_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -61,8 +62,9 @@ def test_bad_field_type_names_table_and_key(tmp_path: Path) -> None:
 def test_provider_field_error_names_entry_and_key(tmp_path: Path) -> None:
     path = write(tmp_path, '[[providers]]\nname = "x"\nformat = "smoke-signals"\n')
     with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert "[[providers]] #1 (name = 'x') key 'format'" in str(info.value)
+        validate_config(load_config(path), environ={})
+    assert "[[providers]] #1 (name = 'x') key 'format': unknown format 'smoke-signals'" in str(info.value)
+    assert "(registered: anthropic, echo, " in str(info.value) and "ollama, openai" in str(info.value)
 
 
 def test_unknown_key_is_rejected(tmp_path: Path) -> None:
@@ -75,7 +77,7 @@ def test_rule_naming_unknown_provider(tmp_path: Path) -> None:
     path = write(tmp_path, '[[providers]]\nname = "a"\nformat = "echo"\n'
                            '[[routers]]\ntype = "prefix"\nmodel_prefix = "x/"\nprovider = "ghost"\n')
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        validate_config(load_config(path), environ={})
     message = str(info.value)
     assert "[[routers]] #1 (type = 'prefix') key 'provider'" in message and "'ghost'" in message
 
@@ -93,7 +95,7 @@ def test_duplicate_provider_names() -> None:
 
 def test_remote_provider_needs_base_url() -> None:
     with pytest.raises(ConfigError, match=r"\(name = 'o'\) key 'base_url'"):
-        parse_config({"providers": [{"name": "o", "format": "openai"}]})
+        validate_config(parse_config({"providers": [{"name": "o", "format": "openai"}]}), environ={})
 
 
 def test_enabled_sections_keep_file_order() -> None:

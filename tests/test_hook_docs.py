@@ -79,7 +79,7 @@ def test_hook_is_documented_with_its_exact_signature_and_an_example(hook: str) -
     blocks = code_blocks(section)
     expected = signature_line(hook, hookspec_functions()[hook])
     assert any(expected in block.splitlines() for block in blocks), f"{hook}: no block with `{expected}`"
-    examples = [b for b in blocks if "@hookimpl" in b and re.search(rf"^(async )?def {hook}\(ctx", b, re.M)]
+    examples = [b for b in blocks if "@hookimpl" in b and re.search(rf"^(async )?def {hook}\(", b, re.M)]
     assert examples, f"{hook}: no example implementation"
     for heading in ("**When.**", "**Returns.**", "**Errors.**"):
         assert heading in section, f"{hook}: missing {heading}"
@@ -219,3 +219,12 @@ def test_tutorial_shows_the_example_packages_real_code() -> None:
             assert chunk in source, f"docs/writing-a-plugin.md shows code that is not in {path}:\n{chunk}"
     pyproject = code_blocks(text, "toml")[0]
     assert pyproject.strip() == (EXAMPLE / "pyproject.toml").read_text().strip()
+
+
+def test_every_public_export_is_documented_and_importable() -> None:
+    import llmrouter
+
+    section = HOOKS_DOC.read_text().split("## What `llmrouter` exports", 1)[1].split("\n## ", 1)[0]
+    for name in llmrouter.__all__:
+        assert getattr(llmrouter, name) is not None
+        assert f"`{name}`" in section, f"llmrouter.{name} is not in the exports table"

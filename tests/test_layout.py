@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_API = {"llmrouter.hookspecs", "llmrouter.context", "llmrouter.models", "llmrouter.errors",
-              "llmrouter.config", "llmrouter.jsonutil"}
+              "llmrouter.config", "llmrouter.jsonutil", "llmrouter.settings"}
 """Top-level modules that form the plugin API; they know nothing of the layers built on them."""
 
 

@@ -173,6 +173,8 @@ async def test_settings_from_config_overlaid_by_request(router: Any) -> None:
     seen: list[dict[str, Any]] = []
 
     class Settings:
+        REQUEST_SETTABLE = ("level",)  # a plugin without a Settings model marks settable keys here
+
         @hookimpl
         def pre_request(self, ctx: Context) -> None:
             seen.append(dict(ctx.settings))
@@ -192,7 +194,7 @@ async def test_request_can_enable_a_plugin_for_one_request(router: Any, mock_pro
             ctx.request.messages[0].content[0].text += " [marked]"
 
     config = {"providers": [{"name": "up", "format": "openai", "base_url": "http://up.test/v1"}],
-              "routers": [{"type": "fallback"}]}
+              "routers": [{"type": "fallback"}], "server": {"request_plugins": ["marker"]}}
     route = mock_providers.add_openai("http://up.test/v1")
     client = await router(config, plugins={"marker": Marker()})
     await client.openai(openai_chat("one"))
@@ -253,6 +255,8 @@ async def test_routing_chain_first_match_and_rewrite(router: Any) -> None:
 
 async def test_forced_provider_skips_chain(router: Any) -> None:
     class Force:
+        REQUEST_SETTABLE = ("to",)
+
         @hookimpl
         def pre_request(self, ctx: Context) -> None:
             ctx.request.forced_provider = ctx.settings.get("to", "echo2")

@@ -19,6 +19,7 @@ exactly as it drives any other backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -147,6 +148,67 @@ def route(ctx):
     return None
 '''
 
+# A plugin using the whole platform: typed settings, a provider format, a route and a command.
+LOUD = '''
+"""Acme loud: an offline provider format that shouts, a footer plugin, a route and a command."""
+
+import click
+from aiohttp import web
+
+from llmrouter import ChatResponse, PluginSettings, ProviderFormat, TextPart, hookimpl, request_settable
+
+
+class Settings(PluginSettings):
+    suffix: str = request_settable("!")
+    times: int = 1
+
+
+class UpperFormat(ProviderFormat):
+    name = "acme-upper"
+    requires_base_url = False
+    offline = True
+
+    def build_request(self, request, model):
+        return {}
+
+    def parse_response(self, body):
+        raise ValueError("offline")
+
+    def stream_decoder(self):
+        raise NotImplementedError
+
+    def offline_response(self, request, model):
+        return ChatResponse(model=model, content=[TextPart(text=request.last_user_text().upper())])
+
+
+@hookimpl
+def register_provider_formats():
+    return [UpperFormat()]
+
+
+async def hello(request):
+    return web.json_response({"hello": "from acme"})
+
+
+@hookimpl
+def register_routes():
+    return [web.get("/acme/hello", hello)]
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("acme-hello")
+    @click.argument("name")
+    def acme_hello(name):
+        """Say hello."""
+        click.echo(f"acme says hello to {name}")
+
+
+@hookimpl
+def post_response(ctx):
+    ctx.response.content[0].text += ctx.settings.suffix * ctx.settings.times
+'''
+
 BROKEN = '''
 """A plugin whose dependency is missing."""
 
@@ -154,7 +216,7 @@ import acme_dependency_that_is_not_installed  # noqa: F401
 '''
 
 PROBE_IDS = {"acme-first": "acme_probes.first", "acme-second": "acme_probes.second",
-             "acme-tagger": "acme_probes.tagger", "acme-rule": "acme_probes.rule"}
+             "acme-tagger": "acme_probes.tagger", "acme-rule": "acme_probes.rule", "acme-loud": "acme_probes.loud"}
 
 
 def write_project(root: Path, name: str, version: str, package: str, modules: dict[str, str],
@@ -178,7 +240,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("third_party")
     probes = write_project(root, "acme-llmrouter-probes", "1.2.3", "acme_probes", {
         "__init__": '"""Acme probes for llmrouter."""\n', "_trace": TRACE, "first": PROBE, "second": PROBE,
-        "tagger": TAGGER, "rule": RULE}, PROBE_IDS)
+        "tagger": TAGGER, "rule": RULE, "loud": LOUD}, PROBE_IDS)
     broken = write_project(root, "acme-broken-plugin", "0.0.1", "acme_broken",
                            {"__init__": BROKEN}, {"acme-broken": "acme_broken"})
     target = root / "site"
@@ -327,9 +389,16 @@ def free_port() -> int:
 @pytest.fixture
 def server(site: Path, tmp_path: Path) -> Iterator[str]:
     """``llmrouter serve`` on the good config (the broken plugin is installed but not enabled)."""
+    with serve(site, tmp_path, good_config(tmp_path)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve(site: Path, tmp_path: Path, config: Path) -> Iterator[str]:
+    """Run ``llmrouter serve CONFIG`` on a free port until the caller is done; yields its URL."""
     port = free_port()
     out = (tmp_path / "server.out").open("w")
-    proc = subprocess.Popen([*llmrouter_command(), "serve", str(good_config(tmp_path)), "--port", str(port)],
+    proc = subprocess.Popen([*llmrouter_command(), "serve", str(config), "--port", str(port)],
                             env=environment(site), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -397,3 +466,62 @@ def test_serving_a_config_that_enables_a_broken_plugin_fails_naming_it(site: Pat
                             env=environment(site), cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "[plugins.acme-broken]: plugin 'acme-broken' from acme-broken-plugin failed to load" in result.stderr
+
+
+LOUD_CONFIG = '''
+[server]
+dashboard = false
+api_key_env = "ACME_ROUTER_KEY"
+
+[logging]
+enabled = false
+
+[[providers]]
+name = "upper"
+format = "acme-upper"
+
+[[routers]]
+type = "fallback"
+
+[plugins.acme-loud]
+times = 2
+'''
+
+
+def test_a_pip_installed_plugin_adds_a_format_a_route_a_command_and_typed_settings(site: Path, tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run_llmrouter(site, "acme-hello", "world", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "acme says hello to world\n"), result.stderr
+    assert "acme-hello" in run_llmrouter(site, "--help", cwd=tmp_path).stdout
+
+    typo = write_config(tmp_path / "typo.toml", LOUD_CONFIG.replace("times = 2", "tims = 2"))
+    result = run_llmrouter(site, "check", str(typo), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{typo}: [plugins.acme-loud] key 'tims': unknown key (known keys: suffix, times)" in result.stderr
+    bad_format = write_config(tmp_path / "fmt.toml", LOUD_CONFIG.replace('"acme-upper"', '"acme-uper"'))
+    result = run_llmrouter(site, "check", str(bad_format), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "key 'format': unknown format 'acme-uper' (registered: acme-upper, anthropic, echo" in result.stderr
+
+    monkeypatch.setenv("ACME_ROUTER_KEY", "acme-router-key")
+    config = write_config(tmp_path / "loud.toml", LOUD_CONFIG)
+    assert run_llmrouter(site, "check", str(config), cwd=tmp_path).returncode == 0
+    with serve(site, tmp_path, config) as url:
+        auth = {"authorization": "Bearer acme-router-key"}
+        assert httpx.get(url + "/acme/hello", timeout=10).status_code == 401
+        assert httpx.get(url + "/acme/hello", headers=auth, timeout=10).json() == {"hello": "from acme"}
+
+        def chat(**extra: Any) -> httpx.Response:
+            body = {"model": "m", "messages": [{"role": "user", "content": "quiet please"}], **extra}
+            return httpx.post(url + "/v1/chat/completions", json=body, headers=auth, timeout=10)
+
+        reply = chat()
+        assert reply.json()["choices"][0]["message"]["content"] == "QUIET PLEASE!!"
+        assert reply.headers["X-Router-Provider"] == "upper"
+        reply = chat(plugins=[{"id": "acme-loud", "suffix": "?"}])
+        assert reply.json()["choices"][0]["message"]["content"] == "QUIET PLEASE??"
+        reply = chat(plugins=[{"id": "acme-loud", "times": 5}])
+        assert reply.status_code == 400
+        assert "setting 'times' of plugin 'acme-loud' cannot be set per request" in reply.text
+        reply = chat(plugins=[{"id": "acme-first"}])
+        assert reply.status_code == 400 and "[server] request_plugins" in reply.text

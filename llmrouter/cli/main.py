@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
@@ -22,7 +21,56 @@ def _load(config_path: str | None) -> Config:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+class PluginCommands(click.Group):
+    """The ``llmrouter`` group: built-in commands plus those plugins add through ``register_commands``.
+
+    Plugins are asked the first time the command list is needed, so a command that is never looked
+    up costs nothing; a plugin may not replace a built-in command (it is skipped with a warning).
+    """
+
+    _plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from llmrouter.engine.registry import load_entry_point_plugins
+
+        registry = load_entry_point_plugins(quiet=True)
+        builtin = dict(self.commands)
+        for plugin_id in sorted(registry.records):
+            function = registry.impl(plugin_id, "register_commands")
+            if function is None:
+                continue
+            staging = click.Group(name=plugin_id)
+            try:
+                function(cli=staging)
+            except Exception as exc:
+                logging.getLogger("llmrouter.cli").warning("plugin %r: register_commands failed: %s: %s",
+                                                           plugin_id, type(exc).__name__, exc)
+                continue
+            for name, command in staging.commands.items():
+                if name in builtin or name in self.commands:
+                    logging.getLogger("llmrouter.cli").warning(
+                        "plugin %r: command %r already exists; skipped", plugin_id, name)
+                    continue
+                self.add_command(command, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin command names."""
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugins_loaded:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+@click.group(cls=PluginCommands)
 @click.version_option(package_name="llmrouter")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
@@ -80,23 +128,20 @@ def spend(log_path: str, key: str | None, since: str | None, as_json: bool) -> N
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False))
 def check(config_path: str | None) -> None:
     """Validate CONFIG_PATH and print the resolved providers, classifiers, rules and plugins."""
-    from llmrouter.engine.pipeline import Pipeline
     from llmrouter.engine.registry import load_entry_point_plugins
-    from llmrouter.upstream.providers import build_providers
+    from llmrouter.engine.validate import validate_config
 
     config = _load(config_path)
     registry = load_entry_point_plugins()
     try:
-        providers = build_providers(config, dict(os.environ))
-        from llmrouter.observe.events import EventBus
-
-        pipeline = Pipeline(config, registry, providers, EventBus())
+        pipeline = validate_config(config, registry)
         if config.tracing.enabled:
             from llmrouter.web.app import load_tracing
 
             load_tracing(config).shutdown()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    providers = pipeline.providers
     click.echo(f"config: {config.source}: OK")
     click.echo(f"server: {config.server.host}:{config.server.port} dashboard={'on' if config.server.dashboard else 'off'}"
                f" auth={'on (' + config.server.api_key_env + ')' if config.server.api_key_env else 'off'}")
@@ -128,7 +173,7 @@ def check(config_path: str | None) -> None:
             click.echo(f"  - {step.plugin_id}")
     click.echo("routers:")
     for rule in pipeline.rules:
-        details = ", ".join(f"{k}={v!r}" for k, v in rule.settings.items() if k != "type")
+        details = ", ".join(f"{k}={v!r}" for k, v in rule.table.items() if k != "type")
         click.echo(f"  {rule.index + 1}. {rule.type}: {details}")
     click.echo("plugins:")
     for plugin_id, _ in config.enabled("plugins"):
@@ -192,6 +237,10 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    LOAD ERROR: {row['error']}")
         else:
             click.echo(f"    hooks: {', '.join(row['hooks']) or '(none)'}")
+            if row["settings"] is not None:
+                settable = set(row["request_settable"])
+                keys = [f"{k} (per request)" if k in settable else k for k in row["settings"]]
+                click.echo(f"    settings: {', '.join(keys) or '(none)'}")
             if row["summary"]:
                 click.echo(f"    {row['summary']}")
 

@@ -184,7 +184,7 @@ async def replay(entries: list[dict[str, Any]], config: Config, *, live: bool = 
 
     env = dict(os.environ if environ is None else environ)
     registry = registry or load_entry_point_plugins()
-    providers = build_providers(config, env if live else offline_environ(config, env))
+    providers = build_providers(config, env if live else offline_environ(config, env), registry.provider_formats())
     stand_in = LoggedResponses()
     pipeline = Pipeline(config, registry, providers, EventBus(history=0), provider_call=None if live else stand_in)
     report = ReplayReport(live=live)

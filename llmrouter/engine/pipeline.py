@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Flow, ProviderInfo, Route
 from llmrouter.engine.capabilities import CandidateCheck, capability_message, settle
+from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.engine.streams import transform
 from llmrouter.errors import InvalidRequest, NoRoute, PluginFailed, RouterError
@@ -50,6 +51,7 @@ _DELIVERED = "_delivered"
 """``ctx.state`` key: (reply, plugins that changed it) as the client received them, kept when late
 hooks may edit ``ctx.response`` after delivery, so the log records what was delivered."""
 _NONE_BLOCKED: frozenset[str] = frozenset()
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Gate(Protocol):
@@ -69,22 +71,27 @@ class Gate(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One plugin's implementation of one hook, with its config settings."""
+    """One plugin's implementation of one hook, with its validated settings and raw config table."""
 
     plugin_id: str
     function: Hook
-    settings: dict[str, Any]
-    config_settings: dict[str, Any]
+    settings: Any
+    config_settings: Any
+    table: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One ``[[routers]]`` entry bound to its plugin's ``route`` implementation."""
+    """One ``[[routers]]`` entry bound to its plugin's ``route`` implementation.
+
+    ``settings`` is the validated settings (the table minus ``type``); ``table`` the entry as written.
+    """
 
     index: int
     type: str
     function: Hook
-    settings: dict[str, Any]
+    settings: Any
+    table: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 async def call_hook(function: Hook, ctx: Context) -> Any:
@@ -112,6 +119,7 @@ class Pipeline:
         self._background: set[asyncio.Task[None]] = set()
         self.http = http
         self.in_flight = 0
+        self._settings_cache: dict[tuple[str, str], Any] = {}
         self.plugin_ids = frozenset(pid for pid, _ in config.enabled("plugins"))
         self.classifier_ids = frozenset(pid for pid, _ in config.enabled("classifiers"))
         self.classifiers = self._steps("classifiers", "classify")
@@ -120,6 +128,7 @@ class Pipeline:
         self.transformers = self._steps("plugins", "stream_transformer")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
         self.rules = self._rules()
+        self.request_plugins = self._request_plugins()
         self._infos: Mapping[str, ProviderInfo] | None = None
         self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
         self.gate = gate
@@ -133,10 +142,23 @@ class Pipeline:
 
     # -- setup ------------------------------------------------------------------------------------
 
+    def _bound(self, section: str, plugin_id: str, table: Mapping[str, Any]) -> Any:
+        """The validated settings of one enabled plugin (validated once per plugin and section)."""
+        key = (section, plugin_id)
+        if key not in self._settings_cache:
+            spec = self.registry.records[plugin_id].settings
+            label = f"{self.config.source}: [{section}.{plugin_id}]"
+            try:
+                self._settings_cache[key] = spec.load(table)
+            except SettingsProblem as exc:
+                raise ConfigError(f"{label} {exc}") from None
+            check_references(label, self._settings_cache[key], table, [p.name for p in self.config.providers])
+        return self._settings_cache[key]
+
     def _steps(self, section: str, hook_name: str) -> list[Step]:
         """Bind the enabled plugins of a config section to one hook, in config order."""
         steps = []
-        for plugin_id, settings in self.config.enabled(section):  # type: ignore[arg-type]
+        for plugin_id, table in self.config.enabled(section):  # type: ignore[arg-type]
             where = f"{self.config.source}: [{section}.{plugin_id}]"
             try:
                 if section != "plugins":
@@ -146,15 +168,16 @@ class Pipeline:
                     if record is None or not record.loaded:
                         self.registry.require(plugin_id, hook_name, where)  # raises the clear message
                     function = self.registry.impl(plugin_id, hook_name)  # type: ignore[assignment]
-                    if function is None:
-                        continue
             except LookupError as exc:
                 raise ConfigError(str(exc)) from None
-            steps.append(Step(plugin_id, function, settings, settings))
+            settings = self._bound(section, plugin_id, table)
+            if function is not None:
+                steps.append(Step(plugin_id, function, settings, settings, MappingProxyType(table)))
         return steps
 
     def _rules(self) -> list[Rule]:
         rules = []
+        names = [p.name for p in self.config.providers]
         for index, table in enumerate(self.config.routers):
             rtype = table["type"]
             where = f"{self.config.source}: [[routers]] #{index + 1} key 'type'"
@@ -162,7 +185,14 @@ class Pipeline:
                 function = self.registry.require(rtype, "route", where)
             except LookupError as exc:
                 raise ConfigError(str(exc).replace("no installed plugin with id", "unknown rule type")) from None
-            rules.append(Rule(index, rtype, function, dict(table)))
+            label = f"{self.config.source}: [[routers]] #{index + 1} (type = {rtype!r})"
+            body = {k: v for k, v in table.items() if k != "type"}
+            try:
+                settings = self.registry.records[rtype].settings.load(body)
+            except SettingsProblem as exc:
+                raise ConfigError(f"{label} {exc}") from None
+            check_references(label, settings, body, names)
+            rules.append(Rule(index, rtype, function, settings, MappingProxyType(dict(table))))
         return rules
 
     def provider_infos(self) -> Mapping[str, ProviderInfo]:
@@ -192,8 +222,34 @@ class Pipeline:
 
     # -- per-request plugin selection ----------------------------------------------------------------
 
-    def _request_overrides(self, request: ChatRequest) -> dict[str, dict[str, Any]]:
-        overrides: dict[str, dict[str, Any]] = {}
+    def _request_plugins(self) -> frozenset[str]:
+        """``[server] request_plugins``, each checked to be an installed plugin."""
+        for i, plugin_id in enumerate(self.config.server.request_plugins):
+            record = self.registry.records.get(plugin_id)
+            if record is None or not record.loaded:
+                where = f"{self.config.source}: [server] key 'request_plugins' (entry #{i + 1})"
+                try:
+                    self.registry.require(plugin_id, "on_start", where)
+                except LookupError as exc:
+                    raise ConfigError(str(exc).split(" (plugins with")[0]) from None
+        return frozenset(self.config.server.request_plugins)
+
+    def _config_table(self, plugin_id: str) -> tuple[str, Mapping[str, Any]] | None:
+        """The config section and table enabling ``plugin_id``, if any."""
+        for section, ids in (("plugins", self.plugin_ids), ("classifiers", self.classifier_ids),
+                             ("response_classifiers", self.response_classifier_ids)):
+            if plugin_id in ids:
+                table = getattr(self.config, section)[plugin_id]
+                return section, {k: v for k, v in table.items() if k != "enabled"}
+        return None
+
+    def _request_overrides(self, request: ChatRequest) -> dict[str, Any]:
+        """The request's ``plugins`` entries, checked and validated: plugin id -> merged settings.
+
+        Only plugins enabled in the config or listed in ``[server] request_plugins`` may be named, and
+        only keys the plugin marks request-settable may be set; anything else is a 400.
+        """
+        overrides: dict[str, Any] = {}
         for i, entry in enumerate(request.plugins):
             plugin_id = entry.get("id") if isinstance(entry, dict) else None
             if not isinstance(plugin_id, str) or not plugin_id:
@@ -203,22 +259,39 @@ class Pipeline:
                 raise InvalidRequest(f"plugins[{i}].id: unknown plugin {plugin_id!r}")
             if not record.loaded:
                 raise InvalidRequest(f"plugins[{i}].id: plugin {plugin_id!r} failed to load: {record.error}")
+            configured = self._config_table(plugin_id)
             if entry.get("enabled", True) is False:
                 # Operator policy (e.g. moderation) is not the client's to switch off.
-                if plugin_id in self.plugin_ids or plugin_id in self.classifier_ids:
+                if configured is not None:
                     raise InvalidRequest(f"plugins[{i}].enabled: a request cannot disable plugin {plugin_id!r}, "
                                          "which the config enables")
                 continue
-            overrides[plugin_id] = {k: v for k, v in entry.items() if k not in ("id", "enabled")}
+            if configured is None and plugin_id not in self.request_plugins:
+                raise InvalidRequest(f"plugins[{i}].id: plugin {plugin_id!r} cannot be enabled per request "
+                                     "(it is not enabled in the config nor listed in [server] request_plugins)")
+            overlay = {k: v for k, v in entry.items() if k not in ("id", "enabled")}
+            spec = record.settings
+            refused = spec.not_settable(overlay)
+            if refused:
+                allowed = ", ".join(sorted(spec.settable)) or "none"
+                raise InvalidRequest(f"plugins[{i}].{refused[0]}: setting {refused[0]!r} of plugin {plugin_id!r} "
+                                     f"cannot be set per request (request-settable: {allowed})")
+            if configured is not None and not overlay:
+                continue
+            base = configured[1] if configured is not None else {}
+            try:
+                overrides[plugin_id] = spec.load({**base, **overlay})
+            except SettingsProblem as exc:
+                raise InvalidRequest(f"plugins[{i}] (plugin {plugin_id!r}): {exc}") from None
         return overrides
 
-    def _select(self, base: list[Step], hook_name: str, overrides: Mapping[str, dict[str, Any]],
+    def _select(self, base: list[Step], hook_name: str, overrides: Mapping[str, Any],
                 section_ids: frozenset[str]) -> list[Step]:
         """Config steps with request settings overlaid, then request-only plugins in request order."""
         if not overrides:
             return base
         steps = [
-            Step(s.plugin_id, s.function, {**s.settings, **overrides[s.plugin_id]}, s.config_settings)
+            Step(s.plugin_id, s.function, overrides[s.plugin_id], s.config_settings, s.table)
             if s.plugin_id in overrides else s
             for s in base
         ]
@@ -227,7 +300,7 @@ class Pipeline:
                 continue
             function = self.registry.impl(plugin_id, hook_name)
             if function is not None:
-                steps.append(Step(plugin_id, function, settings, {}))
+                steps.append(Step(plugin_id, function, settings, settings))
         return steps
 
     # -- stages -----------------------------------------------------------------------------------

@@ -19,12 +19,15 @@ from typing import Any
 import pluggy
 
 from llmrouter import hookspecs
+from llmrouter.engine.plugin_settings import SettingsSpec
 
 log = logging.getLogger("llmrouter.engine.registry")
 
 ENTRY_POINT_GROUP = "llmrouter"
-HOOK_NAMES: tuple[str, ...] = ("on_start", "classify", "pre_request", "route", "post_response", "on_end",
-                               "classify_response", "stream_transformer")
+REQUEST_HOOKS: tuple[str, ...] = ("on_start", "classify", "pre_request", "route", "post_response", "on_end",
+                                  "classify_response", "stream_transformer")
+STARTUP_HOOKS: tuple[str, ...] = ("register_provider_formats", "register_routes", "register_commands")
+HOOK_NAMES: tuple[str, ...] = REQUEST_HOOKS + STARTUP_HOOKS
 
 
 @dataclass(slots=True)
@@ -38,6 +41,7 @@ class PluginRecord:
     hooks: tuple[str, ...] = ()
     error: str | None = None
     obj: Any = None
+    settings: SettingsSpec = field(default_factory=lambda: SettingsSpec(None, frozenset()))
 
     @property
     def loaded(self) -> bool:
@@ -51,6 +55,18 @@ class PluginRegistry:
 
     pm: pluggy.PluginManager
     records: dict[str, PluginRecord] = field(default_factory=dict)
+    _formats: tuple[dict[str, Any], dict[str, str]] | None = None
+
+    def provider_formats(self) -> dict[str, Any]:
+        """Every registered provider format by name (``register_provider_formats``, called once)."""
+        if self._formats is None:
+            self._formats = collect_provider_formats(self)
+        return self._formats[0]
+
+    def format_problems(self) -> dict[str, str]:
+        """Plugins whose formats could not be registered, with the reason."""
+        self.provider_formats()
+        return self._formats[1] if self._formats is not None else {}
 
     def register(self, plugin: Any, plugin_id: str, *, distribution: str | None = None,
                  version: str | None = None) -> PluginRecord:
@@ -61,7 +77,9 @@ class PluginRegistry:
         """
         module = getattr(plugin, "__name__", type(plugin).__name__)
         record = PluginRecord(id=plugin_id, module=module, distribution=distribution, version=version)
+        self._formats = None  # registration hooks are asked again with the new plugin
         try:
+            record.settings = SettingsSpec.of(plugin)
             if self.pm.get_plugin(plugin_id) is not None:
                 self.pm.unregister(name=plugin_id)
             self.pm.register(plugin, name=plugin_id)
@@ -123,6 +141,44 @@ class PluginRegistry:
         return function
 
 
+BUILTIN_FORMATS_PLUGIN = "formats"
+
+
+def collect_provider_formats(registry: PluginRegistry) -> tuple[dict[str, Any], dict[str, str]]:
+    """Call every loaded plugin's ``register_provider_formats`` once: ``(formats by name, problems)``.
+
+    The built-in ``formats`` plugin is asked first; a later plugin registering a name that is taken
+    is reported in ``problems`` (plugin id -> message) and ignored, as is a plugin whose hook raises
+    or returns something that is not a :class:`~llmrouter.formats.provider.ProviderFormat`.
+    """
+    from llmrouter.formats.provider import ProviderFormat
+
+    formats: dict[str, ProviderFormat] = {}
+    owners: dict[str, str] = {}
+    problems: dict[str, str] = {}
+    ids = sorted(registry.records, key=lambda pid: (pid != BUILTIN_FORMATS_PLUGIN, pid))
+    for plugin_id in ids:
+        function = registry.impl(plugin_id, "register_provider_formats")
+        if function is None:
+            continue
+        try:
+            found = list(function() or ())
+            bad = [f for f in found if not isinstance(f, ProviderFormat) or not f.name]
+            if bad:
+                raise TypeError(f"not a named ProviderFormat: {bad[0]!r}")
+        except Exception as exc:
+            problems[plugin_id] = f"register_provider_formats failed: {type(exc).__name__}: {exc}"
+            log.warning("plugin %r: %s", plugin_id, problems[plugin_id])
+            continue
+        for fmt in found:
+            if fmt.name in formats:
+                problems[plugin_id] = f"format {fmt.name!r} is already registered by plugin {owners[fmt.name]!r}"
+                log.warning("plugin %r: %s; ignored", plugin_id, problems[plugin_id])
+                continue
+            formats[fmt.name], owners[fmt.name] = fmt, plugin_id
+    return formats, problems
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
     """A pluggy manager with llmrouter's hookspecs added."""
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
@@ -130,25 +186,26 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def load_entry_point_plugins(registry: PluginRegistry | None = None) -> PluginRegistry:
+def load_entry_point_plugins(registry: PluginRegistry | None = None, *, quiet: bool = False) -> PluginRegistry:
     """Import every plugin of the ``llmrouter`` entry point group into a registry.
 
-    A plugin that fails to import is recorded (id, distribution, error) and logged, never raised:
-    whether that is fatal is decided later, when config enables plugins.
+    A plugin that fails to import is recorded (id, distribution, error) and logged (at debug level
+    when ``quiet``), never raised: whether that is fatal is decided later, when config enables plugins.
     """
+    warn = log.debug if quiet else log.warning
     registry = registry or PluginRegistry(new_plugin_manager())
     for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         dist = ep.dist.name if ep.dist is not None else None
         version = ep.dist.version if ep.dist is not None else None
         if ep.name in registry.records:
             previous = registry.records[ep.name]
-            log.warning("plugin id %r is provided by both %s and %s; keeping %s",
+            warn("plugin id %r is provided by both %s and %s; keeping %s",
                         ep.name, previous.distribution, dist, previous.distribution)
             continue
         try:
             plugin = ep.load()
         except Exception as exc:
-            log.warning("plugin %r (distribution %s) failed to load: %s: %s", ep.name, dist, type(exc).__name__, exc)
+            warn("plugin %r (distribution %s) failed to load: %s: %s", ep.name, dist, type(exc).__name__, exc)
             registry.records[ep.name] = PluginRecord(
                 id=ep.name, module=ep.value, distribution=dist, version=version,
                 error=f"{type(exc).__name__}: {exc}",
@@ -156,7 +213,7 @@ def load_entry_point_plugins(registry: PluginRegistry | None = None) -> PluginRe
             continue
         record = registry.register(plugin, ep.name, distribution=dist, version=version)
         if record.error:
-            log.warning("plugin %r (distribution %s) is invalid: %s", ep.name, dist, record.error)
+            warn("plugin %r (distribution %s) is invalid: %s", ep.name, dist, record.error)
     return registry
 
 
@@ -171,4 +228,6 @@ def describe(record: PluginRecord) -> dict[str, Any]:
         "hooks": list(record.hooks),
         "error": record.error,
         "summary": doc.splitlines()[0] if doc else None,
+        "settings": record.settings.known_keys() if record.settings.model is not None else None,
+        "request_settable": sorted(record.settings.settable),
     }

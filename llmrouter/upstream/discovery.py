@@ -21,13 +21,16 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from llmrouter.config import ProviderConfig
 from llmrouter.jsonutil import loads
 from llmrouter.upstream.providers import credential_headers, redact_secrets
+
+if TYPE_CHECKING:
+    from llmrouter.formats.provider import ProviderFormat
 
 logger = logging.getLogger("llmrouter.upstream.discovery")
 
@@ -90,11 +93,30 @@ def _names(provider: str, url: str, data: dict[str, Any], list_key: str, name_ke
     return names
 
 
-async def discover_models(client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None) -> list[str]:
+_BUILTIN = frozenset({"echo", "anthropic", "ollama", "openai", "openai-responses"})
+
+
+async def discover_models(client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None,
+                          fmt: ProviderFormat | None = None) -> list[str]:
     """Ask ``provider`` which models it serves.
+
+    A plugin format (``fmt``, not one of the built-ins) is asked for its :meth:`models_url`; without
+    one the provider reports its configured ``models``.
 
     :raises DiscoveryError: on a transport failure, an error status or a body that is not a model list.
     """
+    if fmt is not None and provider.format not in _BUILTIN:
+        url = fmt.models_url((provider.base_url or "").rstrip("/"))
+        if url is None:
+            return list(provider.models)
+        headers = {**fmt.static_headers(), **(fmt.auth_headers(api_key) if api_key else {}), **provider.headers}
+        try:
+            names = fmt.parse_models(await _get_json(client, provider, url, headers))
+        except DiscoveryError:
+            raise
+        except Exception as exc:
+            raise _unreadable(provider.name, url, f"{type(exc).__name__}: {exc}") from None
+        return list(dict.fromkeys([*provider.models, *names]))
     if provider.format == "echo":
         return list(provider.models)
     base = (provider.base_url or "").rstrip("/")
@@ -202,7 +224,9 @@ class ModelDiscovery:
     failed one falls back to the cluster's last good list.
     """
 
-    def __init__(self, shared: SharedModelStore | None = None) -> None:
+    def __init__(self, shared: SharedModelStore | None = None,
+                 formats: Mapping[str, ProviderFormat] | None = None) -> None:
+        self.formats: Mapping[str, ProviderFormat] = formats or {}
         self.models: dict[str, tuple[str, ...]] = {}
         self.capabilities: dict[str, Mapping[str, frozenset[str]]] = {}
         self.providers: dict[str, ProviderConfig] = {}
@@ -223,7 +247,7 @@ class ModelDiscovery:
                 self.adopt(provider.name, cached)
                 return
         try:
-            models = await discover_models(client, provider, api_key)
+            models = await discover_models(client, provider, api_key, self.formats.get(provider.format))
         except Exception as exc:  # a discovery problem must never take the router down
             error = exc if isinstance(exc, DiscoveryError) else DiscoveryError(provider.name, f"{type(exc).__name__}: {exc}")
             # Upstreams may echo the credentials they were sent in their error bodies.

@@ -12,7 +12,6 @@ import email.utils
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -22,17 +21,16 @@ import httpx
 from llmrouter.config import Config, ConfigError, ProviderConfig
 from llmrouter.context import ProviderInfo
 from llmrouter.errors import ProviderError, ProviderTimeout, ProviderUnreachable
-from llmrouter.formats import UPSTREAM_FORMATS
-from llmrouter.formats.base import UpstreamFormat, iter_events, response_to_events
+from llmrouter.formats.base import iter_events
+from llmrouter.formats.echo import echo_response, echo_stream_events  # noqa: F401  (re-exported)
+from llmrouter.formats.provider import ProviderFormat
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.keys.pricing import Pricing
 from llmrouter.models import (
-    BlockDelta,
     ChatRequest,
     ChatResponse,
     StreamError,
     StreamEvent,
-    TextPart,
     Usage,
 )
 from llmrouter.upstream.client import send
@@ -40,8 +38,6 @@ from llmrouter.upstream.client import send
 log = logging.getLogger("llmrouter.upstream.providers")
 
 ANTHROPIC_VERSION = "2023-06-01"
-_PATHS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "ollama": "/api/chat",
-          "openai-responses": "/responses"}
 _ERROR_EXCERPT = 300
 _REDACTED = "[redacted]"
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -56,16 +52,20 @@ class ProviderConnectTimeout(ProviderTimeout):
 class Provider:
     """One configured upstream. ``api_key`` is resolved from ``api_key_env`` at startup."""
 
-    def __init__(self, config: ProviderConfig, api_key: str | None = None) -> None:
+    def __init__(self, config: ProviderConfig, api_key: str | None = None,
+                 fmt: ProviderFormat | None = None) -> None:
         self.config = config
         self.name = config.name
         self.api_key = api_key
         self.format_name = config.format
-        wire = UPSTREAM_FORMATS.get(config.format)
-        self.wire: UpstreamFormat | None = wire.for_provider(config) if wire is not None else None
-        base = (config.base_url or "").rstrip("/")
-        self.url = base + _PATHS.get(config.format, "")
-        self._url = httpx.URL(self.url) if config.format != "echo" else None
+        if fmt is None:
+            fmt = builtin_formats()[config.format]
+        fmt = fmt.for_provider(config)  # type: ignore[assignment]  # per-provider options (late_system)
+        self.format: ProviderFormat = fmt
+        self.wire: ProviderFormat | None = None if fmt.offline else fmt
+        self._base = (config.base_url or "").rstrip("/")
+        self.url = fmt.url(self._base, "", stream=False) if not fmt.offline else ""
+        self._url = httpx.URL(self.url) if not fmt.offline else None
         self._host = self._url.netloc.decode("ascii") if self._url is not None else ""
         self.timeout = httpx.Timeout(
             connect=config.timeout_connect_s,
@@ -77,13 +77,19 @@ class Provider:
         self._headers = self._static_headers()
         self._info: tuple[bool, tuple[str, ...], Mapping[str, frozenset[str]] | None, ProviderInfo] | None = None
         self.pricing = Pricing(config.prices, config.cost_per_1m_tokens)
+        # Formats with the default url() (path appended to base_url) get one URL object for all calls.
+        self._fixed_url = type(fmt).url is ProviderFormat.url
 
-    def _request(self, body: dict[str, Any], request: ChatRequest, url: httpx.URL | None = None) -> httpx.Request:
+    def _request(self, body: dict[str, Any], request: ChatRequest, model: str, stream: bool,
+                 url: httpx.URL | None = None) -> httpx.Request:
         content = dumps(body)
+        if url is None:
+            url = self._url if self._fixed_url else httpx.URL(self.format.url(self._base, model, stream=stream))
         # Host and Content-Length given up front: httpx would otherwise add each after a failed
         # (exception-raising) header lookup, a measurable cost per request.
-        headers = {**self.headers(request), "host": self._host, "content-length": str(len(content))}
-        return httpx.Request("POST", url or self._url, content=content, headers=headers,
+        host = self._host if url is self._url else url.netloc.decode("ascii")
+        headers = {**self.headers(request), "host": host, "content-length": str(len(content))}
+        return httpx.Request("POST", url, content=content, headers=headers,
                              extensions={"timeout": self._timeout_ext})
 
     def info(self, healthy: bool = True, discovered: tuple[str, ...] = (),
@@ -112,31 +118,25 @@ class Provider:
         return info
 
     def _static_headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", **credential_headers(self.format_name, self.api_key)}
+        headers = {"content-type": "application/json", **self.format.static_headers()}
+        if self.api_key:
+            headers.update(self.format.auth_headers(self.api_key))
         headers.update(self.config.headers)
         return headers
 
     def headers(self, request: ChatRequest) -> dict[str, str]:
-        """Upstream headers: credentials in the format's convention plus configured extras, and the
-        W3C trace context of the attempt when tracing put one in ``request.headers``."""
+        """Upstream headers: credentials in the format's convention, configured extras, whatever the
+        format forwards for this request (Anthropic betas, for Anthropic clients), and the W3C trace
+        context of the attempt when tracing put one in ``request.headers``."""
         forwarded = request.headers
         if not forwarded:
             return self._headers
-        anthropic = self.format_name == "anthropic" and request.source_format == "anthropic"
-        if not anthropic and "traceparent" not in forwarded:
-            return self._headers
-        headers = dict(self._headers)
-        for key in _TRACE_HEADERS:
-            if key in forwarded:
-                headers[key] = forwarded[key]
-        if anthropic:
-            # Betas the client asked for only make sense to an Anthropic-format provider.
-            for key in ("anthropic-version", "anthropic-beta"):
-                if key in forwarded and key not in self.config.headers:
-                    headers[key] = forwarded[key]
-        return headers
+        extra = self.format.request_headers(request, self.config.headers)
+        if "traceparent" in forwarded:
+            extra = {**{k: forwarded[k] for k in _TRACE_HEADERS if k in forwarded}, **extra}
+        return {**self._headers, **extra} if extra else self._headers
 
-    def _build(self, request: ChatRequest, model: str) -> dict[str, Any]:
+    def _build(self, request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
         """The upstream body; hosted tools this format cannot carry are dropped with a warning."""
         assert self.wire is not None
         hosted = request.extra.get("_hosted_tools")
@@ -144,7 +144,7 @@ class Provider:
             kinds = sorted({str(t.get("type")) for t in hosted if isinstance(t, dict)})
             log.warning("provider %r (format %s) cannot run hosted tools %s; they are dropped",
                         self.name, self.format_name, ", ".join(kinds))
-        return self.wire.build_request(request, model)
+        return self.wire.body(request, model, stream=stream)
 
     def cost_usd(self, usage: Usage, *models: str | None) -> float | None:
         """What ``usage`` cost: the first ``[[providers.prices]]`` entry matching one of ``models``
@@ -157,12 +157,11 @@ class Provider:
     async def complete(self, request: ChatRequest, model: str, http: httpx.AsyncClient) -> ChatResponse:
         """Send a non-streaming request and return the parsed reply."""
         if self.wire is None:
-            return echo_response(request, model)
-        body = self._build(request, model)
-        body["stream"] = False
+            return self.format.offline_response(request, model)
+        body = self._build(request, model, stream=False)
         try:
             async with asyncio.timeout(self.config.timeout_total_s):
-                response = await send(http, self._request(body, request))
+                response = await send(http, self._request(body, request, model, False))
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
@@ -182,12 +181,11 @@ class Provider:
         iterator is closed (for example when the client disconnects).
         """
         if self.wire is None:
-            return iter_events(echo_stream_events(request, model))
-        body = self._build(request, model)
-        body["stream"] = True
+            return iter_events(self.format.offline_stream(request, model))
+        body = self._build(request, model, stream=True)
         try:
             async with asyncio.timeout(self.config.timeout_first_byte_s):
-                response = await send(http, self._request(body, request), stream=True)
+                response = await send(http, self._request(body, request, model, True), stream=True)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
@@ -243,7 +241,7 @@ class Provider:
         url = self._url.copy_with(path=self._url.path + "/count_tokens")
         try:
             async with asyncio.timeout(self.config.timeout_total_s):
-                response = await send(http, self._request(body, request, url))
+                response = await send(http, self._request(body, request, request.model, False, url))
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
@@ -351,49 +349,44 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-# -- echo: the offline provider ------------------------------------------------------------------
-
-
-def _estimate_tokens(text: str) -> int:
-    return max(1, len(text) // 4) if text else 0
-
-
-def echo_response(request: ChatRequest, model: str) -> ChatResponse:
-    """Answer with the last user message, with token counts estimated at four characters a token."""
-    text = request.last_user_text()
-    prompt = "".join(request.iter_text())
-    return ChatResponse(
-        id=f"echo-{uuid.uuid4().hex[:24]}",
-        model=model,
-        content=[TextPart(text=text)],
-        stop_reason="end_turn",
-        usage=Usage(input_tokens=_estimate_tokens(prompt), output_tokens=_estimate_tokens(text)),
-    )
-
-
-def echo_stream_events(request: ChatRequest, model: str) -> list[StreamEvent]:
-    """The echo answer as a stream, one text delta per word so streaming is visible."""
-    events = response_to_events(echo_response(request, model))
-    out: list[StreamEvent] = []
-    for event in events:
-        if isinstance(event, BlockDelta) and event.text:
-            words = event.text.split(" ")
-            for i, word in enumerate(words):
-                out.append(BlockDelta(index=event.index, text=word if i == 0 else " " + word))
-        else:
-            out.append(event)
-    return out
-
-
 # -- building the provider table ---------------------------------------------------------------
 
 
-def build_providers(config: Config, environ: dict[str, str] | None = None) -> dict[str, Provider]:
+def builtin_formats() -> dict[str, ProviderFormat]:
+    """The built-in provider formats by name (what ``llmrouter_plugins.formats`` registers)."""
+    from llmrouter_plugins.formats import BUILTIN_FORMATS
+
+    return {fmt.name: fmt for fmt in BUILTIN_FORMATS}
+
+
+def check_formats(config: Config, formats: Mapping[str, ProviderFormat],
+                  problems: Mapping[str, str] | None = None) -> None:
+    """Every provider's ``format`` must be registered, and formats that need one must have a ``base_url``.
+
+    :raises ConfigError: naming the entry, the key and the registered formats.
+    """
+    for i, pc in enumerate(config.providers):
+        where = f"{config.source}: [[providers]] #{i + 1} (name = {pc.name!r})"
+        fmt = formats.get(pc.format)
+        if fmt is None:
+            hint = "".join(f"; plugin {pid!r}: {why}" for pid, why in (problems or {}).items())
+            raise ConfigError(f"{where} key 'format': unknown format {pc.format!r} "
+                              f"(registered: {', '.join(sorted(formats))}){hint}")
+        if fmt.requires_base_url and not pc.base_url:
+            raise ConfigError(f"{where} key 'base_url': required for format {pc.format!r}")
+
+
+def build_providers(config: Config, environ: Mapping[str, str] | None = None,
+                    formats: Mapping[str, ProviderFormat] | None = None) -> dict[str, Provider]:
     """Create providers in config order; skip (with a warning) those whose key variable is unset.
 
-    :raises ConfigError: when no provider is left.
+    ``formats`` are the registered provider formats (default: the built-ins).
+
+    :raises ConfigError: on an unknown format, a missing ``base_url``, or when no provider is left.
     """
     env = os.environ if environ is None else environ
+    formats = builtin_formats() if formats is None else formats
+    check_formats(config, formats)
     providers: dict[str, Provider] = {}
     for pc in config.providers:
         key: str | None = None
@@ -402,7 +395,7 @@ def build_providers(config: Config, environ: dict[str, str] | None = None) -> di
             if not key:
                 log.warning("provider %r skipped: environment variable %s is not set", pc.name, pc.api_key_env)
                 continue
-        providers[pc.name] = Provider(pc, key)
+        providers[pc.name] = Provider(pc, key, formats[pc.format])
     if not providers:
         configured = ", ".join(p.name for p in config.providers) or "none"
         raise ConfigError(

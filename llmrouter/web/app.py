@@ -137,7 +137,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
         pipeline.http = new_http_client(transport)
         if cluster is not None:
             cluster.start()
-        targets = [(p.config, p.api_key) for p in providers.values() if p.config.format != "echo"]
+        targets = [(p.config, p.api_key) for p in providers.values() if not p.format.offline]
         discovery.start(pipeline.http, targets)
         yield
         await live.current.discovery.stop()
@@ -185,6 +185,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
         from llmrouter.web.dashboard import add_dashboard_routes
 
         add_dashboard_routes(app)
+    add_plugin_routes(app, registry)
     return app
 
 
@@ -193,3 +194,24 @@ def responses_format(config: Config) -> ClientFormat:
     if not config.responses.store:
         return CLIENT_FORMATS["openai-responses"]
     return ResponsesFormat(store=MemoryResponseStore(config.responses.max_stored))
+
+
+def add_plugin_routes(app: web.Application, registry: PluginRegistry) -> None:
+    """Add the routes of every loaded plugin's ``register_routes`` (behind the same middlewares).
+
+    :raises ConfigError: when a plugin's hook fails or a route clashes with an existing one.
+    """
+    for plugin_id in sorted(registry.records):
+        function = registry.impl(plugin_id, "register_routes")
+        if function is None:
+            continue
+        try:
+            routes = list(function() or ())
+            taken = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
+            for route in routes:
+                key = (getattr(route, "method", None), getattr(route, "path", None))
+                if key in taken:
+                    raise ValueError(f"route {key[0]} {key[1]} already exists")
+            app.router.add_routes(routes)
+        except Exception as exc:
+            raise ConfigError(f"plugin {plugin_id!r}: register_routes failed: {type(exc).__name__}: {exc}") from None

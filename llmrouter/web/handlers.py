@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from llmrouter.context import Context
+from llmrouter.engine.plugin_settings import referenced_models
 from llmrouter.errors import RouterError
 from llmrouter.formats import ClientFormat
 from llmrouter.formats.base import check_request
@@ -91,19 +92,14 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
 
 async def models_handler(request: web.Request) -> web.Response:
     """``GET /v1/models``: every model the config can route, in OpenAI or Anthropic list shape."""
-    generation = request.app[LIVE].current
-    pipeline, config = generation.pipeline, generation.config
+    pipeline = request.app[LIVE].current.pipeline
     owners: dict[str, str] = {}
     for name, info in pipeline.provider_infos().items():
         for model in info.models:
             owners.setdefault(model, name)
-    for rule in config.routers:
-        provider = rule.get("provider")
-        if isinstance(rule.get("rewrite_model"), str):
-            owners.setdefault(rule["rewrite_model"], provider or "router")
-        for cand in rule.get("candidates") or []:
-            if isinstance(cand, dict) and isinstance(cand.get("model"), str):
-                owners.setdefault(cand["model"], cand.get("provider", "router"))
+    for rule in pipeline.rules:  # models the rules may send, as each rule's settings declare them
+        for model, provider in referenced_models(rule.settings):
+            owners.setdefault(model, provider or "router")
     if "anthropic-version" in request.headers:
         data = [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in owners]
         body: dict[str, Any] = {"data": data, "has_more": False,

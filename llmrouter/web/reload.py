@@ -30,7 +30,7 @@ from llmrouter.engine.pipeline import Pipeline
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.observe.events import EventBackend
 from llmrouter.upstream.discovery import ModelDiscovery, SharedModelStore
-from llmrouter.upstream.providers import build_providers
+from llmrouter.upstream.providers import build_providers, check_formats
 from llmrouter.upstream.reliability import Reliability
 
 log = logging.getLogger("llmrouter.reload")
@@ -80,8 +80,10 @@ class Builder:
 
     def build(self, config: Config) -> Generation:
         """A generation for ``config``; :raises ConfigError: when the config cannot be served."""
-        providers = build_providers(config, self.environ)
-        discovery = ModelDiscovery(self.shared_models)
+        formats = self.registry.provider_formats()
+        check_formats(config, formats, self.registry.format_problems())
+        providers = build_providers(config, self.environ, formats)
+        discovery = ModelDiscovery(self.shared_models, formats)
         reliability = self.reliability
         tracing = self.tracing
         if tracing is None:  # tracing off: the plain classes, OpenTelemetry never imported
@@ -166,7 +168,7 @@ class Live:
         self.builder.reliability.reconfigure(config, pipeline.providers)
         if pipeline.http is not None:
             new.discovery.start(pipeline.http, [(p.config, p.api_key) for p in pipeline.providers.values()
-                                                if p.config.format != "echo"])
+                                                if not p.format.offline])
         self.current = new
         self._retired.append(old)
         self.reloads += 1

@@ -1,4 +1,4 @@
-"""Helpers shared by the built-in router rules: reading settings and choosing among providers.
+"""Helpers shared by the built-in router rules: the common settings and choosing among providers.
 
 Common semantics:
 
@@ -12,58 +12,50 @@ Common semantics:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, Strict
 
 from llmrouter.context import Context, ProviderInfo, Route
+from llmrouter.settings import PluginSettings
 
 
-class RuleSettingsError(ValueError):
-    """A router rule's table has a missing or ill-typed key."""
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
 
 
-def rule_label(settings: dict[str, Any]) -> str:
-    """Name a rule in messages, e.g. ``router rule 'price'``."""
-    return f"router rule {settings.get('type', '?')!r}"
+Name = Annotated[str, Field(min_length=1)]
+"""A required, non-empty string (a provider or model name)."""
+OptionalName = Annotated[str | None, BeforeValidator(_empty_is_none)]
+"""An optional name; an empty string means unset."""
+Number = Annotated[float, Strict()]
+"""A number (an integer is accepted; a boolean or a string is not)."""
 
 
-def require_str(settings: dict[str, Any], key: str) -> str:
-    """Return the non-empty string ``settings[key]`` or raise :class:`RuleSettingsError`."""
-    value = settings.get(key)
-    if not isinstance(value, str) or not value:
-        raise RuleSettingsError(f"{rule_label(settings)}: key {key!r} must be a non-empty string")
-    return value
+class RuleSettings(PluginSettings):
+    """Settings every ranking rule shares: the candidate ``providers`` and an optional ``rewrite_model``."""
+
+    providers: tuple[Name, ...] = ()
+    rewrite_model: OptionalName = None
+
+    def referenced_providers(self) -> Iterable[str]:
+        """The candidate providers named in the rule."""
+        return self.providers
+
+    def referenced_models(self) -> Iterable[tuple[str, str | None]]:
+        """``rewrite_model``, owned by no single provider."""
+        return [(self.rewrite_model, None)] if self.rewrite_model else []
 
 
-def optional_str(settings: dict[str, Any], key: str) -> str | None:
-    """Return ``settings[key]`` if it is a non-empty string, ``None`` if absent or empty, else raise."""
-    value = settings.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise RuleSettingsError(f"{rule_label(settings)}: key {key!r} must be a string")
-    return value
-
-
-def optional_number(settings: dict[str, Any], key: str, default: float | None = None) -> float | None:
-    """Return ``settings[key]`` as a float (``default`` when absent); reject non-numbers and booleans."""
-    value = settings.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RuleSettingsError(f"{rule_label(settings)}: key {key!r} must be a number, got {value!r}")
-    return float(value)
-
-
-def candidates(ctx: Context, key: str = "providers") -> list[ProviderInfo]:
+def candidates(ctx: Context, names: Iterable[str] | None = None) -> list[ProviderInfo]:
     """The loaded providers a rule may choose from, in list order, without duplicates.
 
-    ``settings[key]`` absent or empty means every loaded provider in config order.
+    ``names`` (default: the rule's ``providers``) empty means every loaded provider in config order.
     """
-    names = ctx.settings.get(key)
-    if names is None or names == []:
+    if names is None:
+        names = ctx.settings.providers
+    if not names:
         return list(ctx.providers.values())
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise RuleSettingsError(f"{rule_label(ctx.settings)}: key {key!r} must be a list of provider names")
     return [ctx.providers[n] for n in dict.fromkeys(names) if n in ctx.providers]
 
 
@@ -89,8 +81,8 @@ def best(
     return chosen
 
 
-def route_to(info: ProviderInfo | None, settings: dict[str, Any]) -> Route | None:
+def route_to(info: ProviderInfo | None, rewrite_model: str | None) -> Route | None:
     """A :class:`Route` to ``info`` with the rule's optional ``rewrite_model``, or ``None`` to pass."""
     if info is None:
         return None
-    return Route(info.name, optional_str(settings, "rewrite_model"))
+    return Route(info.name, rewrite_model)

@@ -25,15 +25,29 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from llmrouter.context import Context, ProviderInfo, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import candidates, optional_str
+from llmrouter.settings import PluginSettings
+from llmrouter_plugins.rules._select import Name, OptionalName, candidates
+
+
+class Settings(PluginSettings):
+    """``[[routers]] type = "discover"``."""
+
+    provider: OptionalName = None
+    providers: tuple[Name, ...] = ()
+
+    def referenced_providers(self) -> Iterable[str]:
+        """``provider`` and ``providers``."""
+        return ([self.provider] if self.provider else []) + list(self.providers)
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to the first candidate provider whose discovered models include the requested one."""
-    name = optional_str(ctx.settings, "provider")
+    name = ctx.settings.provider
     if name is not None:
         pool = [ctx.providers[name]] if name in ctx.providers else []
     else:

@@ -28,25 +28,24 @@ Example::
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from llmrouter.context import Context, ProviderInfo, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import (
-    RuleSettingsError,
-    best,
-    candidates,
-    optional_number,
-    route_to,
-    rule_label,
-)
+from llmrouter_plugins.rules._select import Number, RuleSettings, best, candidates, route_to
+
+
+class Settings(RuleSettings):
+    """``[[routers]] type = "fallback"``."""
+
+    quality_bias: Number = Field(default=0.5, ge=0.0, le=1.0)
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to the candidate with the highest quality/cost score (or the first, if none can be scored)."""
-    bias = optional_number(ctx.settings, "quality_bias")
-    bias = 0.5 if bias is None else bias
-    if not 0.0 <= bias <= 1.0:
-        raise RuleSettingsError(f"{rule_label(ctx.settings)}: key 'quality_bias' must be between 0 and 1")
+    settings: Settings = ctx.settings
+    bias = settings.quality_bias
     pool = candidates(ctx)
     if not pool:
         return None
@@ -58,4 +57,4 @@ def route(ctx: Context) -> Route | None:
             return None
         return bias * quality - (1.0 - bias) * cost
 
-    return route_to(best(pool, score, highest=True) or pool[0], ctx.settings)
+    return route_to(best(pool, score, highest=True) or pool[0], settings.rewrite_model)

@@ -24,19 +24,28 @@ Example::
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from llmrouter.context import Context, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import best, candidates, optional_number, route_to
+from llmrouter_plugins.rules._select import Number, RuleSettings, best, candidates, route_to
+
+
+class Settings(RuleSettings):
+    """``[[routers]] type = "latency"``."""
+
+    max_latency_ms: Number | None = Field(default=None, ge=0)
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to the candidate with the lowest latency at or below ``max_latency_ms``."""
-    limit = optional_number(ctx.settings, "max_latency_ms")
+    settings: Settings = ctx.settings
+    limit = settings.max_latency_ms
     chosen = best(
         candidates(ctx),
         lambda p: p.latency,
         highest=False,
         accept=lambda ms: limit is None or ms <= limit,
     )
-    return route_to(chosen, ctx.settings)
+    return route_to(chosen, settings.rewrite_model)

@@ -26,27 +26,43 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from pydantic import StrictBool
+
 from llmrouter.context import Context, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import RuleSettingsError, optional_str, require_str, rule_label
+from llmrouter.settings import PluginSettings
+from llmrouter_plugins.rules._select import Name, OptionalName
+
+
+class Settings(PluginSettings):
+    """``[[routers]] type = "prefix"``."""
+
+    model_prefix: Name
+    provider: Name
+    rewrite_model: OptionalName = None
+    strip_prefix: StrictBool = False
+
+    def referenced_providers(self) -> Iterable[str]:
+        """``provider``."""
+        return [self.provider]
+
+    def referenced_models(self) -> Iterable[tuple[str, str | None]]:
+        """``rewrite_model``, sent to ``provider``."""
+        return [(self.rewrite_model, self.provider)] if self.rewrite_model else []
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to ``provider`` when the requested model starts with ``model_prefix``."""
-    settings = ctx.settings
-    model_prefix = require_str(settings, "model_prefix")
-    provider = require_str(settings, "provider")
-    rewrite = optional_str(settings, "rewrite_model")
-    strip = settings.get("strip_prefix", False)
-    if not isinstance(strip, bool):
-        raise RuleSettingsError(f"{rule_label(settings)}: key 'strip_prefix' must be true or false")
+    settings: Settings = ctx.settings
     model = ctx.request.model
-    if not model.startswith(model_prefix) or provider not in ctx.providers:
+    if not model.startswith(settings.model_prefix) or settings.provider not in ctx.providers:
         return None
-    if rewrite is not None:
-        return Route(provider, rewrite)
-    if not strip:
-        return Route(provider, None)
-    rest = model[len(model_prefix):]
-    return Route(provider, rest) if rest else None
+    if settings.rewrite_model is not None:
+        return Route(settings.provider, settings.rewrite_model)
+    if not settings.strip_prefix:
+        return Route(settings.provider, None)
+    rest = model[len(settings.model_prefix):]
+    return Route(settings.provider, rest) if rest else None

@@ -24,19 +24,28 @@ Example::
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from llmrouter.context import Context, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import best, candidates, optional_number, route_to
+from llmrouter_plugins.rules._select import Number, RuleSettings, best, candidates, route_to
+
+
+class Settings(RuleSettings):
+    """``[[routers]] type = "price"``."""
+
+    max_cost_per_1m_tokens: Number | None = Field(default=None, ge=0)
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to the cheapest candidate whose cost is within ``max_cost_per_1m_tokens``."""
-    limit = optional_number(ctx.settings, "max_cost_per_1m_tokens")
+    settings: Settings = ctx.settings
+    limit = settings.max_cost_per_1m_tokens
     chosen = best(
         candidates(ctx),
         lambda p: p.cost,
         highest=False,
         accept=lambda cost: limit is None or cost <= limit,
     )
-    return route_to(chosen, ctx.settings)
+    return route_to(chosen, settings.rewrite_model)

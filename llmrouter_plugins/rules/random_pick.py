@@ -28,43 +28,54 @@ Example::
 from __future__ import annotations
 
 import random
-from typing import Any
+from collections.abc import Iterable
 
 from llmrouter.context import Context, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import RuleSettingsError, candidates, optional_str, route_to, rule_label
+from llmrouter.settings import PluginSettings
+from llmrouter_plugins.rules._select import Name, OptionalName, RuleSettings, candidates, route_to
 
 _rng = random.Random()
+
+
+class Candidate(PluginSettings):
+    """One ``{provider, model}`` entry of ``candidates``."""
+
+    provider: Name
+    model: OptionalName = None
+
+
+class Settings(RuleSettings):
+    """``[[routers]] type = "random"``."""
+
+    candidates: tuple[Candidate, ...] | None = None
+    seed: int | str | None = None
+
+    def referenced_providers(self) -> Iterable[str]:
+        """``providers`` and each candidate's provider."""
+        return [*self.providers, *(c.provider for c in self.candidates or ())]
+
+    def referenced_models(self) -> Iterable[tuple[str, str | None]]:
+        """``rewrite_model`` and each candidate's model (sent to its provider)."""
+        pairs = list(super().referenced_models())
+        pairs += [(c.model, c.provider) for c in self.candidates or () if c.model]
+        return pairs
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The candidates as routes."""
+        return tuple(Route(c.provider, c.model) for c in self.candidates or ())
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Pick one available provider (or candidate) uniformly at random."""
-    settings = ctx.settings
-    if settings.get("candidates") is not None:
-        choices = [r for r in _candidate_routes(settings) if r.provider in ctx.providers]
+    settings: Settings = ctx.settings
+    if settings.candidates is not None:
+        choices = [r for r in settings.routes if r.provider in ctx.providers]
     else:
-        choices = [r for r in (route_to(p, settings) for p in candidates(ctx)) if r is not None]
+        choices = [r for r in (route_to(p, settings.rewrite_model) for p in candidates(ctx)) if r is not None]
     if not choices:
         return None
-    seed = settings.get("seed")
-    rng = _rng if seed is None else random.Random(seed)
+    rng = _rng if settings.seed is None else random.Random(settings.seed)
     return rng.choice(choices)
-
-
-def _candidate_routes(settings: dict[str, Any]) -> list[Route]:
-    """Validate ``candidates`` and turn each entry into a :class:`Route`."""
-    entries = settings["candidates"]
-    problem = f"{rule_label(settings)}: key 'candidates' must be a list of {{provider, model}} tables"
-    if not isinstance(entries, list):
-        raise RuleSettingsError(problem)
-    routes = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("provider"), str):
-            raise RuleSettingsError(problem)
-        try:
-            model = optional_str(entry, "model")
-        except RuleSettingsError:
-            raise RuleSettingsError(problem) from None
-        routes.append(Route(entry["provider"], model))
-    return routes

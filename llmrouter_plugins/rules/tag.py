@@ -21,17 +21,34 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from llmrouter.context import Context, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import optional_str, require_str
+from llmrouter.settings import PluginSettings
+from llmrouter_plugins.rules._select import Name, OptionalName
+
+
+class Settings(PluginSettings):
+    """``[[routers]] type = "tag"``."""
+
+    tag: Name
+    provider: Name
+    rewrite_model: OptionalName = None
+
+    def referenced_providers(self) -> Iterable[str]:
+        """``provider``."""
+        return [self.provider]
+
+    def referenced_models(self) -> Iterable[tuple[str, str | None]]:
+        """``rewrite_model``, sent to ``provider``."""
+        return [(self.rewrite_model, self.provider)] if self.rewrite_model else []
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to ``provider`` when ``tag`` is among the request's tags."""
-    tag = require_str(ctx.settings, "tag")
-    provider = require_str(ctx.settings, "provider")
-    rewrite = optional_str(ctx.settings, "rewrite_model")
-    if tag in ctx.request.tags and provider in ctx.providers:
-        return Route(provider, rewrite)
+    settings: Settings = ctx.settings
+    if settings.tag in ctx.request.tags and settings.provider in ctx.providers:
+        return Route(settings.provider, settings.rewrite_model)
     return None

@@ -24,19 +24,28 @@ Example::
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from llmrouter.context import Context, Route
 from llmrouter.hookspecs import hookimpl
-from llmrouter_plugins.rules._select import best, candidates, optional_number, route_to
+from llmrouter_plugins.rules._select import Number, RuleSettings, best, candidates, route_to
+
+
+class Settings(RuleSettings):
+    """``[[routers]] type = "throughput"``."""
+
+    min_tokens_per_sec: Number | None = Field(default=None, ge=0)
 
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to the candidate with the highest throughput at or above ``min_tokens_per_sec``."""
-    minimum = optional_number(ctx.settings, "min_tokens_per_sec")
+    settings: Settings = ctx.settings
+    minimum = settings.min_tokens_per_sec
     chosen = best(
         candidates(ctx),
         lambda p: p.throughput,
         highest=True,
         accept=lambda tps: minimum is None or tps >= minimum,
     )
-    return route_to(chosen, ctx.settings)
+    return route_to(chosen, settings.rewrite_model)

@@ -23,6 +23,7 @@ EXPECTED_HOOKS = {
     "moderation": {"pre_request", "post_response", "stream_transformer"},
     "pareto-router": {"pre_request"},
     "refusal": {"classify_response"},
+    "formats": {"register_provider_formats"},
 }
 
 

@@ -20,19 +20,19 @@ def _request(*parts, system: str | None = None) -> ChatRequest:
 
 def test_matches_case_insensitively_in_config_order(make_ctx) -> None:
     req = _request(TextPart(text="Here is a PHOTO; also a stack trace and def f(): pass"))
-    assert keyword_classifier.classify(make_ctx(request=req, settings={"tags": TAGS})) == ["code", "vision"]
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, request=req, settings={"tags": TAGS})) == ["code", "vision"]
 
 
 def test_order_follows_settings_not_text(make_ctx) -> None:
     req = _request(TextPart(text="an integral of an image"))
     tags = {"vision": ["image"], "math": ["integral"]}
-    assert keyword_classifier.classify(make_ctx(request=req, settings={"tags": tags})) == ["vision", "math"]
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, request=req, settings={"tags": tags})) == ["vision", "math"]
     reordered = {"math": ["integral"], "vision": ["image"]}
-    assert keyword_classifier.classify(make_ctx(request=req, settings={"tags": reordered})) == ["math", "vision"]
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, request=req, settings={"tags": reordered})) == ["math", "vision"]
 
 
 def test_no_match_returns_empty(make_ctx) -> None:
-    assert keyword_classifier.classify(make_ctx(text="nothing relevant", settings={"tags": TAGS})) == []
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, text="nothing relevant", settings={"tags": TAGS})) == []
 
 
 def test_system_prompt_and_tool_result_text_are_searched(make_ctx) -> None:
@@ -40,7 +40,7 @@ def test_system_prompt_and_tool_result_text_are_searched(make_ctx) -> None:
         ToolResultPart(tool_use_id="t1", content=[TextPart(text="an Integral appears")]),
         system="You look at images",
     )
-    assert keyword_classifier.classify(make_ctx(request=req, settings={"tags": TAGS})) == ["vision", "math"]
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, request=req, settings={"tags": TAGS})) == ["vision", "math"]
 
 
 def test_assistant_text_is_searched(make_ctx) -> None:
@@ -48,7 +48,7 @@ def test_assistant_text_is_searched(make_ctx) -> None:
         Message(role="user", content=[TextPart(text="hi")]),
         Message(role="assistant", content=[TextPart(text="def main(): ...")]),
     ])
-    assert keyword_classifier.classify(make_ctx(request=req, settings={"tags": TAGS})) == ["code"]
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, request=req, settings={"tags": TAGS})) == ["code"]
 
 
 def test_image_data_and_tool_input_are_never_searched(make_ctx) -> None:
@@ -62,30 +62,30 @@ def test_image_data_and_tool_input_are_never_searched(make_ctx) -> None:
             ToolUsePart(id="t1", name="photo_tool", input={"q": "integral of image"}),
         ]),
     ])
-    assert keyword_classifier.classify(make_ctx(request=req, settings={"tags": TAGS})) == []
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, request=req, settings={"tags": TAGS})) == []
 
 
 def test_keyword_does_not_match_across_part_boundaries(make_ctx) -> None:
     req = _request(TextPart(text="ima"), TextPart(text="ge"))
-    assert keyword_classifier.classify(make_ctx(request=req, settings={"tags": {"vision": ["image"]}})) == []
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, request=req, settings={"tags": {"vision": ["image"]}})) == []
 
 
 def test_single_string_keyword_and_empty_keywords(make_ctx) -> None:
     tags = {"vision": "image", "everything": ["", "  "]}
-    ctx = make_ctx(text="an image", settings={"tags": tags})
+    ctx = make_ctx(plugin=keyword_classifier, text="an image", settings={"tags": tags})
     assert keyword_classifier.classify(ctx) == ["vision"]
 
 
 def test_no_tags_configured_returns_empty(make_ctx) -> None:
-    assert keyword_classifier.classify(make_ctx(text="image", settings={})) == []
+    assert keyword_classifier.classify(make_ctx(plugin=keyword_classifier, text="image", settings={})) == []
 
 
 @pytest.mark.parametrize("tags", [["code"], {"code": [1, 2]}, {"code": {"a": 1}}])
 def test_bad_settings_raise_a_clear_error(make_ctx, tags) -> None:
-    with pytest.raises(ValueError, match="keyword"):
-        keyword_classifier.classify(make_ctx(settings={"tags": tags}))
+    with pytest.raises(ValueError, match="key 'tags"):
+        make_ctx(plugin=keyword_classifier, settings={"tags": tags})  # validated once, at load
 
 
 def test_unicode_case_folding(make_ctx) -> None:
-    ctx = make_ctx(text="STRASSE and ÉCOLE", settings={"tags": {"de": ["straße"], "fr": ["école"]}})
+    ctx = make_ctx(plugin=keyword_classifier, text="STRASSE and ÉCOLE", settings={"tags": {"de": ["straße"], "fr": ["école"]}})
     assert keyword_classifier.classify(ctx) == ["de", "fr"]

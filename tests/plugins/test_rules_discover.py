@@ -13,7 +13,7 @@ PROVIDERS = [
 
 
 def _ctx(make_ctx, model, **settings):
-    return make_ctx(model=model, providers=PROVIDERS, settings={"type": "discover", **settings})
+    return make_ctx(model=model, providers=PROVIDERS, plugin=discover, settings=settings)
 
 
 def test_routes_when_the_provider_has_the_model(make_ctx) -> None:

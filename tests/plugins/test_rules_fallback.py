@@ -19,7 +19,7 @@ PROVIDERS = [
 
 
 def _ctx(make_ctx, **settings):
-    return make_ctx(providers=PROVIDERS, settings={"type": "fallback", **settings})
+    return make_ctx(providers=PROVIDERS, plugin=fallback, settings=settings)
 
 
 def test_default_bias_balances_quality_and_cost(make_ctx) -> None:

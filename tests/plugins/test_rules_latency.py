@@ -15,7 +15,7 @@ PROVIDERS = [
 
 
 def _ctx(make_ctx, **settings):
-    return make_ctx(providers=PROVIDERS, settings={"type": "latency", **settings})
+    return make_ctx(providers=PROVIDERS, plugin=latency, settings=settings)
 
 
 def test_lowest_latency_within_limit(make_ctx) -> None:

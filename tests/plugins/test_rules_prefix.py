@@ -11,7 +11,7 @@ LOCAL = ProviderInfo("local", "openai")
 
 
 def _ctx(make_ctx, model: str, **settings):
-    return make_ctx(model=model, providers=[LOCAL], settings={"type": "prefix", **settings})
+    return make_ctx(model=model, providers=[LOCAL], plugin=prefix, settings=settings)
 
 
 def test_matching_prefix_routes_and_rewrites(make_ctx) -> None:
@@ -26,14 +26,14 @@ def test_without_rewrite_model_the_requested_model_is_sent_unchanged(make_ctx) -
     assert prefix.route(ctx) == Route("local", None)
 
 
-def test_strip_prefix_true_is_an_opt_in(make_ctx) -> None:
+def test_strip_prefix_must_be_a_boolean(make_ctx) -> None:
+    with pytest.raises(ValueError, match="key 'strip_prefix'"):
+        _ctx(make_ctx, "local/q", model_prefix="local/", provider="local", strip_prefix="yes")
+
+
+def test_strip_prefix_true_strips_the_prefix(make_ctx) -> None:
     ctx = _ctx(make_ctx, "local/qwen2.5:7b", model_prefix="local/", provider="local", strip_prefix=True)
     assert prefix.route(ctx) == Route("local", "qwen2.5:7b")
-
-
-def test_strip_prefix_must_be_a_boolean(make_ctx) -> None:
-    with pytest.raises(ValueError, match="strip_prefix"):
-        prefix.route(_ctx(make_ctx, "local/q", model_prefix="local/", provider="local", strip_prefix="yes"))
 
 
 def test_other_models_pass(make_ctx) -> None:
@@ -58,5 +58,5 @@ def test_provider_not_loaded_passes(make_ctx) -> None:
 
 @pytest.mark.parametrize("settings", [{"provider": "local"}, {"model_prefix": "x/"}, {"model_prefix": 3, "provider": "local"}])
 def test_missing_or_bad_settings_raise(make_ctx, settings) -> None:
-    with pytest.raises(ValueError, match="prefix"):
-        prefix.route(_ctx(make_ctx, "x/y", **settings))
+    with pytest.raises(ValueError, match="key '(provider|model_prefix)'"):
+        _ctx(make_ctx, "x/y", **settings)  # validated when the settings are loaded

@@ -17,7 +17,7 @@ PROVIDERS = [
 
 
 def _ctx(make_ctx, **settings):
-    return make_ctx(providers=PROVIDERS, settings={"type": "price", **settings})
+    return make_ctx(providers=PROVIDERS, plugin=price, settings=settings)
 
 
 def test_cheapest_within_limit_from_the_list(make_ctx) -> None:
@@ -59,7 +59,7 @@ def test_no_limit_picks_the_cheapest(make_ctx) -> None:
 
 
 def test_bad_limit_raises(make_ctx) -> None:
-    with pytest.raises(ValueError, match="max_cost_per_1m_tokens"):
-        price.route(_ctx(make_ctx, max_cost_per_1m_tokens="cheap"))
-    with pytest.raises(ValueError, match="max_cost_per_1m_tokens"):
-        price.route(_ctx(make_ctx, max_cost_per_1m_tokens=True))
+    with pytest.raises(ValueError, match="key 'max_cost_per_1m_tokens'"):
+        _ctx(make_ctx, max_cost_per_1m_tokens="cheap")  # validated when the settings are loaded
+    with pytest.raises(ValueError, match="key 'max_cost_per_1m_tokens'"):
+        _ctx(make_ctx, max_cost_per_1m_tokens=True)

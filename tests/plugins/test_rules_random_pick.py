@@ -13,7 +13,7 @@ PROVIDERS = [ProviderInfo(name, "openai") for name in ("a", "b", "c", "d")]
 
 
 def _ctx(make_ctx, **settings):
-    return make_ctx(providers=PROVIDERS, settings={"type": "random", **settings})
+    return make_ctx(providers=PROVIDERS, plugin=random_pick, settings=settings)
 
 
 def test_seed_makes_the_pick_reproducible(make_ctx) -> None:

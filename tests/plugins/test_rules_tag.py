@@ -11,7 +11,7 @@ CODER = ProviderInfo("coder", "openai")
 
 
 def _ctx(make_ctx, tags, **settings):
-    return make_ctx(tags=tags, providers=[CODER], settings={"type": "tag", **settings})
+    return make_ctx(tags=tags, providers=[CODER], plugin=tag, settings=settings)
 
 
 def test_request_with_the_tag_routes(make_ctx) -> None:

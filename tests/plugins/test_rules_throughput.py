@@ -15,7 +15,7 @@ PROVIDERS = [
 
 
 def _ctx(make_ctx, **settings):
-    return make_ctx(providers=PROVIDERS, settings={"type": "throughput", **settings})
+    return make_ctx(providers=PROVIDERS, plugin=throughput, settings=settings)
 
 
 def test_highest_throughput_at_or_above_minimum(make_ctx) -> None:

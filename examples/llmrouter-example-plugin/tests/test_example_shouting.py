@@ -75,7 +75,7 @@ async def test_bad_setting_skips_the_classifier_but_not_the_request(router: Any)
 
 
 async def test_request_can_enable_the_classifier_for_itself(router: Any) -> None:
-    client = await router({**CONFIG, "classifiers": {}})
+    client = await router({**CONFIG, "classifiers": {}, "server": {"request_plugins": ["shouting"]}})
     reply = await client.openai(openai_chat("PLEASE FIX MY CODE NOW"))
     assert reply.provider == "calm"
     reply = await client.openai(openai_chat("PLEASE FIX MY CODE NOW", plugins=[{"id": "shouting"}]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from llmrouter.config import ConfigError
 from llmrouter.testing import anthropic_message, openai_chat
 
 ECHO = {"providers": [{"name": "echo", "format": "echo"}], "routers": [{"type": "fallback"}]}
@@ -41,7 +43,9 @@ async def test_request_overlays_the_config_settings(router: Any) -> None:
 
 
 async def test_request_can_enable_the_plugin_for_itself(router: Any) -> None:
-    client = await router(ECHO)
+    reply = await (await router(ECHO)).openai(openai_chat("hello", plugins=[{"id": "signature"}]))
+    assert reply.status == 400  # only plugins the operator lists in [server] request_plugins
+    client = await router({**ECHO, "server": {"request_plugins": ["signature"]}})
     reply = await client.openai(openai_chat("hello"))
     assert reply.body["choices"][0]["message"]["content"] == "hello"
     reply = await client.openai(openai_chat("hello", plugins=[{"id": "signature", "text": "-- just once"}]))
@@ -54,8 +58,13 @@ async def test_json_replies_are_left_alone(router: Any) -> None:
     assert reply.body["choices"][0]["message"]["content"] == '{"a": 1}'
 
 
-async def test_a_bad_setting_is_a_warning_not_a_failure(router: Any) -> None:
-    client = await router(with_signature(text=42))
-    reply = await client.openai(openai_chat("hello"))
-    assert reply.status == 200
-    assert reply.body["choices"][0]["message"]["content"] == "hello"
+async def test_a_bad_setting_stops_startup_naming_the_key(router: Any) -> None:
+    with pytest.raises(ConfigError, match=r"\[plugins.signature\] key .text.: Input should be a valid str"):
+        await router(with_signature(text=42))
+
+
+async def test_a_bad_request_setting_is_a_400_naming_the_key(router: Any) -> None:
+    client = await router(with_signature())
+    reply = await client.openai(openai_chat("hello", plugins=[{"id": "signature", "separator": 3}]))
+    assert reply.status == 400
+    assert "key 'separator': Input should be a valid string" in reply.body["error"]["message"]

@@ -6,7 +6,7 @@ sent to it. Replies to requests that asked for JSON (``response_format``) and re
 any text (tool calls only) are left alone, so the plugin never breaks a machine-readable answer.
 
 Settings (``[plugins.signature]``, each of which a request can override with
-``"plugins": [{"id": "signature", "text": "..."}]``):
+``"plugins": [{"id": "signature", "text": "..."}]``; both are marked request-settable):
 
 ``text`` (default ``"-- via {provider}"``)
     The footer. An empty string turns the plugin off, for example for one request.
@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from llmrouter import (
     BlockDelta,
@@ -34,40 +33,46 @@ from llmrouter import (
     BlockStop,
     Context,
     MessageDelta,
+    PluginSettings,
     StreamEvent,
     TextPart,
     hookimpl,
+    request_settable,
 )
 
-DEFAULT_TEXT = "-- via {provider}"
-DEFAULT_SEPARATOR = "\n\n"
+
+class Settings(PluginSettings):
+    """``[plugins.signature]``, validated when the router starts; both keys may be set per request."""
+
+    text: str = request_settable("-- via {provider}")
+    separator: str = request_settable("\n\n")
 
 
 @hookimpl
 def post_response(ctx: Context) -> None:
     """Append the footer to the last text part of ``ctx.response`` and record the change."""
-    text, separator = _read_settings(ctx.settings)
+    settings: Settings = ctx.settings
     response = ctx.response
-    if response is None or ctx.delivered or not text or _wants_json(ctx):
+    if response is None or ctx.delivered or not settings.text or _wants_json(ctx):
         return
     parts = [part for part in response.content if isinstance(part, TextPart)]
     if not parts:
         return
     model = ctx.sent_model or response.model
-    footer = text.replace("{provider}", ctx.provider or "?").replace("{model}", model)
-    parts[-1].text += separator + footer
+    footer = settings.text.replace("{provider}", ctx.provider or "?").replace("{model}", model)
+    parts[-1].text += settings.separator + footer
     ctx.mark_modified()
 
 
 @hookimpl
 def stream_transformer(ctx: Context) -> FooterStream | None:
     """Add the footer to a streamed reply (``None``, no cost, when there is nothing to add)."""
-    text, separator = _read_settings(ctx.settings)
-    if not text or _wants_json(ctx):
+    settings: Settings = ctx.settings
+    if not settings.text or _wants_json(ctx):
         return None
     model = ctx.sent_model or ctx.request.model
-    footer = text.replace("{provider}", ctx.provider or "?").replace("{model}", model)
-    return FooterStream(ctx, separator + footer)
+    footer = settings.text.replace("{provider}", ctx.provider or "?").replace("{model}", model)
+    return FooterStream(ctx, settings.separator + footer)
 
 
 class FooterStream:
@@ -101,13 +106,3 @@ def _wants_json(ctx: Context) -> bool:
     fmt = ctx.request.response_format
     return fmt is not None and fmt.type in ("json_object", "json_schema")
 
-
-def _read_settings(settings: dict[str, Any]) -> tuple[str, str]:
-    """Validate the settings; a bad value is logged as a warning and the reply is left alone."""
-    text = settings.get("text", DEFAULT_TEXT)
-    separator = settings.get("separator", DEFAULT_SEPARATOR)
-    if not isinstance(text, str):
-        raise ValueError(f"signature: 'text' must be a string, got {text!r}")
-    if not isinstance(separator, str):
-        raise ValueError(f"signature: 'separator' must be a string, got {separator!r}")
-    return text, separator
