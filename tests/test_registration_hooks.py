@@ -178,14 +178,14 @@ def test_formats_are_validated_and_duplicates_ignored() -> None:
     config = make_config({"providers": [{"name": "x", "format": "bad-format", "base_url": "http://x"}]})
     from llmrouter.engine.validate import validate_config
 
-    with pytest.raises(ConfigError, match=r"unknown format 'bad-format' \(registered: anthropic, echo, [a-z, ]*"
-                                          r"openai, shout\); plugin 'aaa-dup'.*plugin 'bad': register_provider"):
+    with pytest.raises(ConfigError, match=r"unknown format 'bad-format' \(registered: anthropic, echo, [a-z, -]*"
+                                          r"openai-responses, shout\); plugin 'aaa-dup'.*plugin 'bad': register_provider"):
         validate_config(config, registry, environ={})
 
 
 def test_builtin_formats_register_through_the_hook() -> None:
     names = [f.name for f in formats.register_provider_formats()]
-    assert names == ["openai", "anthropic", "ollama", "echo"]
+    assert names == ["openai", "openai-responses", "anthropic", "ollama", "echo"]
     assert load_entry_point_plugins().records["formats"].hooks == ("register_provider_formats",)
 
 
