@@ -49,7 +49,7 @@ TWO = {"providers": [provider("a", A_URL, quality=90), provider("b", B_URL, qual
        "routers": [{"type": "fallback", "providers": ["a", "b"], "quality_bias": 1}]}
 # A prefix rule for "a/" models, then a fallback rule that only knows "b".
 CHAIN = {"providers": [provider("a", A_URL), provider("b", B_URL)],
-         "routers": [{"type": "prefix", "model_prefix": "a/", "provider": "a", "strip_prefix": True},
+         "routers": [{"type": "prefix", "model_prefix": "a/", "provider": "a"},
                      {"type": "fallback", "providers": ["b"]}]}
 
 
