@@ -23,15 +23,14 @@ Example::
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, PrivateAttr
 
 from llmrouter.context import Context
 from llmrouter.hookspecs import hookimpl
-from llmrouter.jsonutil import dumps_str, loads
 from llmrouter.models import TextPart
+from llmrouter.settings import PluginSettings
 
 DEFAULT_PHRASES: tuple[str, ...] = (
     "I can't help with that",
@@ -52,14 +51,17 @@ DEFAULT_TAG = "refusal"
 DEFAULT_MAX_CHARS = 2000
 
 
-class Settings(BaseModel):
-    """``[response_classifiers.refusal]``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Settings(PluginSettings):
+    """``[response_classifiers.refusal]``; the phrases are case-folded once, when it is validated."""
 
     phrases: tuple[str, ...] = DEFAULT_PHRASES
     tag: str = Field(default=DEFAULT_TAG, min_length=1)
     max_chars: int = Field(default=DEFAULT_MAX_CHARS, gt=0)
+    _folded: tuple[str, ...] = PrivateAttr(())
+
+    def model_post_init(self, context: Any) -> None:
+        """Case-fold the phrases and normalise their apostrophes; empty ones are dropped."""
+        self._folded = tuple(_normalise(p) for p in self.phrases if p.strip())
 
 
 @hookimpl
@@ -68,10 +70,10 @@ def classify_response(ctx: Context) -> list[str] | None:
     response = ctx.response
     if response is None:
         return None
-    settings = _settings(ctx.settings)
+    settings: Settings = ctx.settings
     if response.stop_reason == "refusal":
         return [settings.tag]
-    phrases = _folded(tuple(settings.phrases))
+    phrases = settings._folded
     text = "\n".join(p.text for p in response.content if isinstance(p, TextPart))[:settings.max_chars]
     if not text:
         return None
@@ -79,24 +81,5 @@ def classify_response(ctx: Context) -> list[str] | None:
     return [settings.tag] if any(phrase in haystack for phrase in phrases) else None
 
 
-def _settings(settings: Any) -> Settings:
-    """``settings`` as :class:`Settings`: already one when the router validated the table at load,
-    else (a plain mapping) validated here, once per distinct table."""
-    if isinstance(settings, Settings):
-        return settings
-    return _validated(dumps_str(dict(settings)))
-
-
-@lru_cache(maxsize=32)
-def _validated(settings_json: str) -> Settings:
-    return Settings.model_validate(loads(settings_json))
-
-
 def _normalise(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'").casefold()
-
-
-@lru_cache(maxsize=32)
-def _folded(phrases: tuple[str, ...]) -> tuple[str, ...]:
-    """The phrases case-folded, apostrophes normalised, empty ones dropped."""
-    return tuple(_normalise(p) for p in phrases if p.strip())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.errors import InvalidRequest
 from llmrouter.models import (
     BlockDelta,
     BlockStart,
@@ -77,8 +76,8 @@ def test_healing_leaves_valid_json_and_other_events_as_they_are(make_ctx) -> Non
 
 
 def test_healing_costs_nothing_unless_json_was_requested(make_ctx) -> None:
-    assert response_healing.stream_transformer(make_ctx(request=json_request(None))) is None
-    assert response_healing.stream_transformer(make_ctx(request=json_request("text"))) is None
+    assert response_healing.stream_transformer(make_ctx(plugin=response_healing, request=json_request(None))) is None
+    assert response_healing.stream_transformer(make_ctx(plugin=response_healing, request=json_request("text"))) is None
 
 
 def test_healing_releases_a_block_over_max_chars_as_it_is(make_ctx) -> None:
@@ -113,11 +112,11 @@ def test_healing_post_response_leaves_a_delivered_reply_alone(make_ctx) -> None:
 
 
 def test_moderation_stream_transformer_only_with_output_patterns(make_ctx) -> None:
-    assert moderation.stream_transformer(make_ctx(settings={"rules": [{"tag": "x"}]})) is None
+    assert moderation.stream_transformer(make_ctx(plugin=moderation, settings={"rules": [{"tag": "x"}]})) is None
 
 
 def test_moderation_ends_a_stream_whose_text_matches_even_across_deltas(make_ctx) -> None:
-    ctx = make_ctx(settings={"output_patterns": ["secret-\\d+"]}, plugin_id="moderation")
+    ctx = make_ctx(plugin=moderation, settings={"output_patterns": ["secret-\\d+"]}, plugin_id="moderation")
     out = run_transformer(moderation.stream_transformer(ctx), stream_of("the code is sec", "ret-", "42 ok", "more"))
     assert text_of(out) == "the code is secret-"  # the delta completing the match is withheld
     assert out[-1] == StreamError(message="reply blocked by moderation output pattern 'secret-\\d+'",
@@ -128,34 +127,33 @@ def test_moderation_ends_a_stream_whose_text_matches_even_across_deltas(make_ctx
 
 
 def test_moderation_output_window_bounds_cross_delta_matches(make_ctx) -> None:
-    ctx = make_ctx(settings={"output_patterns": ["abcdef"], "output_window_chars": 2})
+    ctx = make_ctx(plugin=moderation, settings={"output_patterns": ["abcdef"], "output_window_chars": 2})
     out = run_transformer(moderation.stream_transformer(ctx), stream_of("abc", "def"))
     assert text_of(out) == "abcdef"  # "abc" is longer than the window: documented limit
-    with pytest.raises(moderation.ModerationSettingsError):
-        moderation.stream_transformer(make_ctx(settings={"output_patterns": ["x"], "output_window_chars": -1}))
+    with pytest.raises(ValueError, match="key 'output_window_chars'"):  # checked when settings load
+        make_ctx(plugin=moderation, settings={"output_patterns": ["x"], "output_window_chars": -1})
 
 
 def test_moderation_replaces_a_complete_reply_that_matches(make_ctx) -> None:
     settings = {"output_patterns": ["(?i)private key"], "output_message": "withheld"}
-    ctx = make_ctx(settings=settings, response=ChatResponse.from_text("here is my PRIVATE KEY"), plugin_id="moderation")
+    ctx = make_ctx(plugin=moderation, settings=settings, response=ChatResponse.from_text("here is my PRIVATE KEY"), plugin_id="moderation")
     moderation.post_response(ctx)
     assert ctx.response.text() == "withheld" and ctx.response.stop_reason == "refusal"
     assert ctx.modified_by == ["moderation"]
-    fine = make_ctx(settings=settings, response=ChatResponse.from_text("nothing to see"))
+    fine = make_ctx(plugin=moderation, settings=settings, response=ChatResponse.from_text("nothing to see"))
     moderation.post_response(fine)
     assert fine.response.text() == "nothing to see"
-    delivered = make_ctx(settings=settings, response=ChatResponse.from_text("PRIVATE KEY"))
+    delivered = make_ctx(plugin=moderation, settings=settings, response=ChatResponse.from_text("PRIVATE KEY"))
     delivered.delivered = True
     moderation.post_response(delivered)
     assert delivered.response.text() == "PRIVATE KEY"
 
 
-def test_moderation_rejects_a_bad_output_pattern_before_the_reply(make_ctx) -> None:
-    with pytest.raises(InvalidRequest, match=r"output_patterns\[1\]: invalid regular expression"):
-        moderation.pre_request(make_ctx(config_settings={"output_patterns": ["ok"]},
-                                        settings={"output_patterns": ["ok", "("]}))
-    with pytest.raises(ValueError, match="output_patterns"):
-        moderation.pre_request(make_ctx(settings={"output_patterns": "not a list"}))
+def test_moderation_rejects_a_bad_output_pattern_when_settings_load(make_ctx) -> None:
+    with pytest.raises(ValueError, match=r"output_patterns\[1\]: invalid regular expression"):
+        make_ctx(plugin=moderation, settings={"output_patterns": ["ok", "("]})
+    with pytest.raises(ValueError, match="key 'output_patterns'"):
+        make_ctx(plugin=moderation, settings={"output_patterns": "not a list"})
 
 
 # -- refusal ----------------------------------------------------------------------------------------------
@@ -164,20 +162,20 @@ def test_moderation_rejects_a_bad_output_pattern_before_the_reply(make_ctx) -> N
 @pytest.mark.parametrize("text", ["I can't help with that.", "Sorry — I CANNOT ASSIST with this request.",
                                   "I can\u2019t help with that, but here is why."])
 def test_refusal_tags_default_phrases_case_and_apostrophe_insensitively(make_ctx, text: str) -> None:
-    assert refusal_classifier.classify_response(make_ctx(response=ChatResponse.from_text(text))) == ["refusal"]
+    assert refusal_classifier.classify_response(make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text(text))) == ["refusal"]
 
 
 def test_refusal_leaves_ordinary_replies_and_respects_settings(make_ctx) -> None:
-    assert refusal_classifier.classify_response(make_ctx(response=ChatResponse.from_text("Here you go."))) is None
-    assert refusal_classifier.classify_response(make_ctx(response=None)) is None
-    custom = make_ctx(response=ChatResponse.from_text("Nope, not doing that"), settings={"phrases": ["nope"],
+    assert refusal_classifier.classify_response(make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text("Here you go."))) is None
+    assert refusal_classifier.classify_response(make_ctx(plugin=refusal_classifier, response=None)) is None
+    custom = make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text("Nope, not doing that"), settings={"phrases": ["nope"],
                                                                                           "tag": "declined"})
     assert refusal_classifier.classify_response(custom) == ["declined"]
-    replaced = make_ctx(response=ChatResponse.from_text("I cannot assist"), settings={"phrases": ["nope"]})
+    replaced = make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text("I cannot assist"), settings={"phrases": ["nope"]})
     assert refusal_classifier.classify_response(replaced) is None  # phrases replace the defaults
-    late = make_ctx(response=ChatResponse.from_text("x" * 50 + " I cannot assist"), settings={"max_chars": 20})
+    late = make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text("x" * 50 + " I cannot assist"), settings={"max_chars": 20})
     assert refusal_classifier.classify_response(late) is None
-    stop = make_ctx(response=ChatResponse.from_text("...", stop_reason="refusal"))
+    stop = make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text("...", stop_reason="refusal"))
     assert refusal_classifier.classify_response(stop) == ["refusal"]
 
 
@@ -185,9 +183,9 @@ def test_refusal_settings_are_typed(make_ctx) -> None:
     from pydantic import ValidationError
 
     settings = refusal_classifier.Settings(phrases=("nope",), tag="declined")
-    ctx = make_ctx(response=ChatResponse.from_text("NOPE."), settings={})
+    ctx = make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text("NOPE."), settings={})
     ctx.settings = settings  # what the router hands over once it validates tables at load
     assert refusal_classifier.classify_response(ctx) == ["declined"]
     for bad in ({"phrase": ["typo"]}, {"phrases": 3}, {"max_chars": 0}):
-        with pytest.raises(ValidationError):
-            refusal_classifier.classify_response(make_ctx(response=ChatResponse.from_text("x"), settings=bad))
+        with pytest.raises((ValidationError, ValueError)):
+            make_ctx(plugin=refusal_classifier, response=ChatResponse.from_text("x"), settings=bad)
