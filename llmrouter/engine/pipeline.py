@@ -26,8 +26,9 @@ from llmrouter.context import Context, Flow, ProviderInfo, Route
 from llmrouter.engine.capabilities import CandidateCheck, capability_message, settle
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
+from llmrouter.engine.request_plugins import RequestPlugins
 from llmrouter.engine.streams import transform
-from llmrouter.errors import InvalidRequest, NoRoute, PluginFailed, RouterError
+from llmrouter.errors import NoRoute, PluginFailed, RouterError
 from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
@@ -128,7 +129,9 @@ class Pipeline:
         self.transformers = self._steps("plugins", "stream_transformer")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
         self.rules = self._rules()
-        self.request_plugins = self._request_plugins()
+        self.request_side = RequestPlugins(self.config, self.registry, {
+            "plugins": self.plugin_ids, "classifiers": self.classifier_ids,
+            "response_classifiers": self.response_classifier_ids})
         self._infos: Mapping[str, ProviderInfo] | None = None
         self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
         self.gate = gate
@@ -222,68 +225,9 @@ class Pipeline:
 
     # -- per-request plugin selection ----------------------------------------------------------------
 
-    def _request_plugins(self) -> frozenset[str]:
-        """``[server] request_plugins``, each checked to be an installed plugin."""
-        for i, plugin_id in enumerate(self.config.server.request_plugins):
-            record = self.registry.records.get(plugin_id)
-            if record is None or not record.loaded:
-                where = f"{self.config.source}: [server] key 'request_plugins' (entry #{i + 1})"
-                try:
-                    self.registry.require(plugin_id, "on_start", where)
-                except LookupError as exc:
-                    raise ConfigError(str(exc).split(" (plugins with")[0]) from None
-        return frozenset(self.config.server.request_plugins)
-
-    def _config_table(self, plugin_id: str) -> tuple[str, Mapping[str, Any]] | None:
-        """The config section and table enabling ``plugin_id``, if any."""
-        for section, ids in (("plugins", self.plugin_ids), ("classifiers", self.classifier_ids),
-                             ("response_classifiers", self.response_classifier_ids)):
-            if plugin_id in ids:
-                table = getattr(self.config, section)[plugin_id]
-                return section, {k: v for k, v in table.items() if k != "enabled"}
-        return None
-
     def _request_overrides(self, request: ChatRequest) -> dict[str, Any]:
-        """The request's ``plugins`` entries, checked and validated: plugin id -> merged settings.
-
-        Only plugins enabled in the config or listed in ``[server] request_plugins`` may be named, and
-        only keys the plugin marks request-settable may be set; anything else is a 400.
-        """
-        overrides: dict[str, Any] = {}
-        for i, entry in enumerate(request.plugins):
-            plugin_id = entry.get("id") if isinstance(entry, dict) else None
-            if not isinstance(plugin_id, str) or not plugin_id:
-                raise InvalidRequest(f"plugins[{i}].id: each plugins entry needs a string 'id'")
-            record = self.registry.records.get(plugin_id)
-            if record is None:
-                raise InvalidRequest(f"plugins[{i}].id: unknown plugin {plugin_id!r}")
-            if not record.loaded:
-                raise InvalidRequest(f"plugins[{i}].id: plugin {plugin_id!r} failed to load: {record.error}")
-            configured = self._config_table(plugin_id)
-            if entry.get("enabled", True) is False:
-                # Operator policy (e.g. moderation) is not the client's to switch off.
-                if configured is not None:
-                    raise InvalidRequest(f"plugins[{i}].enabled: a request cannot disable plugin {plugin_id!r}, "
-                                         "which the config enables")
-                continue
-            if configured is None and plugin_id not in self.request_plugins:
-                raise InvalidRequest(f"plugins[{i}].id: plugin {plugin_id!r} cannot be enabled per request "
-                                     "(it is not enabled in the config nor listed in [server] request_plugins)")
-            overlay = {k: v for k, v in entry.items() if k not in ("id", "enabled")}
-            spec = record.settings
-            refused = spec.not_settable(overlay)
-            if refused:
-                allowed = ", ".join(sorted(spec.settable)) or "none"
-                raise InvalidRequest(f"plugins[{i}].{refused[0]}: setting {refused[0]!r} of plugin {plugin_id!r} "
-                                     f"cannot be set per request (request-settable: {allowed})")
-            if configured is not None and not overlay:
-                continue
-            base = configured[1] if configured is not None else {}
-            try:
-                overrides[plugin_id] = spec.load({**base, **overlay})
-            except SettingsProblem as exc:
-                raise InvalidRequest(f"plugins[{i}] (plugin {plugin_id!r}): {exc}") from None
-        return overrides
+        """The request's ``plugins`` entries, checked and validated (see :class:`RequestPlugins`)."""
+        return self.request_side.overrides(request)
 
     def _select(self, base: list[Step], hook_name: str, overrides: Mapping[str, Any],
                 section_ids: frozenset[str]) -> list[Step]:

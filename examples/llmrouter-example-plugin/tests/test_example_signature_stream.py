@@ -16,7 +16,7 @@ from llmrouter import (
     MessageStop,
 )
 from llmrouter.models import TextPart
-from llmrouter.testing import openai_chat, run_transformer
+from llmrouter.testing import load_settings, openai_chat, run_transformer
 
 from llmrouter_example_plugin import signature
 
@@ -36,11 +36,13 @@ async def test_streamed_reply_gets_the_footer_from_the_stream_transformer(router
 
 def test_the_stream_transformer_adds_one_block_before_the_end() -> None:
     request = ChatRequest(model="m", stream=True)
-    ctx = Context(request=request, request_id="t", providers={}, settings={"text": "-- {model}"})
+    settings = load_settings(signature, {"text": "-- {model}"})  # validated as the router does at load
+    ctx = Context(request=request, request_id="t", providers={}, settings=settings)
     events = [MessageStart(), BlockStart(index=0, part=TextPart(text="")), BlockDelta(index=0, text="hi"),
               BlockStop(index=0), MessageDelta(stop_reason="end_turn"), MessageStop()]
     out = run_transformer(signature.stream_transformer(ctx), events)
     assert out[4:7] == [BlockStart(index=1, part=TextPart(text="")), BlockDelta(index=1, text="\n\n-- m"),
                         BlockStop(index=1)]
     json_request = ChatRequest(model="m", stream=True, response_format={"type": "json_object"})
-    assert signature.stream_transformer(Context(request=json_request, request_id="t", providers={})) is None
+    assert signature.stream_transformer(Context(request=json_request, request_id="t", providers={},
+                                                settings=load_settings(signature))) is None
