@@ -136,7 +136,8 @@ WRITER = textwrap.dedent("""
             rlog.write({"id": i, "text": padding + str(i), "noise": os.urandom(64).hex()})
             i += 1
         if i % 70 == 0:
-            rlog.wait_idle(10)
+            if not rlog.wait_idle(60):  # a busy machine: never confirm what is not on disk yet
+                sys.exit(3)
             print(i, flush=True)  # everything up to i is on disk
 """)
 
