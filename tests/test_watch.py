@@ -211,6 +211,24 @@ async def test_watch_behind_auth(tmp_path: Path) -> None:
         await server.stop()
 
 
+async def test_watch_names_a_refused_key_and_gives_up_on_a_non_admin_key(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path, {"api_key_env": "ROUTER_API_KEY"}, {"ROUTER_API_KEY": "k3y", "BOB_KEY": "b0b"})
+    server.config = make_config({**CONFIG, "server": {"api_key_env": "ROUTER_API_KEY"},
+                                 "keys": [{"name": "bob", "key_env": "BOB_KEY"}]}, tmp_path)
+    await server.start()
+    try:
+        wrong = await run_watch(server.url, "--api-key", "nope")
+        _, err = await asyncio.wait_for(wrong.communicate(), 10)
+        assert wrong.returncode == 1 and b"refused" in err and b"wants an API key" not in err
+
+        # a virtual key may not read the event stream (403): retrying cannot help
+        bob = await run_watch(server.url, "--api-key", "b0b")
+        _, err = await asyncio.wait_for(bob.communicate(), 10)
+        assert bob.returncode == 1 and b"admin key" in err
+    finally:
+        await server.stop()
+
+
 async def test_watch_reports_a_disabled_dashboard(tmp_path: Path) -> None:
     server = LiveServer(tmp_path, {"dashboard": False})
     await server.start()

@@ -45,7 +45,7 @@ async def stream_events(session: Any, base_url: str, api_key: str | None = None,
                         on_open: Callable[[], None] | None = None) -> AsyncIterator[Event]:
     """Yield events from one connection until it ends; ``on_open`` is called once it is established.
 
-    :raises WatchError: on 401 or 404. :raises aiohttp.ClientError: when the connection fails.
+    :raises WatchError: on 401, 403 or 404. :raises aiohttp.ClientError: when the connection fails.
     """
     import aiohttp
 
@@ -55,7 +55,11 @@ async def stream_events(session: Any, base_url: str, api_key: str | None = None,
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=READ_TIMEOUT_S)
     async with session.get(events_url(base_url, history), headers=headers, timeout=timeout) as resp:
         if resp.status == 401:
+            if api_key:
+                raise WatchError(f"{base_url}: the router refused the API key (check --api-key or ROUTER_API_KEY)")
             raise WatchError(f"{base_url}: the router wants an API key (use --api-key or ROUTER_API_KEY)")
+        if resp.status == 403:  # a virtual key: the event stream needs the admin key
+            raise WatchError(f"{base_url}: {await _error_message(resp)}")
         if resp.status == 404:
             raise WatchError(f"{base_url}: no event stream here (is [server] dashboard = false?)")
         if resp.status != 200:
@@ -73,6 +77,18 @@ async def stream_events(session: Any, base_url: str, api_key: str | None = None,
                 if isinstance(event, dict):
                     event.setdefault("type", kind or "message")
                     yield event
+
+
+async def _error_message(resp: Any) -> str:
+    """The message of an error reply in either client shape, else its status."""
+    try:
+        body = loads(await resp.read())
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+    except ValueError:
+        pass
+    return f"refused with status {resp.status}"
 
 
 async def follow(base_url: str, api_key: str | None = None, *, history: int = 0,
