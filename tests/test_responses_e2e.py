@@ -203,6 +203,18 @@ async def test_previous_response_id_with_the_store(router: Any, mock_providers: 
     assert missing.status == 400 and "resp_nope" in missing.body["error"]["message"]
 
 
+async def test_the_reply_says_whether_it_was_stored(router: Any) -> None:
+    """``store`` in the response object is true only when the router actually kept the reply."""
+    stateless: RouterClient = await router(CONFIG, environ={"RS_KEY": "k"})
+    reply = await stateless.responses({"model": "echo/m", "input": "hi"})
+    assert reply.status == 200 and reply.body["store"] is False
+    streamed = await stateless.responses({"model": "echo/m", "input": "hi", "stream": True})
+    assert events_of(streamed.text)[-1]["response"]["store"] is False
+    storing: RouterClient = await router({**CONFIG, "responses": {"store": True}}, environ={"RS_KEY": "k"})
+    assert (await storing.responses({"model": "echo/m", "input": "hi"})).body["store"] is True
+    assert (await storing.responses({"model": "echo/m", "input": "hi", "store": False})).body["store"] is False
+
+
 def test_responses_config_errors_name_the_key() -> None:
     from llmrouter.config import ConfigError, parse_config
 

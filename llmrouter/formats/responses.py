@@ -215,6 +215,8 @@ def parse_responses_request(body: Any, store: ResponseStore | None = None) -> Ch
                           source_format=FORMAT, extra=_rest(body, _CANONICAL_FIELDS))
     if previous is not None:
         request.extra["_previous_response_id"] = previous
+    if store is None:
+        request.extra["_not_stored"] = True  # the reply's ``store`` must not promise a continuation
     if get("tools") is not None:
         _tools(get("tools"), request)
     if get("tool_choice") is not None:

@@ -362,7 +362,7 @@ def response_object(request: ChatRequest, response_id: str, created: int, *, mod
         "parallel_tool_calls": not (request.tool_choice and request.tool_choice.disable_parallel),
         "previous_response_id": extra.get("_previous_response_id"),
         "reasoning": reasoning or {"effort": None, "summary": None},
-        "store": extra.get("store", True) is not False,
+        "store": extra.get("store", True) is not False and not extra.get("_not_stored"),
         "temperature": request.temperature,
         "text": text,
         "tool_choice": tool_choice_json(request, same=True) or "auto",
