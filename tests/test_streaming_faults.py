@@ -182,6 +182,35 @@ async def test_error_status_before_first_byte_is_a_plain_error_reply(stack: Any,
     assert upstream.bodies[-1]["stream"] is True
 
 
+PLAIN_REPLIES = {
+    "oa": {"id": "c1", "object": "chat.completion", "created": 1, "model": "m1",
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole reply"}, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}},
+    "an": {"id": "msg_1", "type": "message", "role": "assistant", "model": "m1",
+           "content": [{"type": "text", "text": "whole reply"}], "stop_reason": "end_turn", "stop_sequence": None,
+           "usage": {"input_tokens": 3, "output_tokens": 2}},
+}
+
+
+@pytest.mark.parametrize("provider", ["oa", "an"])
+@pytest.mark.parametrize("client_format", ["openai", "anthropic"])
+async def test_a_plain_json_reply_to_a_stream_request(stack: Any, provider: str, client_format: str) -> None:
+    """Some servers ignore ``stream: true`` and answer with one JSON reply: it is streamed to the
+    client; a JSON body that is no reply (an error object with status 200) is an unreadable reply."""
+    upstream, client = stack
+    upstream.script = [("status", 200, PLAIN_REPLIES[provider])]
+    reply = await send(client, client_format, f"{provider}/m1")
+    assert reply.status == 200 and reply.headers["content-type"].startswith("text/event-stream")
+    assert "whole reply" in reply.text
+    assert reply.log_line["status"] == 200 and reply.log_line["usage"] == {"input_tokens": 3, "output_tokens": 2}
+
+    upstream.script = [("status", 200, {"error": {"message": "streaming is not supported"}})]
+    reply = await send(client, client_format, f"{provider}/m1")
+    assert reply.status == 502
+    message = reply.body["error"]["message"]
+    assert message.startswith(f"provider '{provider}' returned an unreadable reply")
+
+
 async def test_upstream_too_slow_to_answer_is_a_504_reply(stack: Any) -> None:
     upstream, client = stack
     upstream.script = [("delay", 0.5), ("write", OPENAI_TEXT)]

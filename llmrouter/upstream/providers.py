@@ -21,7 +21,7 @@ import httpx
 from llmrouter.config import Config, ConfigError, ProviderConfig
 from llmrouter.context import ProviderInfo
 from llmrouter.errors import ProviderError, ProviderTimeout, ProviderUnreachable
-from llmrouter.formats.base import iter_events
+from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.formats.echo import echo_response, echo_stream_events  # noqa: F401  (re-exported)
 from llmrouter.formats.provider import ProviderFormat
 from llmrouter.jsonutil import dumps, loads
@@ -196,7 +196,29 @@ class Provider:
             finally:
                 await response.aclose()
             raise self._status_error(response.status_code, content, response.headers)
+        if _media_type(response.headers.get("content-type")) == "application/json":
+            return await self._whole_reply(response)
         return self._decode(response)
+
+    async def _whole_reply(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
+        """A server that ignored ``stream: true`` sent one JSON reply: stream it as events, or raise
+        (before anything reached the client) when it is no reply at all."""
+        assert self.wire is not None
+        try:
+            async with asyncio.timeout(self.config.timeout_total_s):
+                content = await response.aread()
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise self._timeout(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        finally:
+            await response.aclose()
+        try:
+            reply = self.wire.parse_response(loads(content))
+        except ValueError as exc:
+            raise ProviderError(self.name, self._redact(f"provider '{self.name}' returned an unreadable reply: {exc}"),
+                                upstream_status=response.status_code) from None
+        return iter_events(response_to_events(reply))
 
     async def _decode(self, response: httpx.Response) -> AsyncIterator[StreamEvent]:
         assert self.wire is not None
@@ -347,6 +369,11 @@ def _retry_after(value: str | None) -> float | None:
     if when is None or when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _media_type(content_type: str | None) -> str:
+    """``application/json`` from ``application/json; charset=utf-8``."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 # -- building the provider table ---------------------------------------------------------------
