@@ -40,6 +40,9 @@ def test_check_reports_skipped_providers_without_their_keys(tmp_path: Path, monk
     result = CliRunner().invoke(main, ["check", str(path)], env={"CLI_TEST_KEY": ""})
     assert result.exit_code == 0, result.output
     assert "cloud [openai] http://x/v1 SKIPPED (CLI_TEST_KEY not set)" in result.output
+    lines = result.output.splitlines()
+    assert "  1. fallback" in lines  # no dangling ": " for a rule without settings
+    assert "classifiers: none" in lines and "plugins: none" in lines
     result = CliRunner().invoke(main, ["check", str(path)], env={"CLI_TEST_KEY": "sk-very-secret-value"})
     assert "cloud [openai] http://x/v1 loaded" in result.output
     assert "sk-very-secret-value" not in result.output

@@ -164,7 +164,7 @@ def check(config_path: str | None) -> None:
         state = "loaded" if pc.name in providers else f"SKIPPED ({pc.api_key_env} not set)"
         where = pc.base_url or "(offline)"
         click.echo(f"  - {pc.name} [{pc.format}] {where} {state}")
-    click.echo("classifiers:")
+    click.echo("classifiers:" if pipeline.classifiers else "classifiers: none")
     for step in pipeline.classifiers:
         click.echo(f"  - {step.plugin_id}")
     if pipeline.response_classifiers:
@@ -174,9 +174,10 @@ def check(config_path: str | None) -> None:
     click.echo("routers:")
     for rule in pipeline.rules:
         details = ", ".join(f"{k}={v!r}" for k, v in rule.table.items() if k != "type")
-        click.echo(f"  {rule.index + 1}. {rule.type}: {details}")
-    click.echo("plugins:")
-    for plugin_id, _ in config.enabled("plugins"):
+        click.echo(f"  {rule.index + 1}. {rule.type}: {details}" if details else f"  {rule.index + 1}. {rule.type}")
+    plugins = list(config.enabled("plugins"))
+    click.echo("plugins:" if plugins else "plugins: none")
+    for plugin_id, _ in plugins:
         hooks = ", ".join(registry.records[plugin_id].hooks)
         click.echo(f"  - {plugin_id} ({hooks})")
     if config.keys:
