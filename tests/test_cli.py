@@ -150,3 +150,10 @@ async def test_replay_without_config_uses_the_embedded_default(router: Any, tmp_
     result = await asyncio.to_thread(CliRunner().invoke, main, ["replay", config.logging.path])
     assert result.exit_code == 0, result.output
     assert "<embedded default config>" in result.output and "requests         2" in result.output
+
+
+def test_the_listening_line_gives_a_usable_url_for_ipv6_hosts() -> None:
+    from llmrouter.web.runner import base_url
+
+    assert base_url("127.0.0.1", 8090) == "http://127.0.0.1:8090"
+    assert base_url("::1", 8090) == "http://[::1]:8090"

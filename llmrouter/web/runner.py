@@ -29,6 +29,11 @@ class ListenError(ConfigError):
     """The configured host and port cannot be listened on (taken, privileged, not ours)."""
 
 
+def base_url(host: str, port: int) -> str:
+    """The URL a client would use for ``host:port`` (IPv6 literals in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def bind_error(exc: OSError, host: str, port: int) -> ListenError:
     """One line for a failure to listen: the port taken, not allowed, or the address not ours."""
     if exc.errno == errno.EADDRINUSE:
@@ -94,8 +99,8 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
     except BaseException:
         await runner.cleanup()
         raise
-    log.info("llmrouter listening on http://%s:%s (config: %s, uvloop: %s, pid %s)",
-             config.server.host, config.server.port, config.source, uvloop, os.getpid())
+    log.info("llmrouter listening on %s (config: %s, uvloop: %s, pid %s)",
+             base_url(config.server.host, config.server.port), config.source, uvloop, os.getpid())
     access = AccessLog(app[BUS]) if config.server.access_log else None
     if access is not None:
         access.start()
