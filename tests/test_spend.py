@@ -89,10 +89,11 @@ async def test_cli_spend_prints_totals_per_key_provider_and_model(router: Any, t
     runner = CliRunner()
     result = runner.invoke(main, ["spend", str(log)])
     assert result.exit_code == 0, result.output
+    assert "skipped: " in result.stderr and "not valid JSON" in result.stderr  # said, not silent
     for word in ("key", "alice", "bob", "provider", "cheap", "free", "model", "m1", "m2", "total: 4 requests"):
         assert word in result.output
     result = runner.invoke(main, ["spend", str(log), "--key", "alice", "--json"])
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["total"]["requests"] == 2
     assert data["total"]["cost_usd"] == pytest.approx(sum(r.log_line["cost_usd"] for r in replies[:2]))
     assert runner.invoke(main, ["spend", str(log), "--since", "soon"]).exit_code == 2

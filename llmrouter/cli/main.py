@@ -116,12 +116,15 @@ def spend(log_path: str, key: str | None, since: str | None, as_json: bool) -> N
     """Totals per key, provider and model (requests, tokens, cost) over the request log LOG_PATH."""
     from llmrouter.keys.spend import spend_command_impl
 
+    problems: list[str] = []
     try:
-        click.echo(spend_command_impl(log_path, key, since, as_json))
+        click.echo(spend_command_impl(log_path, key, since, as_json, problems))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     except OSError as exc:
         raise click.ClickException(f"{log_path}: cannot read the log: {exc.strerror or exc}") from None
+    for note in problems:
+        click.echo(f"skipped: {note}", err=True)
 
 
 @main.command()

@@ -17,13 +17,13 @@ _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def read_entries(path: str | Path) -> Iterator[dict[str, Any]]:
+def read_entries(path: str | Path, problems: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """The ``complete`` entries of the request log at ``path`` (every segment, through the log's
-    one reader), skipping lines that are not valid JSON.
+    one reader), skipping lines that are not valid JSON (noted in ``problems`` when given).
 
     :raises OSError: when nothing can be read there.
     """
-    for entry in read_log(path):
+    for entry in read_log(path, problems):
         if entry.get("type", "complete") == "complete":
             yield entry
 
@@ -149,13 +149,14 @@ def render_text(report: SpendReport) -> str:
     return "\n".join(lines)
 
 
-def spend_command_impl(log_path: str, key: str | None, since: str | None, as_json: bool) -> str:
-    """The output of ``llmrouter spend``.
+def spend_command_impl(log_path: str, key: str | None, since: str | None, as_json: bool,
+                       problems: list[str] | None = None) -> str:
+    """The output of ``llmrouter spend``; lines that could not be read are noted in ``problems``.
 
     :raises ValueError: for an unreadable ``since``. :raises OSError: when the log cannot be read.
     """
     start = parse_since(since) if since else None
-    report = summarize(read_entries(log_path), key=key, since=start)
+    report = summarize(read_entries(log_path, problems), key=key, since=start)
     if as_json:
         from llmrouter.jsonutil import dumps_str
 
