@@ -144,6 +144,22 @@ async def test_provider_outside_the_allow_list_is_403_after_routing(router: Any)
     assert (await client.openai(openai_chat(model=spare_model), bearer(ALICE))).provider == "spare"
 
 
+async def test_count_tokens_applies_the_keys_model_and_provider_allow_lists(router: Any) -> None:
+    """``/v1/messages/count_tokens`` routes (and may call an Anthropic upstream with the router's own
+    credential), so a key's allow-lists hold there too."""
+    cfg = config()
+    cfg["routers"][0]["model_prefix"] = "gpt-spare/"
+    client = await router(cfg, environ=ENV)
+    count = {"model": "claude-3", "messages": [{"role": "user", "content": "hi"}]}
+    reply = await client.post("/v1/messages/count_tokens", count, bearer(BOB))
+    assert reply.status == 403 and reply.body["error"]["type"] == "permission_error"
+    assert "'claude-3'" in reply.body["error"]["message"]
+    reply = await client.post("/v1/messages/count_tokens", {**count, "model": "gpt-spare/x"}, bearer(BOB))
+    assert reply.status == 403 and "'spare'" in reply.body["error"]["message"]
+    assert (await client.post("/v1/messages/count_tokens", {**count, "model": "gpt-4o"}, bearer(BOB))).status == 200
+    assert (await client.post("/v1/messages/count_tokens", count, bearer(ALICE))).status == 200
+
+
 # -- rate limits ------------------------------------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ classifiers run and the ``[[routers]]`` chain picks the provider and model, but 
 * Any other provider, or an Anthropic-format upstream without the endpoint (404/405), gets a
   tokenizer-free estimate (:mod:`llmrouter.formats.token_estimate`).
 
-The reply is ``{"input_tokens": N}`` with the router headers plus ``X-Router-Token-Count:
+A virtual key's ``models`` and ``providers`` allow-lists apply (403), its rate limits and budget
+do not. The reply is ``{"input_tokens": N}`` with the router headers plus ``X-Router-Token-Count:
 upstream`` or ``estimate``; errors use the Anthropic error shape.
 """
 
@@ -25,7 +26,7 @@ from llmrouter.formats import CLIENT_FORMATS
 from llmrouter.formats.anthropic import AnthropicFormat
 from llmrouter.formats.token_estimate import estimate_input_tokens
 from llmrouter.jsonutil import dumps
-from llmrouter.web.appkeys import LIVE
+from llmrouter.web.appkeys import LIMITER, LIVE, PRINCIPAL
 from llmrouter.web.limits import check_content_type, check_limits, read_json
 from llmrouter.web.replies import error_response, new_request_id, router_headers
 
@@ -48,9 +49,15 @@ async def count_tokens_handler(request: web.Request) -> web.Response:
         body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
         check_limits(body, config.server.max_json_depth, config.server.max_messages)
         chat_request = fmt.parse_count_tokens_request(body, request.headers)
+        principal = request.get(PRINCIPAL)
+        limiter = request.app[LIMITER] if principal is not None and principal.key is not None else None
+        if limiter is not None:  # a key's allow-lists hold here too (no rpm/budget: counting is free)
+            limiter.check_model(principal, chat_request.model)
         ctx = pipeline.new_context(chat_request, request_id, ENDPOINT)
         await pipeline.resolve_route(ctx)
         assert ctx.provider is not None and ctx.sent_model is not None
+        if limiter is not None:
+            limiter.check_provider(principal.name, ctx.provider, chat_request.model)
         provider = pipeline.providers[ctx.provider]
         reply: dict[str, Any] | None = None
         if provider.format_name == "anthropic":
