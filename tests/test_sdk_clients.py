@@ -217,3 +217,21 @@ async def test_claude_code_fields_dropped_cleanly_for_openai_provider(stack: Any
         {"type": "text", "text": "again"}]}
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
     assert sent["max_tokens"] == 64 or sent.get("max_completion_tokens") == 64
+
+
+async def test_both_sdks_retrieve_one_model(aiohttp_server: Any, tmp_path: Any) -> None:
+    """``GET /v1/models/{id}`` (``client.models.retrieve``) answers in each SDK's shape, ids with
+    slashes included; an unknown id is a 404 in the SDK's error shape."""
+    config = make_config({"providers": [{"name": "echo", "format": "echo", "models": ["echo-1", "org/echo-2"]}],
+                          "routers": [{"type": "fallback"}]}, tmp_path)
+    url = f"http://127.0.0.1:{(await aiohttp_server(create_app(config))).port}"
+    model = await oai(url).models.retrieve("org/echo-2")
+    assert model.id == "org/echo-2" and model.owned_by == "echo"
+    info = await ant(url).models.retrieve("echo-1")
+    assert info.id == "echo-1" and info.type == "model"
+    with pytest.raises(openai.NotFoundError) as oerr:
+        await oai(url).models.retrieve("nope")
+    assert "'nope'" in oerr.value.body["message"]
+    with pytest.raises(anthropic.NotFoundError) as aerr:
+        await ant(url).models.retrieve("nope")
+    assert aerr.value.body["error"]["type"] == "not_found_error"

@@ -43,6 +43,7 @@ from llmrouter.web.handlers import (
     chat_handler,
     health_handler,
     metrics_handler,
+    model_handler,
     models_handler,
     reload_handler,
     root_handler,
@@ -174,6 +175,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     app.router.add_post(COUNT_TOKENS_ENDPOINT, count_tokens_handler)
     app.router.add_post("/v1/responses", chat_handler(responses_format(config), "/v1/responses"))
     app.router.add_get("/v1/models", models_handler)
+    app.router.add_get("/v1/models/{model:.+}", model_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/", root_handler)
     app.router.add_get("/api/hello", root_handler)

@@ -1,4 +1,4 @@
-"""Route handlers: the chat endpoints, ``/v1/models``, ``/health``, ``/metrics`` and ``/``."""
+"""Route handlers: the chat endpoints, ``/v1/models`` (and one model), ``/health``, ``/metrics`` and ``/``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from aiohttp import web
 
 from llmrouter.context import Context
 from llmrouter.engine.plugin_settings import referenced_models
-from llmrouter.errors import RouterError
-from llmrouter.formats import ClientFormat
+from llmrouter.errors import NotFound, RouterError
+from llmrouter.formats import CLIENT_FORMATS, ClientFormat
 from llmrouter.formats.base import check_request
 from llmrouter.jsonutil import dumps
 from llmrouter.web.appkeys import CLUSTER, KEYRING, LIMITER, LIVE, METRICS, PRINCIPAL, RELIABILITY
@@ -90,8 +90,8 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
     return handle
 
 
-async def models_handler(request: web.Request) -> web.Response:
-    """``GET /v1/models``: every model the config can route, in OpenAI or Anthropic list shape."""
+def routable_models(request: web.Request) -> dict[str, str]:
+    """Every model the config can route, mapped to the provider (or ``router``) that serves it."""
     pipeline = request.app[LIVE].current.pipeline
     owners: dict[str, str] = {}
     for name, info in pipeline.provider_infos().items():
@@ -100,15 +100,39 @@ async def models_handler(request: web.Request) -> web.Response:
     for rule in pipeline.rules:  # models the rules may send, as each rule's settings declare them
         for model, provider in referenced_models(rule.settings):
             owners.setdefault(model, provider or "router")
-    if "anthropic-version" in request.headers:
-        data = [{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"} for m in owners]
-        body: dict[str, Any] = {"data": data, "has_more": False,
-                                "first_id": data[0]["id"] if data else None,
-                                "last_id": data[-1]["id"] if data else None}
-    else:
-        body = {"object": "list",
-                "data": [{"id": m, "object": "model", "created": 0, "owned_by": p} for m, p in owners.items()]}
+    return owners
+
+
+def _model_object(model: str, owner: str, anthropic: bool) -> dict[str, Any]:
+    if anthropic:
+        return {"type": "model", "id": model, "display_name": model, "created_at": "1970-01-01T00:00:00Z"}
+    return {"id": model, "object": "model", "created": 0, "owned_by": owner}
+
+
+def _json(body: Any) -> web.Response:
     return web.json_response(body, dumps=lambda v: dumps(v).decode())
+
+
+async def models_handler(request: web.Request) -> web.Response:
+    """``GET /v1/models``: every model the config can route, in OpenAI or Anthropic list shape."""
+    anthropic = "anthropic-version" in request.headers
+    data = [_model_object(m, owner, anthropic) for m, owner in routable_models(request).items()]
+    if anthropic:
+        return _json({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                      "last_id": data[-1]["id"] if data else None})
+    return _json({"object": "list", "data": data})
+
+
+async def model_handler(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one routable model (the SDKs' ``models.retrieve``), else 404."""
+    anthropic = "anthropic-version" in request.headers
+    model = request.match_info["model"]
+    owner = routable_models(request).get(model)
+    if owner is None:
+        error = NotFound(f"model '{model}' is not among the models this router lists (GET /v1/models)",
+                         code="model_not_found")
+        return error_response(CLIENT_FORMATS["anthropic" if anthropic else "openai"], error)
+    return _json(_model_object(model, owner, anthropic))
 
 
 async def health_handler(request: web.Request) -> web.Response:
