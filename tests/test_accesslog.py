@@ -30,6 +30,17 @@ def test_line_for_a_plain_request() -> None:
     assert time.strptime(line.split()[0], "%H:%M:%S")
 
 
+def test_client_text_cannot_forge_lines_or_reach_the_terminal_raw() -> None:
+    """A model name is the client's text: a newline in it must not start a forged access line, and
+    an escape sequence must not reach the operator's terminal."""
+    line = format_line({"type": "complete", "ts_ms": 1_700_000_000_000, "endpoint": "/v1/chat/completions",
+                        "requested_model": "m\r\n10:00:00 /v1/chat/completions gpt -> x/y 200 1 ms\x1b]0;owned\x07",
+                        "provider": "echo", "sent_model": "m\u2028\x9b31m", "status": 400, "duration_ms": 1.0,
+                        "error": "bad \x1b[2J model"})
+    assert len(line.splitlines()) == 1
+    assert all(ch.isprintable() for ch in line), repr(line)
+
+
 def test_line_for_a_failover_an_error_and_a_rejected_request() -> None:
     attempts = [{"provider": "a", "error": "provider 'a' returned 503: busy"},
                 {"provider": "b", "error": None}]

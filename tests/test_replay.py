@@ -64,6 +64,21 @@ def test_changed_config_reports_each_difference_and_exits_1(tmp_path: Path) -> N
     assert "tags [vision] -> []" in photo and "provider" not in photo
 
 
+def test_the_report_prints_client_text_printable(tmp_path: Path) -> None:
+    """Logged model names are the clients' text: a newline or escape sequence in one must not forge
+    report lines or reach the terminal raw."""
+    entries = [loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
+    entry = next(e for e in entries if e.get("request"))
+    entry["request"]["model"] = entry["requested_model"] = "m\nforged: provider a -> b\x1b]0;owned\x07"
+    log = tmp_path / "hostile.jsonl"
+    log.write_text(dumps(entry).decode() + "\n")
+    for args in ((), ("--live",)):
+        result = run(str(log), *args)
+        assert result.exit_code == 1
+        assert all(ch.isprintable() for line in result.output.splitlines() for ch in line), result.output
+        assert not any(line.startswith("forged") for line in result.output.splitlines())
+
+
 def test_json_report(tmp_path: Path) -> None:
     result = run(str(SAMPLE), "--config", str(changed_config(tmp_path)), "--json")
     assert result.exit_code == 1

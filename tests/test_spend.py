@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmrouter.cli import main
-from llmrouter.keys.spend import parse_since
+from llmrouter.keys.spend import parse_since, render_text, summarize
 from llmrouter.testing import openai_chat
 
 ALICE, BOB, ADMIN = "rk-alice-0123456789", "rk-bob-0123456789", "rk-admin-0123456789"
@@ -108,3 +108,12 @@ def test_parse_since_forms() -> None:
     assert parse_since("2h", now=10_000.0) == 2_800.0
     with pytest.raises(ValueError, match="24h"):
         parse_since("last week")
+
+
+def test_the_tables_print_client_chosen_model_names_printable() -> None:
+    entry = {"type": "complete", "ts_ms": 1, "status": 200, "provider": "p", "key": None,
+             "requested_model": "m\nforged 1 0 0 0\x1b]0;owned\x07", "sent_model": None,
+             "usage": {"input_tokens": 1, "output_tokens": 1}, "cost_usd": 0.0}
+    text = render_text(summarize([entry]))
+    assert all(ch.isprintable() for line in text.splitlines() for ch in line), text
+    assert not any(line.startswith("forged") for line in text.splitlines())

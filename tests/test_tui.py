@@ -154,3 +154,19 @@ async def test_chat_box_sends_prompts_with_a_switchable_model(live: tuple[str, G
 
         recent = app.query_one("#recent", DataTable)
         await until(pilot, lambda: recent.row_count == 2)  # the chat's own requests show in the feed
+
+
+async def test_client_text_with_markup_is_shown_as_written(live: tuple[str, Gate]) -> None:
+    """Model names and prompts are the clients' text: Rich markup in them (an unbalanced ``[/bold]``
+    would crash the table's renderer) is shown literally."""
+    url, _ = live
+    app = RouterTUI(url)
+    async with app.run_test(size=(200, 48)) as pilot:
+        await until(pilot, lambda: app.state.connected)
+        recent = app.query_one("#recent", DataTable)
+        await post(url, "see [link=http://x]this[/link] [/]", "[/bold]odd[red]")
+        await until(pilot, lambda: recent.row_count == 1)
+        await pilot.pause(0.2)  # let the table render the row
+        screen = app.export_screenshot()
+        assert "[/bold]odd[red]" in screen.replace("&#160;", " ")
+    assert app.return_code in (0, None)

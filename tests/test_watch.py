@@ -49,6 +49,19 @@ def test_complete_line_has_everything_that_matters() -> None:
     assert '=> "ok ok' in line and "…" in line and "\n" not in line
 
 
+def test_client_and_model_text_reaches_the_terminal_printable() -> None:
+    hostile = {**COMPLETE, "requested_model": "x\nforged line\x1b]0;owned\x07",
+               "request": {"model": "x", "messages": [{"role": "user", "content": [
+                   {"type": "text", "text": "hi \x1b[2J\x1b[31mred"}]}]},
+               "response": {"content": [{"type": "text", "text": "ok\x9b1m\u2028more"}]}}
+    for event in (hostile, {"type": "start", "id": "abc", "ts_ms": 1, "model": "m\r\nx\x1b[1m", "endpoint": "/v1/messages"},
+                  {"type": "routed", "id": "abc", "ts_ms": 1, "provider": "p", "model": "m\x1b[1m"}):
+        line = format_event(event)
+        assert len(line.splitlines()) == 1 and all(ch.isprintable() for ch in line), repr(line)
+    coloured = format_event(hostile, colour=True)
+    assert "\x1b]0" not in coloured and "\x1b[2J" not in coloured  # only the router's own colour codes
+
+
 def test_other_event_lines() -> None:
     assert "start" in format_event({"type": "start", "id": "1234567890", "model": "m", "endpoint": "/v1/messages",
                                     "in_flight": 3, "ts_ms": 0})

@@ -33,6 +33,7 @@ from llmrouter.context import Context
 from llmrouter.errors import CLIENT_FAULT_KINDS, ProviderError, ProviderTimeout, RouterError
 from llmrouter.jsonutil import dumps_str
 from llmrouter.models import ChatRequest, ChatResponse
+from llmrouter.observe.printable import printable
 from llmrouter.observe.requestlog import read_log
 
 OFFLINE_KEY = "replay-offline-placeholder"
@@ -303,7 +304,7 @@ def render_text(report: ReplayReport, log_path: str, config_source: str) -> str:
                      f"tokens {now['input_tokens']}+{now['output_tokens']} (logged "
                      f"{then['input_tokens']}+{then['output_tokens']}), cost ${now['cost_usd'] or 0:.6f} "
                      f"(logged ${then['cost_usd'] or 0:.6f})")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def _outcome_json(outcome: Outcome) -> dict[str, Any]:

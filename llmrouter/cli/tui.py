@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -115,6 +116,12 @@ def _clock(ts_ms: Any) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts_ms / 1000)) if isinstance(ts_ms, int | float) else ""
 
 
+def _plain(value: Any) -> Text:
+    """A table cell shown as written: clients choose model names and prompts, and a plain ``str``
+    cell would be parsed as Rich markup (an unbalanced ``[/bold]`` crashes the renderer)."""
+    return Text("" if value is None else str(value))
+
+
 def _recent_row(event: dict[str, Any]) -> tuple[str, ...]:
     asked, sent = event.get("requested_model") or "?", event.get("sent_model")
     models = f"{asked} → {sent}" if sent and sent != asked else asked
@@ -170,7 +177,7 @@ class RouterTUI(App[None]):
                 yield DataTable(id="pending", cursor_type="none", zebra_stripes=True)
                 yield Label("Recent", classes="title")
                 yield DataTable(id="recent", cursor_type="row", zebra_stripes=True)
-            yield Static(self.state.stats_text(), id="stats")
+            yield Static(self.state.stats_text(), id="stats", markup=False)
         with Vertical(id="chat-pane"):
             yield RichLog(id="chat", wrap=True, markup=False, highlight=False)
             with Horizontal(id="chat-input"):
@@ -232,15 +239,15 @@ class RouterTUI(App[None]):
         pending = self.query_one("#pending", DataTable)
         if kind == "start" and rid in self.state.pending:
             item = self.state.pending[rid]
-            pending.add_row(short_id(rid), "0.0s", item.model, "", "", item.stage, key=rid)
+            pending.add_row(*map(_plain, (short_id(rid), "0.0s", item.model, "", "", item.stage)), key=rid)
         elif kind in ("classified", "routed") and rid in self.state.pending and rid in pending.rows:
             item = self.state.pending[rid]
-            pending.update_cell(rid, "tags", ",".join(item.tags))
+            pending.update_cell(rid, "tags", _plain(",".join(item.tags)))
             models = f"{item.model} → {item.sent_model}" if item.sent_model and item.sent_model != item.model \
                 else item.model
-            pending.update_cell(rid, "model", models, update_width=True)
-            pending.update_cell(rid, "provider", item.provider, update_width=True)
-            pending.update_cell(rid, "stage", item.stage)
+            pending.update_cell(rid, "model", _plain(models), update_width=True)
+            pending.update_cell(rid, "provider", _plain(item.provider), update_width=True)
+            pending.update_cell(rid, "stage", _plain(item.stage))
         elif kind == "complete":
             if rid in pending.rows:
                 pending.remove_row(rid)
@@ -253,7 +260,7 @@ class RouterTUI(App[None]):
         if rid in recent.rows:  # the same completion replayed after a reconnect
             return
         self._seq += 1
-        recent.add_row(self._seq, *_recent_row(event), key=rid)
+        recent.add_row(self._seq, *map(_plain, _recent_row(event)), key=rid)
         recent.sort("#", reverse=True)  # rows can only be appended: sorting puts the newest on top
         while recent.row_count > RECENT_ROWS:
             recent.remove_row(recent.coordinate_to_cell_key((recent.row_count - 1, 0)).row_key)

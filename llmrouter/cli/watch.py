@@ -17,6 +17,7 @@ import click
 
 from llmrouter.formats.base import SSELineParser
 from llmrouter.jsonutil import dumps_str, loads
+from llmrouter.observe.printable import printable
 
 DEFAULT_URL = "http://127.0.0.1:8090"
 EXCERPT_CHARS = 60
@@ -247,10 +248,10 @@ def format_event(event: Event, colour: bool = False) -> str:
     else:
         label = kind
         detail = dumps_str(event)
-    tag = f"{label:<10}"
+    tag = printable(f"{label:<10}")
     if colour:
         tag = click.style(tag, fg=_COLOURS.get(label), bold=label == "error")
-    return head + tag + " " + detail
+    return printable(head) + tag + " " + printable(detail)
 
 
 _COLOURS = {"start": "cyan", "classified": "blue", "routed": "magenta", "done": "green", "error": "red",

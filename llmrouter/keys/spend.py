@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrouter.observe.logfiles import read_log
+from llmrouter.observe.printable import printable
 
 GROUPS = ("key", "provider", "model")
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -146,7 +147,7 @@ def render_text(report: SpendReport) -> str:
     note = f" ({t.unpriced} without a price)" if t.unpriced else ""
     lines.append(f"total: {t.requests} requests, {t.errors} errors, {t.input_tokens} input + {t.output_tokens} "
                  f"output tokens, ${t.cost_usd:.6f}{note}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def spend_command_impl(log_path: str, key: str | None, since: str | None, as_json: bool,

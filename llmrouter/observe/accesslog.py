@@ -20,6 +20,7 @@ import time
 from typing import Any, TextIO
 
 from llmrouter.observe.events import EventBackend, Subscription, SubscriptionClosed
+from llmrouter.observe.printable import printable
 
 log = logging.getLogger("llmrouter.access")
 
@@ -50,7 +51,7 @@ def format_line(event: dict[str, Any]) -> str:
     if error:
         text = " ".join(str(error).split())
         parts.append("error: " + (text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."))
-    return " ".join(parts)
+    return printable(" ".join(parts))
 
 
 def _failovers(attempts: Any) -> list[str]:
