@@ -128,6 +128,23 @@ def test_check_warns_about_no_routers_and_plugins_that_would_do_nothing(tmp_path
     assert "warning" not in clean.output
 
 
+def test_check_refuses_what_serve_refuses_and_warns_about_unset_key_variables(tmp_path: Path) -> None:
+    exposed = write(tmp_path, '[server]\nhost = "0.0.0.0"\n[[providers]]\nname = "e"\nformat = "echo"\n'
+                              '[[routers]]\ntype = "fallback"\n')
+    result = CliRunner().invoke(main, ["check", str(exposed)])
+    assert result.exit_code == 1 and "[server] key 'host': binding '0.0.0.0' exposes the router" in result.output
+    keyed = write(tmp_path, '[server]\nhost = "0.0.0.0"\napi_key_env = "CLI_ADMIN"\n[[providers]]\nname = "e"\n'
+                            'format = "echo"\n[[routers]]\ntype = "fallback"\n'
+                            '[[keys]]\nname = "bob"\nkey_env = "CLI_BOB"\n')
+    result = CliRunner().invoke(main, ["check", str(keyed)], env={"CLI_ADMIN": "", "CLI_BOB": ""})
+    assert result.exit_code == 0, result.output  # the variables may only exist where the router runs
+    assert "warning: [server] key 'api_key_env': environment variable CLI_ADMIN is not set here" in result.output
+    assert "warning: [[keys]] #1 (name = 'bob') key 'key_env': environment variable CLI_BOB is not set here" \
+        in result.output
+    result = CliRunner().invoke(main, ["check", str(keyed)], env={"CLI_ADMIN": "a", "CLI_BOB": "b"})
+    assert result.exit_code == 0 and "warning" not in result.output
+
+
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"{torn\n", b'{"type": "start", "id": "x"}\n'])
 def test_replay_with_nothing_to_replay_exits_2(tmp_path: Path, content: bytes) -> None:
     log = tmp_path / "requests.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -138,6 +139,10 @@ def check(config_path: str | None) -> None:
     registry = load_entry_point_plugins()
     try:
         pipeline = validate_config(config, registry)
+        from llmrouter.web.middleware import check_exposure
+
+        # Whether the key variable is set is the serving machine's business; the bind is the config's.
+        check_exposure(config, config.server.host, "set" if config.server.api_key_env else None)
         if config.tracing.enabled:
             from llmrouter.web.app import load_tracing
 
@@ -214,6 +219,13 @@ def config_warnings(config: Config, registry: Any) -> list[str]:
     if not config.routers:
         warnings.append("no [[routers]]: every request will be refused with 'no provider configured' "
                         "unless a plugin answers it or forces a provider")
+    if config.server.api_key_env and not os.environ.get(config.server.api_key_env):
+        warnings.append(f"[server] key 'api_key_env': environment variable {config.server.api_key_env} is not set "
+                        "here; serve refuses to start without it")
+    for number, key in enumerate(config.keys, 1):
+        if key.key_env and not os.environ.get(key.key_env):
+            warnings.append(f"[[keys]] #{number} (name = {key.name!r}) key 'key_env': environment variable "
+                            f"{key.key_env} is not set here; serve refuses to start without it")
     for plugin_id, _ in config.enabled("plugins"):
         record = registry.records.get(plugin_id)
         if record is not None and not any(hook in record.hooks for hook in _FLOW_HOOKS):
