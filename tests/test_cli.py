@@ -104,6 +104,31 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
             assert proc.stderr.strip().splitlines() == [f"Error: port {port} on 127.0.0.1 is in use"]
 
 
+def test_serve_on_config_port_0_says_which_port_it_got(tmp_path: Path) -> None:
+    """``[server] port = 0`` binds a free port; the listening line must name it, not ``:0``."""
+    import re
+    import time
+
+    import httpx
+
+    path = write(tmp_path, '[server]\nport = 0\n' + ECHO + '[[routers]]\ntype = "fallback"\n[logging]\nenabled = false\n')
+    proc = subprocess.Popen([sys.executable, "-m", "llmrouter.cli", "serve", str(path), "--quiet"],
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 20
+        line = ""
+        while "listening on" not in line:
+            assert time.monotonic() < deadline and proc.poll() is None, line
+            line = proc.stderr.readline()
+        url = re.search(r"listening on (http://\S+)", line)
+        assert url is not None and not url[1].endswith(":0"), line
+        assert httpx.get(url[1] + "/health", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
 def test_a_plugin_id_typo_names_the_closest_installed_plugins_of_any_kind(tmp_path: Path) -> None:
     path = write(tmp_path, ECHO + '[[routers]]\ntype = "fallback"\n[plugins.respons-healing]\n')
     result = CliRunner().invoke(main, ["check", str(path)])

@@ -99,8 +99,10 @@ async def serve_app(app: web.Application, config: Config, sock: socket.socket | 
     except BaseException:
         await runner.cleanup()
         raise
+    bound = runner.addresses  # the real port when the config asked for port 0 (any free port)
+    port = bound[0][1] if bound and isinstance(bound[0], tuple) else config.server.port
     log.info("llmrouter listening on %s (config: %s, uvloop: %s, pid %s)",
-             base_url(config.server.host, config.server.port), config.source, uvloop, os.getpid())
+             base_url(config.server.host, port), config.source, uvloop, os.getpid())
     access = AccessLog(app[BUS]) if config.server.access_log else None
     if access is not None:
         access.start()
