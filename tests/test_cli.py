@@ -104,6 +104,18 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
             assert proc.stderr.strip().splitlines() == [f"Error: port {port} on 127.0.0.1 is in use"]
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_with_a_log_path_it_cannot_write_is_one_line_and_exit_1(tmp_path: Path, workers: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    path = write(tmp_path, '[logging]\npath = "a-file/logs/requests.jsonl"\n' + ECHO + '[[routers]]\ntype = "fallback"\n')
+    proc = subprocess.run([sys.executable, "-m", "llmrouter.cli", "--log-level", "WARNING", "serve", str(path),
+                           "--port", str(free_port()), "--workers", workers],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[logging] key 'path'" in lines[0] and "a-file/logs" in lines[0], lines
+
+
 def test_serve_on_config_port_0_says_which_port_it_got(tmp_path: Path) -> None:
     """``[server] port = 0`` binds a free port; the listening line must name it, not ``:0``."""
     import re

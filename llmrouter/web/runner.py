@@ -13,6 +13,7 @@ import signal
 import socket
 import tempfile
 from multiprocessing.connection import wait as wait_for_exit
+from pathlib import Path
 
 from aiohttp import web
 
@@ -167,6 +168,26 @@ def _worker(config: Config, sock: socket.socket) -> None:
     _serve_one(config, sock, supervisor=os.getppid())
 
 
+def check_log_folder(config: Config) -> None:
+    """Create the request log's folder (and the key counters', which live beside it), or refuse to
+    start naming ``[logging] path``, before any worker starts.
+
+    :raises ConfigError: when the folder cannot be created or written to.
+    """
+    counters = any(key.limited for key in config.keys) and not config.cluster.redis_url
+    if not config.logging.enabled and not counters:
+        return
+    folder = Path(config.logging.path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(folder, os.W_OK | os.X_OK) else "permission denied"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem is not None:
+        raise ConfigError(f"{config.source}: [logging] key 'path': cannot write the request log in "
+                          f"'{folder}': {problem}")
+
+
 def run(config: Config, workers: int = 1) -> None:
     """Serve ``config`` until SIGINT/SIGTERM; in-flight requests get ``shutdown_grace_s`` to finish.
 
@@ -176,6 +197,7 @@ def run(config: Config, workers: int = 1) -> None:
     api_key = resolve_api_key(config, os.environ)
     KeyRing.from_config(config, os.environ, api_key)  # an unset key_env fails here, before any worker starts
     check_exposure(config, config.server.host, api_key)
+    check_log_folder(config)
     signal.signal(signal.SIGHUP, _remember_hangup)  # until the event loop handles it: never fatal
     if workers <= 1:
         _serve_one(config)
