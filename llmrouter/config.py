@@ -145,6 +145,16 @@ class ProviderConfig(_Section):
     capabilities: list[Capability] | None = None
     model_capabilities: dict[str, list[Capability]] = Field(default_factory=dict)
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.split("/", 1)[0]:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        return value
+
 
 class Config(BaseModel):
     """The whole configuration file."""

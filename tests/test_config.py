@@ -98,6 +98,15 @@ def test_remote_provider_needs_base_url() -> None:
         validate_config(parse_config({"providers": [{"name": "o", "format": "openai"}]}), environ={})
 
 
+@pytest.mark.parametrize("url", ["localhost:8080/v1", "ftp://host/v1", "http://", "http:///v1", "127.0.0.1:8080"])
+def test_base_url_must_be_an_http_url(url: str) -> None:
+    """A base_url httpx cannot call is a startup error naming the entry and key, not a 502 per request."""
+    with pytest.raises(ConfigError, match=r"\[\[providers\]\] #1 \(name = 'o'\) key 'base_url': .*http"):
+        parse_config({"providers": [{"name": "o", "format": "openai", "base_url": url}]}, "r.toml")
+    for good in ("http://127.0.0.1:8080/v1", "https://api.example.com", "HTTP://[::1]:11434"):
+        assert parse_config({"providers": [{"name": "o", "format": "openai", "base_url": good}]}).providers
+
+
 def test_enabled_sections_keep_file_order() -> None:
     config = parse_config({
         "providers": [{"name": "e", "format": "echo"}],
