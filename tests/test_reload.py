@@ -269,3 +269,15 @@ async def test_a_reloaded_pipeline_keeps_metrics_tracing_and_keys(aiohttp_client
     assert resp.status == 200 and resp.headers["X-Router-Provider"] == "two"
     metrics = await (await client.get("/metrics")).text()
     assert 'provider="two"' in metrics
+
+
+async def test_a_reload_keeps_the_command_lines_quiet(aiohttp_client: Any, tmp_path: Path) -> None:
+    """``serve --quiet`` turns the access log off at start-up; reloading the unchanged file keeps it
+    off and is no change (the CLI override is not the file's to undo)."""
+    path = tmp_path / "router.toml"
+    write_config(path, "one")
+    config = load_config(path)
+    config.server.access_log = False  # what --quiet does
+    client = await aiohttp_client(create_app(config))
+    resp = await client.post("/admin/reload")
+    assert resp.status == 200 and (await resp.json())["status"] == "unchanged"

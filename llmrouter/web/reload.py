@@ -144,8 +144,11 @@ class Live:
         source = old.config.source
         try:
             config = load_config(None if source == DEFAULT_CONFIG_NAME else source)
-            # The socket stays where it is (CLI overrides included).
-            config.server.host, config.server.port = old.config.server.host, old.config.server.port
+            # Start-up settings the command line may override stay as serving set them: the socket
+            # (--host, --port) and the access log (--quiet); changing them takes a restart.
+            running = old.config.server
+            config.server.host, config.server.port = running.host, running.port
+            config.server.access_log = running.access_log
             if config_hash(config) == old.hash:
                 log.info("config reload (%s): %s unchanged (hash %s)", reason, source, old.hash)
                 return {"status": "unchanged", "config": self.describe()}
