@@ -16,12 +16,17 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import agent_workload  # noqa: E402  (a sibling script)
+
 SHAPES = ("openai", "anthropic")
+WORKLOADS = ("1kb", "agent")
 PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
 MAX_ERROR_SAMPLES = 3
@@ -37,9 +42,12 @@ _USER = (
 )
 
 
-def request_body(shape: str, stream: bool, model: str | None = None) -> dict[str, Any]:
-    """The JSON body sent for ``shape`` (``openai`` or ``anthropic``)."""
+def request_body(shape: str, stream: bool, model: str | None = None, workload: str = "1kb") -> dict[str, Any]:
+    """The JSON body sent for ``shape`` (``openai`` or ``anthropic``): a short chat (``1kb``) or a
+    ~260 KB coding-agent request (``agent``, see ``agent_workload.py``)."""
     model = model or DEFAULT_MODELS[shape]
+    if workload == "agent":
+        return agent_workload.agent_body(shape, model, stream)
     if shape == "openai":
         body: dict[str, Any] = {
             "model": model,
@@ -208,9 +216,10 @@ async def _phase(
     duration_s: float,
     max_requests: int,
     model: str | None,
+    workload: str = "1kb",
 ) -> tuple[_Samples, float]:
     """Run the workers once; returns the samples and the elapsed wall time."""
-    payload = orjson.dumps(request_body(shape, stream, model))
+    payload = orjson.dumps(request_body(shape, stream, model, workload))
     headers = request_headers(shape)
     samples = _Samples()
     start = time.perf_counter()
@@ -235,10 +244,13 @@ async def run_load(
     warmup_s: float = 0.0,
     model: str | None = None,
     timeout_s: float = 30.0,
+    workload: str = "1kb",
 ) -> dict[str, Any]:
     """Load ``base_url`` and return the summary (see the module docstring)."""
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload must be one of {WORKLOADS}, got {workload!r}")
     if concurrency < 1 or duration_s <= 0 or max_requests < 1:
         raise ValueError("concurrency, duration and max_requests must be positive")
     url = base_url.rstrip("/") + PATHS[shape]
@@ -248,13 +260,14 @@ async def run_load(
         connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
         if warmup_s > 0:
-            await _phase(session, url, shape, stream, concurrency, warmup_s, max_requests, model)
+            await _phase(session, url, shape, stream, concurrency, warmup_s, max_requests, model, workload)
         samples, elapsed = await _phase(
-            session, url, shape, stream, concurrency, duration_s, max_requests, model
+            session, url, shape, stream, concurrency, duration_s, max_requests, model, workload
         )
     result: dict[str, Any] = {
         "url": url,
         "shape": shape,
+        "workload": workload,
         "stream": stream,
         "concurrency": concurrency,
         **_summary(samples, elapsed),
@@ -279,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="base URL, e.g. http://127.0.0.1:9101")
     parser.add_argument("--shape", choices=SHAPES, default="openai")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--workload", choices=WORKLOADS, default="1kb", help="1 KB chat or ~260 KB agent request")
     parser.add_argument("-c", "--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=0.0, help="unmeasured seconds first")
@@ -295,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             max_requests=args.max_requests,
             warmup_s=args.warmup,
             model=args.model,
+            workload=args.workload,
         )
     )
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -4,11 +4,13 @@ Starts the mock upstream, the floor proxy and the router (``llmrouter serve`` on
 ``bench/router.toml``), each in its own process, with the proxies pinned to one core and the
 upstream and load generator to another when ``taskset`` and two cores are available. Then it
 measures direct (load generator -> upstream), floor (-> floor proxy -> upstream) and router
-(-> router -> upstream), non-streaming and streaming, for the OpenAI and Anthropic shapes at
-concurrency 1 and 32, and prints markdown tables. Every process it started is stopped at the
-end, on error too.
+(-> router -> upstream), non-streaming and streaming, for the OpenAI and Anthropic shapes, for two
+workloads: ``1kb`` (a short chat, concurrency 1 and 32) and ``agent`` (a ~260 KB coding-agent
+request, concurrency 1 and 8), and prints markdown tables. While the router is measured a
+dashboard subscriber reads its event stream. Every process it started is stopped at the end, on
+error too.
 
-``python bench/run.py [--quick] [--json [PATH]] [--targets direct,floor,router]``
+``python bench/run.py [--quick] [--workload 1kb|agent|all] [--json [PATH]] [--targets direct,floor,router]``
 """
 
 from __future__ import annotations
@@ -41,7 +43,11 @@ import mock_upstream  # noqa: E402
 
 TARGETS = ("direct", "floor", "router")
 SHAPES = ("openai", "anthropic")
-CONCURRENCIES = (1, 32)
+WORKLOADS = ("1kb", "agent")
+CONCURRENCIES = {"1kb": (1, 32), "agent": (1, 8)}
+LOADED = {"1kb": 32, "agent": 8}
+"""The concurrency at which each workload's router/floor throughput ratio is taken."""
+TARGET_RATIO = {"1kb": 0.5, "agent": 0.6}
 UPSTREAM_KEY_ENV = "BENCH_UPSTREAM_KEY"
 # Literal strings of bench/router.toml that the run rewrites in its temporary copy.
 CONFIG_UPSTREAM = "127.0.0.1:9101"
@@ -60,6 +66,8 @@ class Settings:
     chunk_delay_ms: float
     targets: tuple[str, ...]
     pin: bool
+    workloads: tuple[str, ...] = ("1kb",)
+    dashboard: bool = True
 
 
 @dataclass
@@ -273,6 +281,33 @@ def start_services(run: Run) -> None:
             service = run.services.pop("router", None)
             if service is not None:
                 _stop(service.proc)
+        else:
+            if s.dashboard:
+                start_subscriber(run, env)
+
+
+def start_subscriber(run: Run, env: dict[str, str]) -> None:
+    """A dashboard client reading the router's event stream for the whole run (on the load core)."""
+    url = run.services["router"].url + "/dashboard/events"
+    cmd = [sys.executable, str(BENCH_DIR / "dashboard_subscriber.py"), "--url", url]
+    proc = subprocess.Popen(pinned(cmd, run.load_cpu), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    run.services["subscriber"] = Service("subscriber", proc, url, run.workdir / "subscriber.log")
+
+
+def subscriber_note(run: Run) -> None:
+    """Stop the dashboard subscriber and note how much it received."""
+    service = run.services.pop("subscriber", None)
+    if service is None:
+        return
+    _stop(service.proc)
+    out = service.proc.stdout.read() if service.proc.stdout is not None else b""
+    try:
+        got = orjson.loads(out.strip().splitlines()[-1])
+        run.notes.append(f"dashboard subscriber received {got['events']} complete events "
+                         f"({got['bytes'] / 1e6:.1f} MB)")
+    except (IndexError, ValueError, KeyError):
+        run.notes.append("dashboard subscriber reported nothing")
 
 
 def target_url(run: Run, target: str) -> str | None:
@@ -307,29 +342,34 @@ def sanity_check(run: Run) -> None:
         base = target_url(run, target)
         if base is None:
             continue
-        for shape in SHAPES:
-            for stream in (False, True):
-                body = orjson.dumps(loadgen.request_body(shape, stream))
-                label = f"{target} {shape} {'stream' if stream else 'non-stream'}"
-                try:
-                    status, raw = _http(base + loadgen.PATHS[shape], body, loadgen.request_headers(shape))
-                    text = _reply_text(shape, stream, raw) if status == 200 else None
-                except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-                    run.notes.append(f"sanity check {label}: {type(exc).__name__}: {exc}")
-                    continue
-                if status != 200:
-                    run.notes.append(
-                        f"sanity check {label}: HTTP {status}: {raw[:300].decode('utf-8', 'replace')}"
-                    )
-                elif text != expected:
-                    run.notes.append(f"sanity check {label}: reply text differs from the upstream's")
+        for shape, stream, workload in (
+            (sh, st, wl) for wl in run.settings.workloads for sh in SHAPES for st in (False, True)
+        ):
+            body = orjson.dumps(loadgen.request_body(shape, stream, workload=workload))
+            label = f"{target} {workload} {shape} {'stream' if stream else 'non-stream'}"
+            try:
+                status, raw = _http(base + loadgen.PATHS[shape], body, loadgen.request_headers(shape))
+                text = _reply_text(shape, stream, raw) if status == 200 else None
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+                run.notes.append(f"sanity check {label}: {type(exc).__name__}: {exc}")
+                continue
+            if status != 200:
+                run.notes.append(
+                    f"sanity check {label}: HTTP {status}: {raw[:300].decode('utf-8', 'replace')}"
+                )
+            elif text != expected:
+                run.notes.append(f"sanity check {label}: reply text differs from the upstream's")
 
 
-def measure(run: Run, target: str, shape: str, stream: bool, concurrency: int) -> dict[str, Any]:
+def measure(
+    run: Run, target: str, shape: str, stream: bool, concurrency: int, workload: str = "1kb"
+) -> dict[str, Any]:
     """One load-generator run against ``target``, plus the proxy's CPU time per request."""
     s = run.settings
     base = target_url(run, target)
-    row: dict[str, Any] = {"target": target, "shape": shape, "stream": stream, "concurrency": concurrency}
+    row: dict[str, Any] = {
+        "target": target, "workload": workload, "shape": shape, "stream": stream, "concurrency": concurrency
+    }
     if base is None:
         return {**row, "skipped": "not running"}
     cmd = [
@@ -345,6 +385,8 @@ def measure(run: Run, target: str, shape: str, stream: bool, concurrency: int) -
         str(s.duration_s),
         "--warmup",
         str(s.warmup_s),
+        "--workload",
+        workload,
     ]
     if stream:
         cmd.append("--stream")
@@ -370,13 +412,14 @@ def measure(run: Run, target: str, shape: str, stream: bool, concurrency: int) -
 
 def measure_all(run: Run) -> None:
     """The full matrix; targets interleaved per case so slow drift hits them alike."""
-    for stream in (False, True):
-        for shape in SHAPES:
-            for concurrency in CONCURRENCIES:
-                for target in run.settings.targets:
-                    row = measure(run, target, shape, stream, concurrency)
-                    run.results.append(row)
-                    _progress(row)
+    for workload in run.settings.workloads:
+        for stream in (False, True):
+            for shape in SHAPES:
+                for concurrency in CONCURRENCIES[workload]:
+                    for target in run.settings.targets:
+                        row = measure(run, target, shape, stream, concurrency, workload)
+                        run.results.append(row)
+                        _progress(row)
     for name in ("floor", "router"):
         service = run.services.get(name)
         if service and any(r["target"] == name and r.get("errors") for r in run.results):
@@ -386,7 +429,7 @@ def measure_all(run: Run) -> None:
 def _progress(row: dict[str, Any]) -> None:
     """One line on stderr per measurement so a long run shows it is alive."""
     mode = "stream" if row["stream"] else "plain"
-    what = f"{row['target']:>6} {row['shape']:>9} {mode:>6} c={row['concurrency']:<3}"
+    what = f"{row['target']:>6} {row.get('workload', '1kb'):>5} {row['shape']:>9} {mode:>6} c={row['concurrency']:<3}"
     if "skipped" in row:
         print(f"  {what} skipped: {row['skipped']}", file=sys.stderr)
     else:
@@ -397,10 +440,11 @@ def _progress(row: dict[str, Any]) -> None:
 
 
 def _find(
-    results: list[dict[str, Any]], target: str, shape: str, stream: bool, c: int
+    results: list[dict[str, Any]], target: str, shape: str, stream: bool, c: int, workload: str = "1kb"
 ) -> dict[str, Any] | None:
     for row in results:
-        if (row["target"], row["shape"], row["stream"], row["concurrency"]) == (target, shape, stream, c):
+        key = (row["target"], row.get("workload", "1kb"), row["shape"], row["stream"], row["concurrency"])
+        if key == (target, workload, shape, stream, c):
             return row if "skipped" not in row and row.get("requests") else None
     return None
 
@@ -421,25 +465,28 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Headline numbers: the router's added latency, throughput ratio and streaming overhead."""
+def summarize(results: list[dict[str, Any]], workload: str = "1kb") -> dict[str, Any]:
+    """Headline numbers of one workload, per shape: the router's added latency, throughput ratio at
+    the loaded concurrency (32 for ``1kb``, 8 for ``agent``) and streaming overhead."""
     out: dict[str, Any] = {}
+    loaded = LOADED[workload]
     for shape in SHAPES:
-        router1 = _find(results, "router", shape, False, 1)
-        direct1 = _find(results, "direct", shape, False, 1)
-        floor1 = _find(results, "floor", shape, False, 1)
-        router32 = _find(results, "router", shape, False, 32)
-        floor32 = _find(results, "floor", shape, False, 32)
-        rs1 = _find(results, "router", shape, True, 1)
-        ds1 = _find(results, "direct", shape, True, 1)
-        fs1 = _find(results, "floor", shape, True, 1)
+        def find(target: str, stream: bool, c: int, shape: str = shape) -> dict[str, Any] | None:
+            return _find(results, target, shape, stream, c, workload)
+
+        router1, direct1, floor1 = find("router", False, 1), find("direct", False, 1), find("floor", False, 1)
+        router_n, floor_n = find("router", False, loaded), find("floor", False, loaded)
+        rs1, ds1, fs1 = find("router", True, 1), find("direct", True, 1), find("floor", True, 1)
+        rs_n, fs_n = find("router", True, loaded), find("floor", True, loaded)
         out[shape] = {
             "router_added_p50_ms_c1": _diff(_get(router1, "lat_p50_ms"), _get(direct1, "lat_p50_ms")),
             "floor_added_p50_ms_c1": _diff(_get(floor1, "lat_p50_ms"), _get(direct1, "lat_p50_ms")),
-            "router_over_floor_rps_c32": _ratio(_get(router32, "rps"), _get(floor32, "rps")),
-            "router_over_floor_cpu_per_req_c32": _ratio(
-                _get(router32, "proxy_cpu_us_per_req"), _get(floor32, "proxy_cpu_us_per_req")
+            "router_minus_floor_p50_ms_c1": _diff(_get(router1, "lat_p50_ms"), _get(floor1, "lat_p50_ms")),
+            "router_over_floor_rps_loaded": _ratio(_get(router_n, "rps"), _get(floor_n, "rps")),
+            "router_over_floor_cpu_per_req_loaded": _ratio(
+                _get(router_n, "proxy_cpu_us_per_req"), _get(floor_n, "proxy_cpu_us_per_req")
             ),
+            "router_over_floor_streams_loaded": _ratio(_get(rs_n, "rps"), _get(fs_n, "rps")),
             "router_added_ttft_p50_ms_c1": _diff(_get(rs1, "ttft_p50_ms"), _get(ds1, "ttft_p50_ms")),
             "floor_added_ttft_p50_ms_c1": _diff(_get(fs1, "ttft_p50_ms"), _get(ds1, "ttft_p50_ms")),
             "router_gap_p99_over_direct_c1": _ratio(_get(rs1, "gap_p99_ms"), _get(ds1, "gap_p99_ms")),
@@ -447,48 +494,65 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def summarize_all(results: list[dict[str, Any]], workloads: tuple[str, ...]) -> dict[str, Any]:
+    """:func:`summarize` for each workload, keyed by workload."""
+    return {workload: summarize(results, workload) for workload in workloads}
+
+
 def _get(row: dict[str, Any] | None, key: str) -> float | None:
     return None if row is None else row.get(key)
 
 
+_TITLES = {"1kb": "1 KB chat", "agent": "agent, ~260 KB requests"}
+
+
 def render_markdown(run: Run, summary: dict[str, Any]) -> str:
-    """The report: a non-streaming table, a streaming table, the headline numbers and any notes."""
+    """The report: per workload a non-streaming table, a streaming table and the headline numbers;
+    then any notes. ``summary`` is :func:`summarize_all`'s result."""
     s = run.settings
     res = run.results
-    lines = [
-        "### Non-streaming (1 KB replies)",
-        "",
-        "| target | shape | c | req/s | p50 ms | p99 ms | added p50 ms (c=1) | req/s ÷ floor (c=32) "
-        "| proxy CPU µs/req | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in (r for r in res if not r["stream"]):
-        lines.append(_plain_row(res, row))
-    lines += [
-        "",
-        f"### Streaming ({s.chunks} chunks, {s.chunk_delay_ms:g} ms apart)",
-        "",
-        "| target | shape | c | streams/s | TTFT p50 ms | TTFT p99 ms | gap p50 ms | gap p99 ms "
-        "| added TTFT p50 ms | gap p99 ÷ direct | chunks | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in (r for r in res if r["stream"]):
-        lines.append(_stream_row(res, row))
-    lines += ["", "### Router headline", ""]
-    for shape, numbers in summary.items():
-        lines.append(
-            f"- {shape}: added p50 at c=1 {_fmt(numbers['router_added_p50_ms_c1'])} ms "
-            f"(floor {_fmt(numbers['floor_added_p50_ms_c1'])} ms); "
-            f"router/floor req/s at c=32 {_fmt(numbers['router_over_floor_rps_c32'])} (target ≥ 0.40), "
-            f"CPU per request {_fmt(numbers['router_over_floor_cpu_per_req_c32'])}× the floor's; "
-            f"stream TTFT added p50 at c=1 {_fmt(numbers['router_added_ttft_p50_ms_c1'])} ms "
-            f"(floor {_fmt(numbers['floor_added_ttft_p50_ms_c1'])} ms; target ≤ 1), "
-            f"gap p99 ÷ direct {_fmt(numbers['router_gap_p99_over_direct_c1'])} (target ≤ 1.10)"
-        )
+    lines: list[str] = []
+    for workload, numbers_by_shape in summary.items():
+        rows = [r for r in res if r.get("workload", "1kb") == workload]
+        loaded = LOADED[workload]
+        lines += [
+            f"### {_TITLES[workload]}: non-streaming (1 KB replies)",
+            "",
+            f"| target | shape | c | req/s | p50 ms | p99 ms | added p50 ms (c=1) | req/s ÷ floor (c={loaded}) "
+            "| proxy CPU µs/req | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in (r for r in rows if not r["stream"]):
+            lines.append(_plain_row(res, row))
+        lines += [
+            "",
+            f"### {_TITLES[workload]}: streaming ({s.chunks} chunks, {s.chunk_delay_ms:g} ms apart)",
+            "",
+            "| target | shape | c | streams/s | TTFT p50 ms | TTFT p99 ms | gap p50 ms | gap p99 ms "
+            "| added TTFT p50 ms | gap p99 ÷ direct | chunks | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in (r for r in rows if r["stream"]):
+            lines.append(_stream_row(res, row))
+        lines += ["", f"### Router headline ({_TITLES[workload]})", ""]
+        for shape, numbers in numbers_by_shape.items():
+            lines.append(
+                f"- {shape}: added p50 at c=1 {_fmt(numbers['router_added_p50_ms_c1'])} ms "
+                f"(floor {_fmt(numbers['floor_added_p50_ms_c1'])} ms; router − floor "
+                f"{_fmt(numbers['router_minus_floor_p50_ms_c1'])} ms); "
+                f"router/floor req/s at c={loaded} {_fmt(numbers['router_over_floor_rps_loaded'])} "
+                f"(target ≥ {TARGET_RATIO[workload]:.2f}), "
+                f"CPU per request {_fmt(numbers['router_over_floor_cpu_per_req_loaded'])}× the floor's; "
+                f"streams/s ÷ floor at c={loaded} {_fmt(numbers['router_over_floor_streams_loaded'])}; "
+                f"stream TTFT added p50 at c=1 {_fmt(numbers['router_added_ttft_p50_ms_c1'])} ms "
+                f"(floor {_fmt(numbers['floor_added_ttft_p50_ms_c1'])} ms), "
+                f"gap p99 ÷ direct {_fmt(numbers['router_gap_p99_over_direct_c1'])} (target ≤ 1.10)"
+            )
+        lines.append("")
     if run.notes:
-        lines += ["", "### Notes", ""]
+        lines += ["### Notes", ""]
         lines += [f"- {note}".replace("\n", "\n  ") for note in run.notes]
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n")
 
 
 def _errors(row: dict[str, Any]) -> str:
@@ -502,12 +566,14 @@ def _errors(row: dict[str, Any]) -> str:
 
 def _plain_row(res: list[dict[str, Any]], row: dict[str, Any]) -> str:
     shape, c, target = row["shape"], row["concurrency"], row["target"]
-    direct = _find(res, "direct", shape, False, c)
-    floor = _find(res, "floor", shape, False, c)
+    workload = row.get("workload", "1kb")
+    direct = _find(res, "direct", shape, False, c, workload)
+    floor = _find(res, "floor", shape, False, c, workload)
     added = (
         _diff(row.get("lat_p50_ms"), _get(direct, "lat_p50_ms")) if c == 1 and target != "direct" else None
     )
-    vs_floor = _ratio(row.get("rps"), _get(floor, "rps")) if c == 32 and target != "floor" else None
+    loaded = LOADED[workload]
+    vs_floor = _ratio(row.get("rps"), _get(floor, "rps")) if c == loaded and target != "floor" else None
     cells = [
         target,
         shape,
@@ -525,7 +591,7 @@ def _plain_row(res: list[dict[str, Any]], row: dict[str, Any]) -> str:
 
 def _stream_row(res: list[dict[str, Any]], row: dict[str, Any]) -> str:
     shape, c, target = row["shape"], row["concurrency"], row["target"]
-    direct = _find(res, "direct", shape, True, c)
+    direct = _find(res, "direct", shape, True, c, row.get("workload", "1kb"))
     is_direct = target == "direct"
     cells = [
         target,
@@ -574,6 +640,8 @@ def write_json(run: Run, summary: dict[str, Any], path: Path) -> None:
             "chunks": s.chunks,
             "chunk_delay_ms": s.chunk_delay_ms,
             "targets": list(s.targets),
+            "workloads": list(s.workloads),
+            "dashboard_subscriber": s.dashboard,
         },
         "results": run.results,
         "summary": summary,
@@ -593,6 +661,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chunk-delay-ms", type=float, default=5.0)
     parser.add_argument("--targets", default=",".join(TARGETS), help="comma list of direct,floor,router")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--workload", choices=(*WORKLOADS, "all"), default="all",
+                        help="1kb (short chats), agent (~260 KB agent requests) or all (default)")
+    parser.add_argument("--no-dashboard", action="store_true", help="no dashboard subscriber on the router")
     parser.add_argument(
         "--json",
         nargs="?",
@@ -619,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         chunk_delay_ms=args.chunk_delay_ms,
         targets=args.targets,
         pin=not args.no_pin,
+        workloads=WORKLOADS if args.workload == "all" else (args.workload,),
+        dashboard=not args.no_dashboard,
     )
     proxy_cpu, load_cpu = pick_cpus(settings.pin)
     started = time.monotonic()
@@ -631,16 +704,18 @@ def main(argv: list[str] | None = None) -> int:
                 start_services(run)
                 sanity_check(run)
                 measure_all(run)
+                subscriber_note(run)
         except KeyboardInterrupt:
             print("interrupted; every process this run started has been stopped", file=sys.stderr)
             return 130
-    summary = summarize(run.results)
+    summary = summarize_all(run.results, settings.workloads)
     print(render_markdown(run, summary))
     print(f"\n(total {time.monotonic() - started:.0f} s)", file=sys.stderr)
     if args.json:
         write_json(run, summary, Path(args.json))
         print(f"results written to {args.json}", file=sys.stderr)
-    return 1 if run.notes and any(not n.startswith("processes not pinned") for n in run.notes) else 0
+    benign = ("processes not pinned", "dashboard subscriber received")
+    return 1 if any(not n.startswith(benign) for n in run.notes) else 0
 
 
 if __name__ == "__main__":

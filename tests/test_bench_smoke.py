@@ -241,14 +241,40 @@ def test_run_summary_and_table_compare_router_with_direct_and_floor(tmp_path: Pa
     summary = run_mod.summarize(results)["openai"]
     assert summary["router_added_p50_ms_c1"] == pytest.approx(1.2)
     assert summary["floor_added_p50_ms_c1"] == pytest.approx(0.5)
-    assert summary["router_over_floor_rps_c32"] == pytest.approx(0.4)
-    assert summary["router_over_floor_cpu_per_req_c32"] == pytest.approx(2.5)
+    assert summary["router_minus_floor_p50_ms_c1"] == pytest.approx(0.7)
+    assert summary["router_over_floor_rps_loaded"] == pytest.approx(0.4)
+    assert summary["router_over_floor_cpu_per_req_loaded"] == pytest.approx(2.5)
     assert summary["router_added_ttft_p50_ms_c1"] == pytest.approx(0.7)
     assert summary["router_gap_p99_over_direct_c1"] == pytest.approx(1.2)
     assert run_mod.summarize(results)["anthropic"]["router_added_p50_ms_c1"] is None
 
     settings = run_mod.Settings(1.0, 0.0, 20, 5.0, ("direct", "floor", "router"), False)
     run = run_mod.Run(settings, tmp_path, None, None, results=results)
-    table = run_mod.render_markdown(run, run_mod.summarize(results))
+    table = run_mod.render_markdown(run, run_mod.summarize_all(results, ("1kb",)))
     assert "| router | openai | 1 | 600 | 1.40 | 2.00 | 1.20 | — |" in table
     assert "| router | openai | 32 | 2000 | 15.00 | 30.00 | — | 0.40 | 500 | 0 |" in table
+
+
+def test_agent_workload_is_agent_sized_in_both_shapes() -> None:
+    sizes = {}
+    for shape in ("openai", "anthropic"):
+        body = loadgen.request_body(shape, False, workload="agent")
+        sizes[shape] = len(orjson.dumps(body))
+        assert len(body["tools"]) == 20
+        assert 100 <= len(body["messages"]) <= 102
+        assert loadgen.request_body(shape, True, workload="agent")["stream"] is True
+    assert all(240_000 <= size <= 290_000 for size in sizes.values()), sizes
+
+
+def test_run_summary_takes_the_agent_ratio_at_c8() -> None:
+    run_mod = _load("run")
+    results = [
+        {**_row("floor", "openai", False, 8, rps=600.0, lat_p50_ms=10.0, lat_p99_ms=12.0), "workload": "agent"},
+        {**_row("router", "openai", False, 8, rps=420.0, lat_p50_ms=14.0, lat_p99_ms=20.0), "workload": "agent"},
+        {**_row("floor", "openai", False, 1, rps=400.0, lat_p50_ms=2.3, lat_p99_ms=3.0), "workload": "agent"},
+        {**_row("router", "openai", False, 1, rps=300.0, lat_p50_ms=3.0, lat_p99_ms=4.0), "workload": "agent"},
+        _row("router", "openai", False, 32, rps=9999.0, lat_p50_ms=1.0, lat_p99_ms=1.0),
+    ]
+    agent = run_mod.summarize_all(results, ("1kb", "agent"))["agent"]["openai"]
+    assert agent["router_over_floor_rps_loaded"] == pytest.approx(0.7)
+    assert agent["router_minus_floor_p50_ms_c1"] == pytest.approx(0.7)
