@@ -262,14 +262,17 @@ class ChatRequest(_Checked):
                 return message.text()
         return ""
 
-    def iter_text(self) -> list[str]:
+    def iter_text(self, last_messages: int | None = None) -> list[str]:
         """Every text the user or assistant wrote: system blocks, text parts and tool-result text.
 
         Opaque blocks count only through their ``fallback_text`` (a plain-text document is text the
-        model reads whatever the provider; a PDF or a server-tool block is not).
+        model reads whatever the provider; a PDF or a server-tool block is not). ``last_messages``
+        bounds the scan to the system prompt and that many of the latest messages (agents resend
+        the whole conversation every turn; what is new is at the end).
         """
         texts = [p.text for p in self.system or []]
-        for message in self.messages:
+        messages = self.messages if last_messages is None else self.messages[-last_messages:] if last_messages else []
+        for message in messages:
             for part in message.content:
                 if isinstance(part, TextPart):
                     texts.append(part.text)

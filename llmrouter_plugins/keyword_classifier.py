@@ -5,9 +5,13 @@ Settings (``[classifiers.keyword]``):
 ``tags``
     A table mapping each tag to a list of keywords (a single string is one keyword). A tag is
     added when any of its keywords occurs, as a case-insensitive substring, in the system prompt,
-    in any text part of any message (user or assistant) or in the text of a tool result. Image
-    data, image URLs and tool-call arguments are never searched, and a keyword never matches across
-    two parts. Empty keywords are ignored.
+    in any text part of the latest :data:`WINDOW_MESSAGES` messages (user or assistant) or in the
+    text of a tool result among them. Image data, image URLs and tool-call arguments are never
+    searched, and a keyword never matches across two parts. Empty keywords are ignored.
+
+The window: the system prompt plus the last :data:`WINDOW_MESSAGES` messages. Agents resend the
+whole conversation with every request, so scanning all of it would cost time in proportion to the
+session's length (about 2 ms for a 260 KB request) while only its end is new.
 
 Tags are returned in the order of the ``tags`` table, whatever order they appear in the text, so
 the same request always gets the same tags.
@@ -34,6 +38,8 @@ from llmrouter.settings import PluginSettings
 
 # Joins the texts of a request; no sensible keyword contains it, so matches stay within one part.
 _SEPARATOR = "\x00"
+WINDOW_MESSAGES = 8
+"""How many of the latest messages are scanned, besides the system prompt."""
 
 
 class Settings(PluginSettings):
@@ -69,4 +75,4 @@ def classify(ctx: Context) -> list[str]:
     settings: Settings = ctx.settings
     if not settings._matchers:
         return []
-    return settings.match(_SEPARATOR.join(ctx.request.iter_text()).casefold())
+    return settings.match(_SEPARATOR.join(ctx.request.iter_text(last_messages=WINDOW_MESSAGES)).casefold())

@@ -399,3 +399,24 @@ async def test_pareto_router_per_request_is_limited_to_request_plugins_and_tier(
     assert "key 'tier': Input should be a valid string" in error_message(reply, "openai")
     reply = await send(client, "openai", "hi", plugins=[{"id": "pareto-router"}])
     assert reply.provider == "mid"  # switched on with no tiers: a no-op, the chain decides
+
+
+async def test_keyword_scans_the_system_prompt_and_the_latest_messages_only(router: Any) -> None:
+    """The classifier's window: the system prompt and the last 8 messages (see docs/classifiers.md)."""
+    client = await router({
+        "providers": [provider("plain", "echo"), provider("old", "echo"), provider("new", "echo")],
+        "classifiers": {"keyword": {"tags": {"old": ["ancient words"], "new": ["fresh words"]}}},
+        "routers": [{"type": "tag", "tag": "old", "provider": "old"},
+                    {"type": "tag", "tag": "new", "provider": "new"}, {"type": "fallback"}],
+    })
+    turns: list[dict[str, Any]] = [{"role": "system", "content": "house rules"},
+                                   {"role": "user", "content": "ancient words here"}]
+    for i in range(8):
+        turns.append({"role": "assistant" if i % 2 == 0 else "user", "content": f"turn {i}"})
+    reply = await client.openai({"model": "m", "messages": [*turns, {"role": "user", "content": "fresh words"}]})
+    assert reply.provider == "new"
+    reply = await client.openai({"model": "m", "messages": turns[:4]})
+    assert reply.provider == "old"
+    turns[0]["content"] = "ancient words in the system prompt"
+    reply = await client.openai({"model": "m", "messages": turns})
+    assert reply.provider == "old"
