@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
 Role = Literal["system", "user", "assistant"]
@@ -248,6 +248,10 @@ class ChatRequest(_Checked):
     source_format: WireFormatName = "openai"
     extra: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Set by the pipeline once routing is done and no plugin changed the request: the client's own
+    # body (a ``llmrouter.formats.passthrough.ClientBody``), which a provider of the client's format
+    # forwards instead of building the body from this model. Never dumped or serialised.
+    _client_body: Any = PrivateAttr(default=None)
 
     _coerce_system = field_validator("system", mode="before")(_text_parts)
 

@@ -21,10 +21,9 @@ import aiohttp
 import pytest
 import zstandard
 
-from llmrouter import ChatRequest
 from llmrouter.formats.openai import parse_chat_request
 from llmrouter.jsonutil import dumps, loads
-from llmrouter.observe.logfiles import ZSTD_MAGIC, disk_usage, log_files, read_lines, segments
+from llmrouter.observe.logfiles import ZSTD_MAGIC, disk_usage, log_files, logged_request, read_lines, segments
 from llmrouter.observe.requestlog import REDACTED, RequestLog, read_log
 
 ECHO = {"providers": [{"name": "echo", "format": "echo"}], "routers": [{"type": "fallback", "providers": ["echo"]}]}
@@ -69,7 +68,7 @@ async def test_an_80_turn_agent_session_logs_under_10_percent_of_what_was_sent(r
     entries = list(read_log(rlog.path, problems))
     assert problems == [] and len(entries) == 80
     for body, entry in zip(bodies, entries, strict=True):
-        assert ChatRequest.model_validate(entry["request"]) == parse_chat_request(loads(body))
+        assert logged_request(entry) == parse_chat_request(loads(body))
         assert entry["status"] == 200 and entry["response"]["content"]
 
 
@@ -357,7 +356,7 @@ async def test_a_served_router_killed_with_sigkill_keeps_every_logged_request(tm
     sent = {len(request.messages): request for request in map(parse_chat_request, map(loads, bodies))}
     assert len(sent) == len(bodies)
     for entry in entries:  # whatever else made it is complete and equal to what was sent
-        logged = ChatRequest.model_validate(entry["request"])
+        logged = logged_request(entry)
         assert logged == sent[len(logged.messages)]
     # Restarted on the same log: a new segment, read together with the old one.
     proc = await _serve(config, port)

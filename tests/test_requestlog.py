@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from llmrouter import ChatRequest, Context, hookimpl
+from llmrouter import Context, hookimpl
 from llmrouter.jsonutil import loads
-from llmrouter.observe.logfiles import log_text, segments
+from llmrouter.observe.logfiles import log_text, logged_request, segments
 from llmrouter.observe.requestlog import REDACTED, RequestLog, read_log, redact_keys
 from llmrouter.testing import MockProviders, anthropic_message, openai_chat
 
@@ -60,7 +60,7 @@ async def test_log_line_holds_the_whole_exchange(router: Any, mock_providers: Mo
     assert line["duration_ms"] > 0 and line["error"] is None
     assert line["response"]["content"][0]["text"] == "hi back"
     # The request as the client sent it (before plugins and classifiers), complete enough to replay.
-    request = ChatRequest.model_validate(line["request"])
+    request = logged_request(line)
     assert request.model == "gpt-asked" and request.temperature == 0.5
     assert request.messages[0].text() == "hello world" and request.tags == []
     assert mock_providers.sent_json(upstream)["messages"][0]["content"] == "REWRITTEN"

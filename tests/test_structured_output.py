@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmrouter.models import ChatRequest, ResponseFormat
+from llmrouter.models import ResponseFormat
+from llmrouter.observe.logfiles import logged_request
 from llmrouter.testing import MockProviders, anthropic_message, openai_chat
 from tests.test_streaming_e2e import ANTHROPIC_TEXT, CONFIG, OLLAMA_TEXT, OPENAI_TEXT, upstream
 
@@ -69,7 +70,7 @@ async def test_logged_request_keeps_the_structured_output_request_for_replay(
     upstream(mock_providers, "an", ANTHROPIC_TEXT)
     client = await router(CONFIG)
     reply = await client.openai(openai_chat("JSON please", model="an/m1", stream=True, response_format=OPENAI_SCHEMA))
-    logged = ChatRequest.model_validate(reply.log_line["request"])
+    logged = logged_request(reply.log_line)
     assert logged.response_format == ResponseFormat(type="json_schema", name="weather", schema=SCHEMA, strict=True)
 
 

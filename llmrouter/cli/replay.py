@@ -33,6 +33,7 @@ from llmrouter.context import Context
 from llmrouter.errors import CLIENT_FAULT_KINDS, ProviderError, ProviderTimeout, RouterError
 from llmrouter.jsonutil import dumps_str
 from llmrouter.models import ChatRequest, ChatResponse
+from llmrouter.observe.logfiles import logged_request
 from llmrouter.observe.printable import printable
 from llmrouter.observe.requestlog import read_log
 
@@ -198,7 +199,7 @@ async def replay(entries: list[dict[str, Any]], config: Config, *, live: bool = 
             request_id = str(entry.get("id") or f"replay-{len(report.results) + 1}")
             stand_in.entries[request_id] = entry
             try:
-                request = ChatRequest.model_validate(entry["request"])
+                request = logged_request(entry)
             except ValueError as exc:
                 report.skipped.append(f"{request_id}: logged request is not a valid request: {exc}")
                 continue

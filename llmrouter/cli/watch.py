@@ -138,6 +138,8 @@ def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str:
 
 
 def _parts_text(parts: Any) -> str:
+    if isinstance(parts, str):  # wire-format content given as a plain string
+        return parts
     out = []
     for part in parts or []:
         if not isinstance(part, dict):

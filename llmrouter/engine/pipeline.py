@@ -30,6 +30,7 @@ from llmrouter.engine.request_plugins import RequestPlugins
 from llmrouter.engine.streams import transform
 from llmrouter.errors import NoRoute, PluginFailed, RouterError
 from llmrouter.formats.base import iter_events, response_to_events
+from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
 from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
@@ -43,6 +44,9 @@ log = logging.getLogger("llmrouter.engine.pipeline")
 
 PLUGIN_PROVIDER = "plugin"
 LOGGED_REQUEST = "_logged_request"
+CLIENT_BODY = "_client_body"
+"""``ctx.state`` key of the request's :class:`ClientBody` (openai and anthropic clients)."""
+_SHAPE = "_request_shape"
 Hook = Callable[[Context], Any]
 _REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
 _ENDED = "_ended"
@@ -211,15 +215,21 @@ class Pipeline:
         return cached
 
     def new_context(self, request: ChatRequest, request_id: str, endpoint: str,
-                    inbound_headers: Mapping[str, str] | None = None) -> Context:
+                    inbound_headers: Mapping[str, str] | None = None,
+                    client_body: ClientBody | None = None) -> Context:
         """A fresh context for one request (``inbound_headers``: the client's HTTP headers, which a
-        tracing pipeline reads ``traceparent`` from)."""
+        tracing pipeline reads ``traceparent`` from; ``client_body``: the body ``request`` was
+        parsed from, which the log keeps as it was sent and which a provider of the client's
+        format may forward when no plugin changes the request)."""
         ctx = Context(request=request, request_id=request_id, providers=self.provider_infos(),
                       http=self.http, endpoint=endpoint)
+        if client_body is not None and client_body.format in PASSTHROUGH_FORMATS:
+            ctx.state[CLIENT_BODY] = client_body
+            ctx.state[_SHAPE] = _shape(request)
         # The log keeps the request as the client sent it, so replay re-runs it. Only on_start and
         # pre_request plugins can change it before that point; without any, the dump waits until
         # the request is logged (one dump per request instead of two on the hot path).
-        if self._pre_hooks or request.plugins:
+        elif self._pre_hooks or request.plugins:
             ctx.state[LOGGED_REQUEST] = request.model_dump(mode="json", exclude={"headers"})
         return ctx
 
@@ -383,15 +393,14 @@ class Pipeline:
         overrides = self._request_overrides(ctx.request)
         ctx.state["_overrides"] = overrides
         plugin_ids = self.plugin_ids
-        stopped = await self._run_flow_hooks(
-            ctx, "on_start", self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids), fatal=True)
+        on_start = self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids)
+        pre_request = self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids)
+        stopped = await self._run_flow_hooks(ctx, "on_start", on_start, fatal=True)
         if not stopped:
             await self._classify(ctx, self._select(self.classifiers, "classify", overrides, self.classifier_ids))
             self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
                               "tags": list(ctx.request.tags)})
-            stopped = await self._run_flow_hooks(
-                ctx, "pre_request", self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids),
-                fatal=True)
+            stopped = await self._run_flow_hooks(ctx, "pre_request", pre_request, fatal=True)
         if stopped and ctx.response is None:
             raise PluginFailed("pipeline stopped without producing a response")
         if ctx.response is not None:
@@ -403,6 +412,12 @@ class Pipeline:
         decision = await self._route(ctx)
         ctx.provider = decision.provider
         ctx.sent_model = decision.model or ctx.request.model
+        client_body = ctx.state.get(CLIENT_BODY)
+        if client_body is not None and not on_start and not pre_request \
+                and _shape(ctx.request) == ctx.state[_SHAPE]:
+            # Unchanged: only classifiers and routers ran, which read the request and return tags
+            # and routes; the shape check catches one that replaced or resized it anyway.
+            ctx.request._client_body = client_body
         self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(),
                           "provider": ctx.provider, "model": ctx.sent_model})
         if self.keys is not None:
@@ -553,7 +568,7 @@ class Pipeline:
             "response_tags": list(ctx.response_tags) if ctx is not None else [],
             "plugins": plugins,
             "stream": ctx.request.stream if ctx is not None else False,
-            "request": (ctx.state.get(LOGGED_REQUEST) or _as_sent(ctx.request)) if ctx is not None else None,
+            "request": _logged_request(ctx) if ctx is not None else None,
             "response": response.model_dump(mode="json") if response is not None else None,
             "error": error,
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
@@ -561,6 +576,8 @@ class Pipeline:
             "cost_usd": cost,
             "key": ctx.key_name if ctx is not None else key,
         }
+        if ctx is not None and CLIENT_BODY in ctx.state:
+            entry["request_format"] = ctx.state[CLIENT_BODY].format
         if ctx is not None and "attempts" in ctx.state:
             entry["attempts"] = ctx.state["attempts"]
         if self.keys is not None and entry["key"] is not None:
@@ -574,7 +591,9 @@ class Pipeline:
             self.metrics.finished(entry, ctx.state if ctx is not None else None)
         self.bus.publish(entry)
         if self.request_log is not None:
-            self.request_log.write(entry)
+            client_body = ctx.state.get(CLIENT_BODY) if ctx is not None else None
+            # The client's bytes go to the file verbatim: no re-serialising of an agent-sized body.
+            self.request_log.write(entry if client_body is None else {**entry, "request": client_body.raw})
 
 
 async def default_provider_call(pipeline: Pipeline, ctx: Context) -> ChatResponse:
@@ -617,6 +636,22 @@ async def _collect_tags(ctx: Context, steps: list[Step], initial: list[str], wha
         finally:
             ctx.plugin_id = None
     return list(dict.fromkeys(tags))
+
+
+def _shape(request: ChatRequest) -> tuple[Any, ...]:
+    """A cheap fingerprint of what a read-only stage must leave alone (object identities, the
+    model, the message count): a stage that replaced or resized the request changes it."""
+    return (id(request), request.model, id(request.messages), len(request.messages), id(request.system),
+            id(request.tools), request.stream)
+
+
+def _logged_request(ctx: Context) -> dict[str, Any]:
+    """The request as the client sent it: the client's own JSON (``request_format`` names its wire
+    format), else the canonical request from before any plugin ran."""
+    client_body: ClientBody | None = ctx.state.get(CLIENT_BODY)
+    if client_body is not None:
+        return client_body.body
+    return ctx.state.get(LOGGED_REQUEST) or _as_sent(ctx.request)
 
 
 def _as_sent(request: ChatRequest) -> dict[str, Any]:

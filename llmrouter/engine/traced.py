@@ -16,6 +16,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from llmrouter.context import Context, Route
 from llmrouter.engine.pipeline import Pipeline, Step
+from llmrouter.formats.passthrough import ClientBody
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 from llmrouter.observe.tracing import (
     OPERATION,
@@ -37,9 +38,10 @@ class TracedPipeline(Pipeline):
         self.tracing = tracing
 
     def new_context(self, request: ChatRequest, request_id: str, endpoint: str,
-                    inbound_headers: Mapping[str, str] | None = None) -> Context:
+                    inbound_headers: Mapping[str, str] | None = None,
+                    client_body: ClientBody | None = None) -> Context:
         """A fresh context whose root span continues the client's ``traceparent``, if it sent one."""
-        ctx = super().new_context(request, request_id, endpoint, inbound_headers)
+        ctx = super().new_context(request, request_id, endpoint, inbound_headers, client_body)
         parent = PROPAGATOR.extract(inbound_headers) if inbound_headers else None
         root = self.tracing.tracer.start_span(f"{OPERATION} {request.model}", context=parent, kind=SpanKind.SERVER)
         if root.is_recording():

@@ -27,6 +27,7 @@ from typing import Any
 import zstandard
 
 from llmrouter.jsonutil import loads
+from llmrouter.models import ChatRequest
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 LINES_SUFFIX = ".jsonl"
@@ -220,6 +221,27 @@ def read_log(path: str | Path, problems: list[str] | None = None) -> Iterator[di
             yield entry
         elif problems is not None:
             problems.append(f"{file.name} line {number}: " + ("not valid JSON" if entry is None else "not a JSON object"))
+
+
+def logged_request(entry: dict[str, Any]) -> ChatRequest:
+    """The canonical request of a log entry or ``complete`` event.
+
+    ``request`` holds the client's own JSON when ``request_format`` names its wire format (the
+    OpenAI and Anthropic endpoints), else the canonical request (``/v1/responses``, older logs).
+
+    :raises ValueError: when the logged request is not a valid request of its format.
+    """
+    from llmrouter.errors import RouterError
+    from llmrouter.formats import CLIENT_FORMATS
+
+    body = entry.get("request")
+    fmt = CLIENT_FORMATS.get(entry.get("request_format") or "")
+    if fmt is None:
+        return ChatRequest.model_validate(body)
+    try:
+        return fmt.parse_request(body, {})
+    except RouterError as exc:
+        raise ValueError(exc.message) from None
 
 
 def log_text(path: str | Path) -> str:

@@ -21,8 +21,11 @@ import httpx
 from llmrouter.config import Config, ConfigError, ProviderConfig
 from llmrouter.context import ProviderInfo
 from llmrouter.errors import ProviderError, ProviderTimeout, ProviderUnreachable
+from llmrouter.formats.anthropic import AnthropicFormat
 from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.formats.echo import echo_response, echo_stream_events  # noqa: F401  (re-exported)
+from llmrouter.formats.openai import OpenAIFormat
+from llmrouter.formats.passthrough import forward_body
 from llmrouter.formats.provider import ProviderFormat
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.keys.pricing import Pricing
@@ -79,6 +82,9 @@ class Provider:
         self.pricing = Pricing(config.prices, config.cost_per_1m_tokens)
         # Formats with the default url() (path appended to base_url) get one URL object for all calls.
         self._fixed_url = type(fmt).url is ProviderFormat.url
+        # Same-format passthrough only for the built-in formats whose bodies it reproduces (a plugin's
+        # subclass may build its bodies differently).
+        self._passthrough = type(fmt) in (OpenAIFormat, AnthropicFormat)
 
     def _request(self, body: dict[str, Any], request: ChatRequest, model: str, stream: bool,
                  url: httpx.URL | None = None) -> httpx.Request:
@@ -137,8 +143,18 @@ class Provider:
         return {**self._headers, **extra} if extra else self._headers
 
     def _build(self, request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
-        """The upstream body; hosted tools this format cannot carry are dropped with a warning."""
+        """The upstream body; hosted tools this format cannot carry are dropped with a warning.
+
+        A request the pipeline marked as unchanged, going to a provider of its client's format, is
+        forwarded from the client's own JSON when that gives the same body (see
+        :mod:`llmrouter.formats.passthrough`)."""
         assert self.wire is not None
+        client = request._client_body
+        if client is not None and self._passthrough and client.format == self.format_name:
+            body = forward_body(client, model, request.stream)
+            if body is not None:
+                body["stream"] = stream
+                return body
         hosted = request.extra.get("_hosted_tools")
         if hosted and self.format_name != request.source_format:
             kinds = sorted({str(t.get("type")) for t in hosted if isinstance(t, dict)})

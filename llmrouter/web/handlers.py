@@ -15,6 +15,7 @@ from llmrouter.engine.plugin_settings import referenced_models
 from llmrouter.errors import NotFound, RouterError
 from llmrouter.formats import CLIENT_FORMATS, ClientFormat
 from llmrouter.formats.base import check_request
+from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
 from llmrouter.jsonutil import dumps
 from llmrouter.web.appkeys import CLUSTER, KEYRING, LIMITER, LIVE, METRICS, PRINCIPAL, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, read_json
@@ -54,7 +55,10 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 pipeline.publish_start(request_id, body_model(body), endpoint, key_name)
                 raise
             pipeline.publish_start(request_id, chat_request.model, endpoint, key_name)
-            ctx = pipeline.new_context(chat_request, request_id, endpoint, request.headers)
+            # aiohttp keeps the bytes it read: this is the body read_json parsed, not a second read.
+            client_body = ClientBody(fmt.name, body, await request.read()) if fmt.name in PASSTHROUGH_FORMATS \
+                else None
+            ctx = pipeline.new_context(chat_request, request_id, endpoint, request.headers, client_body)
             ctx.key_name = key_name
             if principal is not None and principal.key is not None:
                 limiter = request.app[LIMITER]
