@@ -74,7 +74,12 @@ def redact_keys(value: Any) -> Any:
 
 def _fragment(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
-        return orjson.Fragment(bytes(value))
+        data = bytes(value)
+        # A line break in valid JSON is whitespace between tokens (inside strings it is escaped):
+        # a space keeps the value and keeps it on one line.
+        if b"\n" in data or b"\r" in data:
+            data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+        return orjson.Fragment(data)
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
@@ -195,7 +200,8 @@ class RequestLog:
         """One entry as a complete, secret-free JSON line.
 
         A value given as ``bytes`` must be one valid serialised JSON value (it is not checked); it is
-        written verbatim (no parse and re-serialise), e.g. a request body kept as the client sent it.
+        written verbatim (no parse and re-serialise), e.g. a request body kept as the client sent it,
+        except that line breaks (whitespace between JSON tokens) become spaces.
         """
         line = _dumps(entry)
         lowered = line.lower()
