@@ -654,7 +654,7 @@ def write_json(run: Run, summary: dict[str, Any], path: Path) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short smoke run (~20 s)")
+    parser.add_argument("--quick", action="store_true", help="short smoke run (~40 s with both workloads)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds before each")
     parser.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
