@@ -110,6 +110,14 @@ OPAQUE_PART_TYPES = frozenset({"input_audio", "file"})
 
 # Never copied from ``extra``: the router's own fields, and the ones this format sets itself.
 _NEVER_FORWARD = ROUTER_FIELDS | {"max_tokens", "max_completion_tokens", "stream", "stream_options"}
+# Known keys of each wire object (module constants: a set literal in a call is rebuilt every time).
+_TEXT_KEYS = frozenset({"type", "text"})
+_URL_KEYS = frozenset({"url"})
+_CALL_KEYS = frozenset({"id", "type", "function"})
+_ASSISTANT_KEYS = frozenset({"role", "content", "tool_calls", "reasoning_content", "name"})
+_TOOL_MESSAGE_KEYS = frozenset({"role", "tool_call_id", "content"})
+_MESSAGE_KEYS = frozenset({"role", "content", "name"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,13 +145,13 @@ def _text_parts(content: Any, path: str) -> list[TextPart]:
 def _text_part(raw: dict[str, Any], path: str) -> TextPart:
     """One ``{"type": "text", "text": ...}`` content part; other keys are kept in ``extra``."""
     return TextPart(text=_string(_require(raw, "text", f"{path}.text"), f"{path}.text"),
-                    extra=_rest(raw, {"type", "text"}))
+                    extra=_rest(raw, _TEXT_KEYS))
 
 
 def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
     image = _object(_require(raw, "image_url", f"{path}.image_url"), f"{path}.image_url")
     url = _string(_require(image, "url", f"{path}.image_url.url"), f"{path}.image_url.url", non_empty=True)
-    extra = _rest(image, {"url"})
+    extra = _rest(image, _URL_KEYS)
     if url.startswith("data:"):
         header, sep, data = url[5:].partition(",")
         if not sep or not header.endswith(";base64"):
@@ -184,7 +192,7 @@ def _tool_use(raw: Any, path: str) -> ToolUsePart:
         _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
     )
     arguments = function.get("arguments", "")
-    extra = _rest(raw, {"id", "type", "function"})
+    extra = _rest(raw, _CALL_KEYS)
     if isinstance(arguments, dict):
         return ToolUsePart(id=call_id, name=name, input=arguments, extra=extra)
     arguments = _string(arguments, f"{path}.function.arguments")
@@ -198,7 +206,7 @@ def _tool_use(raw: Any, path: str) -> ToolUsePart:
 
 def _assistant(raw: dict[str, Any], path: str) -> Message:
     parts: list[Part] = []
-    extra = _rest(raw, {"role", "content", "tool_calls", "reasoning_content", "name"})
+    extra = _rest(raw, _ASSISTANT_KEYS)
     reasoning = raw.get("reasoning_content")
     if reasoning is not None:
         parts.append(ThinkingPart(thinking=_string(reasoning, f"{path}.reasoning_content")))
@@ -213,7 +221,7 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
             kind = _require(item, "type", f"{part_path}.type")
             if kind == "text":
                 text = _string(_require(item, "text", f"{part_path}.text"), f"{part_path}.text")
-                parts.append(TextPart(text=text, extra=_rest(item, {"type", "text"})))
+                parts.append(TextPart(text=text, extra=_rest(item, _TEXT_KEYS)))
             elif kind == "refusal":
                 extra.setdefault(
                     "refusal",
@@ -240,7 +248,7 @@ def _tool_result(raw: dict[str, Any], path: str) -> ToolResultPart:
     content = raw.get("content")
     parts = [] if content is None else _text_parts(content, f"{path}.content")
     return ToolResultPart(
-        tool_use_id=call_id, content=parts, extra=_rest(raw, {"role", "tool_call_id", "content"})
+        tool_use_id=call_id, content=parts, extra=_rest(raw, _TOOL_MESSAGE_KEYS)
     )
 
 
@@ -260,7 +268,7 @@ def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message]]:
             if not messages:
                 system.extend(parts)
             else:
-                extra = _rest(raw, {"role", "content", "name"})
+                extra = _rest(raw, _MESSAGE_KEYS)
                 messages.append(
                     Message(role="system", content=list(parts), name=_name(raw, path), extra=extra)
                 )
@@ -271,7 +279,7 @@ def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message]]:
                     role="user",
                     content=parts,
                     name=_name(raw, path),
-                    extra=_rest(raw, {"role", "content", "name"}),
+                    extra=_rest(raw, _MESSAGE_KEYS),
                 )
             )
         elif role == "assistant":
@@ -316,7 +324,7 @@ def _tools(raw_tools: Any) -> list[Tool]:
                 name=name,
                 description=description,
                 input_schema=schema,
-                extra=_rest(function, {"name", "description", "parameters"}),
+                extra=_rest(function, _FUNCTION_KEYS),
             )
         )
     return tools
