@@ -223,6 +223,8 @@ def _fail(path: str, problem: str) -> NoReturn:
 
 
 def _extra(block: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    if block.keys() <= known:  # the usual case: nothing extra (a C-level check, no loop)
+        return {}
     return {k: v for k, v in block.items() if k not in known}
 
 
