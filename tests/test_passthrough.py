@@ -221,7 +221,8 @@ def _config(**extra: Any) -> dict[str, Any]:
     return {"providers": [{"name": "oa", "format": "openai", "base_url": "http://oa.test/v1", "discover": False},
                           {"name": "an", "format": "anthropic", "base_url": "http://an.test", "discover": False}],
             "routers": [{"type": "prefix", "model_prefix": "claude-", "provider": "an", "strip_prefix": False},
-                        {"type": "fallback", "providers": ["oa"]}], **extra}
+                        {"type": "fallback", "providers": ["oa"]}],
+            "server": {"request_plugins": ["response-healing"]}, **extra}
 
 
 async def test_app_fast_and_canonical_paths_send_the_same_upstream_json(

@@ -82,9 +82,11 @@ class Provider:
         self.pricing = Pricing(config.prices, config.cost_per_1m_tokens)
         # Formats with the default url() (path appended to base_url) get one URL object for all calls.
         self._fixed_url = type(fmt).url is ProviderFormat.url
-        # Same-format passthrough only for the built-in formats whose bodies it reproduces (a plugin's
-        # subclass may build its bodies differently).
-        self._passthrough = type(fmt) in (OpenAIFormat, AnthropicFormat)
+        # Same-format passthrough only where the body is built by the built-in OpenAI or Anthropic
+        # converter, which it reproduces (a format that builds its bodies otherwise never gets it).
+        kind = type(fmt)
+        self._passthrough = kind.body is ProviderFormat.body and (
+            kind.build_request is OpenAIFormat.build_request or kind.build_request is AnthropicFormat.build_request)
 
     def _request(self, body: dict[str, Any], request: ChatRequest, model: str, stream: bool,
                  url: httpx.URL | None = None) -> httpx.Request:
