@@ -168,11 +168,18 @@ def _chunks(file: Path, problems: list[str] | None) -> Iterator[bytes]:
             while chunk := raw.read(_READ_CHUNK):
                 yield chunk
             return
-        reader = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG).stream_reader(
-            raw, read_across_frames=True)
+        # A decompressobj, not a stream_reader: the reader holds back the last flushed block of a
+        # frame that was never ended (a live segment, or one whose writer was killed).
+        dctx = zstandard.ZstdDecompressor(max_window_size=1 << MAX_WINDOW_LOG)
+        dobj = dctx.decompressobj()
         try:
-            while chunk := reader.read(_READ_CHUNK):
-                yield chunk
+            while data := raw.read(_READ_CHUNK):
+                while data:
+                    if out := dobj.decompress(data):
+                        yield out
+                    data = b""
+                    if dobj.eof:  # a frame ended (a sealed segment): the next one follows
+                        data, dobj = dobj.unused_data, dctx.decompressobj()
         except zstandard.ZstdError as exc:
             if problems is not None:
                 problems.append(f"{file.name}: unreadable after this point ({exc})")
