@@ -1,0 +1,359 @@
+"""Anthropic Messages requests as a client sends them, parsed into a canonical
+:class:`~llmrouter.models.ChatRequest` (every problem a 400 naming the field's path)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from llmrouter.errors import InvalidRequest
+from llmrouter.models import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    OpaquePart,
+    Part,
+    ResponseFormat,
+    TextPart,
+    ThinkingPart,
+    Tool,
+    ToolChoice,
+    ToolResultPart,
+    ToolUsePart,
+)
+
+OPAQUE_BLOCK_TYPES = frozenset({
+    "document", "search_result",
+    "server_tool_use", "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result",
+    "bash_code_execution_tool_result", "text_editor_code_execution_tool_result", "tool_search_tool_result",
+    "advisor_tool_result",
+    "mcp_tool_use", "mcp_tool_result", "mcp_tool_listing",
+    "container_upload", "compaction", "fallback", "tool_addition", "tool_removal",
+})
+"""Message content block types the Messages API (betas included) accepts that have no canonical
+slot: carried as :class:`~llmrouter.models.OpaquePart` instead of being rejected."""
+
+OPAQUE_TOOL_RESULT_BLOCK_TYPES = frozenset({"document", "search_result", "tool_reference", "browser_state"})
+"""The same, for the ``content`` of a ``tool_result`` block (where ``text`` and ``image`` are canonical)."""
+
+_FORWARDED_HEADERS = ("anthropic-beta", "anthropic-version")
+_TOP_LEVEL_KEYS = frozenset({
+    "model", "max_tokens", "messages", "system", "tools", "tool_choice", "stop_sequences", "temperature",
+    "top_p", "stream", "metadata", "thinking", "output_config", "plugins",
+})
+_ROLES = ("user", "assistant", "system")
+_TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Request parsing (client -> canonical)
+# ---------------------------------------------------------------------------------------------
+
+
+def _fail(path: str, problem: str) -> NoReturn:
+    raise InvalidRequest(f"{path}: {problem}")
+
+
+def _extra(block: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    if block.keys() <= known:  # the usual case: nothing extra (a C-level check, no loop)
+        return {}
+    return {k: v for k, v in block.items() if k not in known}
+
+
+def _get_str(obj: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            _fail(f"{path}.{key}", "field required")
+        return None
+    if not isinstance(value, str):
+        _fail(f"{path}.{key}", "must be a string")
+    return value
+
+
+def _get_object(obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any] | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, dict):
+        _fail(path, "must be an object")
+    return value
+
+
+def _get_number(obj: Mapping[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        _fail(key, "must be a number")
+    return float(value)
+
+
+class MessagesRequestParser:
+    """Validates one Messages request, raising :class:`InvalidRequest` naming the field path."""
+
+    _TEXT = frozenset({"type", "text"})
+    _IMAGE = frozenset({"type", "source"})
+    _TOOL_USE = frozenset({"type", "id", "name", "input"})
+    _TOOL_RESULT = frozenset({"type", "tool_use_id", "content", "is_error"})
+    _THINKING = frozenset({"type", "thinking", "signature"})
+    _REDACTED = frozenset({"type", "data"})
+    _MESSAGE = frozenset({"role", "content"})
+    _TOOL = frozenset({"name", "description", "input_schema"})
+
+    def __init__(self, *, require_max_tokens: bool = True) -> None:
+        self.require_max_tokens = require_max_tokens
+
+    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+        if not isinstance(body, dict):
+            _fail("body", "must be a JSON object")
+        model = body.get("model")
+        if model is None:
+            _fail("model", "field required")
+        if not isinstance(model, str) or not model:
+            _fail("model", "must be a non-empty string")
+        max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            if self.require_max_tokens:
+                _fail("max_tokens", "field required")
+        elif isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            _fail("max_tokens", "must be a positive integer")
+        messages = body.get("messages")
+        if messages is None:
+            _fail("messages", "field required")
+        if not isinstance(messages, list):
+            _fail("messages", "must be a list")
+
+        request = ChatRequest(
+            model=model,
+            max_tokens=max_tokens,
+            messages=[self._message(m, f"messages[{i}]") for i, m in enumerate(messages)],
+            system=self._system(body.get("system")),
+            temperature=_get_number(body, "temperature"),
+            top_p=_get_number(body, "top_p"),
+            source_format="anthropic",
+            extra={k: v for k, v in body.items() if k not in _TOP_LEVEL_KEYS},
+            headers={k.lower(): v for k, v in headers.items() if k.lower() in _FORWARDED_HEADERS},
+        )
+        tools = body.get("tools")
+        if tools is not None:
+            if not isinstance(tools, list):
+                _fail("tools", "must be a list")
+            request.tools = [self._tool(t, f"tools[{i}]") for i, t in enumerate(tools)]
+        choice = _get_object(body, "tool_choice", "tool_choice")
+        if choice is not None:
+            request.tool_choice = self._tool_choice(choice)
+        stop = body.get("stop_sequences")
+        if stop is not None:
+            if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+                _fail("stop_sequences", "must be a list of strings")
+            request.stop = stop
+        stream = body.get("stream")
+        if stream is not None:
+            if not isinstance(stream, bool):
+                _fail("stream", "must be a boolean")
+            request.stream = stream
+        request.metadata = _get_object(body, "metadata", "metadata")
+        request.thinking = _get_object(body, "thinking", "thinking")
+        output_config = _get_object(body, "output_config", "output_config")
+        if output_config is not None:
+            self._output_config(output_config, request)
+        plugins = body.get("plugins")
+        if plugins is not None:
+            if not isinstance(plugins, list) or not all(isinstance(p, dict) for p in plugins):
+                _fail("plugins", "must be a list of objects")
+            request.plugins = plugins
+        return request
+
+    def _system(self, system: Any) -> list[TextPart] | None:
+        if system is None:
+            return None
+        if isinstance(system, str):
+            return [TextPart(text=system)]
+        if not isinstance(system, list):
+            _fail("system", "must be a string or a list of text blocks")
+        parts = []
+        for i, block in enumerate(system):
+            path = f"system[{i}]"
+            if not isinstance(block, dict):
+                _fail(path, "must be an object")
+            if block.get("type") != "text":
+                _fail(f"{path}.type", "system blocks must be of type 'text'")
+            parts.append(self._text(block, path))
+        return parts
+
+    def _message(self, message: Any, path: str) -> Message:
+        if not isinstance(message, dict):
+            _fail(path, "must be an object")
+        role = message.get("role")
+        if role not in _ROLES:
+            _fail(f"{path}.role", f"must be one of {', '.join(map(repr, _ROLES))} (got {role!r})")
+        content = message.get("content")
+        if content is None:
+            _fail(f"{path}.content", "field required")
+        if isinstance(content, str):
+            parts: list[Part] = [TextPart(text=content)]
+        elif isinstance(content, list):
+            parts = [self._block(b, f"{path}.content[{i}]") for i, b in enumerate(content)]
+        else:
+            _fail(f"{path}.content", "must be a string or a list of content blocks")
+        return Message(role=role, content=parts, extra=_extra(message, self._MESSAGE))
+
+    def _block(self, block: Any, path: str, *, nested: bool = False) -> Part:
+        if not isinstance(block, dict):
+            _fail(path, "must be an object")
+        kind = block.get("type")
+        if kind == "text":
+            return self._text(block, path)
+        if kind == "image":
+            return self._image(block, path)
+        if kind in (OPAQUE_TOOL_RESULT_BLOCK_TYPES if nested else OPAQUE_BLOCK_TYPES):
+            return OpaquePart(format="anthropic", data=block, fallback_text=_fallback_text(block))
+        if not nested:
+            if kind == "tool_use":
+                return self._tool_use(block, path)
+            if kind == "tool_result":
+                return self._tool_result(block, path)
+            if kind == "thinking":
+                signature = _get_str(block, "signature", path, required=False)
+                return ThinkingPart(thinking=_get_str(block, "thinking", path) or "", signature=signature,
+                                    extra=_extra(block, self._THINKING))
+            if kind == "redacted_thinking":
+                return ThinkingPart(redacted=_get_str(block, "data", path), extra=_extra(block, self._REDACTED))
+        _fail(f"{path}.type", f"unknown content block type {kind!r}")
+
+    def _text(self, block: dict[str, Any], path: str) -> TextPart:
+        return TextPart(text=_get_str(block, "text", path) or "", extra=_extra(block, self._TEXT))
+
+    def _image(self, block: dict[str, Any], path: str) -> ImagePart:
+        source = block.get("source")
+        if source is None:
+            _fail(f"{path}.source", "field required")
+        if not isinstance(source, dict):
+            _fail(f"{path}.source", "must be an object")
+        kind = source.get("type")
+        extra = _extra(block, self._IMAGE)
+        if kind == "base64":
+            return ImagePart(media_type=_get_str(source, "media_type", f"{path}.source"),
+                             data=_get_str(source, "data", f"{path}.source"), extra=extra)
+        if kind == "url":
+            return ImagePart(url=_get_str(source, "url", f"{path}.source"), extra=extra)
+        _fail(f"{path}.source.type", f"unsupported image source type {kind!r}")
+
+    def _tool_use(self, block: dict[str, Any], path: str) -> ToolUsePart:
+        tool_id = _get_str(block, "id", path) or ""
+        name = _get_str(block, "name", path) or ""
+        arguments = block.get("input", {})
+        if not isinstance(arguments, dict):
+            _fail(f"{path}.input", "must be an object")
+        return ToolUsePart(id=tool_id, name=name, input=arguments, extra=_extra(block, self._TOOL_USE))
+
+    def _tool_result(self, block: dict[str, Any], path: str) -> ToolResultPart:
+        tool_use_id = _get_str(block, "tool_use_id", path) or ""
+        content = block.get("content")
+        if content is None:
+            parts: list[Any] = []
+        elif isinstance(content, str):
+            parts = [TextPart(text=content)]
+        elif isinstance(content, list):
+            parts = [self._block(b, f"{path}.content[{i}]", nested=True) for i, b in enumerate(content)]
+        else:
+            _fail(f"{path}.content", "must be a string or a list of content blocks")
+        is_error = block.get("is_error", False)
+        if is_error is None:
+            is_error = False
+        if not isinstance(is_error, bool):
+            _fail(f"{path}.is_error", "must be a boolean")
+        return ToolResultPart(tool_use_id=tool_use_id, content=parts, is_error=is_error,
+                              extra=_extra(block, self._TOOL_RESULT))
+
+    def _tool(self, tool: Any, path: str) -> Tool:
+        if not isinstance(tool, dict):
+            _fail(path, "must be an object")
+        name = _get_str(tool, "name", path)
+        if not name:
+            _fail(f"{path}.name", "must be a non-empty string")
+        parsed = Tool(name=name, description=_get_str(tool, "description", path, required=False),
+                      extra=_extra(tool, self._TOOL))
+        schema = tool.get("input_schema")
+        if schema is not None:
+            if not isinstance(schema, dict):
+                _fail(f"{path}.input_schema", "must be an object")
+            parsed.input_schema = schema
+        return parsed
+
+    def _tool_choice(self, choice: dict[str, Any]) -> ToolChoice:
+        kind = choice.get("type")
+        if kind not in _TOOL_CHOICES:
+            _fail("tool_choice.type", f"must be one of {', '.join(map(repr, _TOOL_CHOICES))} (got {kind!r})")
+        name = _get_str(choice, "name", "tool_choice", required=kind == "tool")
+        disable = choice.get("disable_parallel_tool_use")
+        if disable is not None and not isinstance(disable, bool):
+            _fail("tool_choice.disable_parallel_tool_use", "must be a boolean")
+        return ToolChoice(type=_TOOL_CHOICES[kind], name=name, disable_parallel=disable)  # type: ignore[arg-type]
+
+    def _output_config(self, config: dict[str, Any], request: ChatRequest) -> None:
+        fmt = config.get("format")
+        if fmt is None:
+            request.extra["output_config"] = config
+            return
+        if not isinstance(fmt, dict):
+            _fail("output_config.format", "must be an object")
+        if fmt.get("type") != "json_schema":
+            _fail("output_config.format.type", f"unsupported output format type {fmt.get('type')!r}")
+        schema = fmt.get("schema")
+        if schema is None:
+            _fail("output_config.format.schema", "field required")
+        if not isinstance(schema, dict):
+            _fail("output_config.format.schema", "must be an object")
+        request.response_format = ResponseFormat(type="json_schema", schema=schema)
+        rest = {k: v for k, v in config.items() if k != "format"}
+        if rest:
+            request.extra["output_config"] = rest
+
+
+def _fallback_text(block: dict[str, Any]) -> str | None:
+    """Plain text standing in for a document or search result at providers of other formats:
+    header lines (title; a search result's source), a blank line, then the text. ``None`` for
+    blocks without a textual form (PDFs, images, server-tool blocks...)."""
+    kind = block.get("type")
+    if kind == "document":
+        body = _document_text(block.get("source"))
+        headers = [block.get("title")]
+    elif kind == "search_result":
+        body = _joined_text(block.get("content"))
+        headers = [block.get("title"), block.get("source")]
+    else:
+        return None
+    if body is None:
+        return None
+    header = "\n".join(h for h in headers if isinstance(h, str) and h)
+    return f"{header}\n\n{body}" if header else body
+
+
+def _document_text(source: Any) -> str | None:
+    if not isinstance(source, dict):
+        return None
+    kind, data = source.get("type"), source.get("data")
+    if kind == "text" and isinstance(data, str):
+        return data
+    if kind == "content":
+        return _joined_text(source.get("content"))
+    media_type = source.get("media_type")
+    if kind == "base64" and isinstance(data, str) and isinstance(media_type, str) \
+            and media_type.split(";")[0].strip() == "text/plain":
+        try:
+            return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
+        except ValueError:
+            return None
+    return None
+
+
+def _joined_text(content: Any) -> str | None:
+    """The text of a string or of a list of text blocks (non-text blocks skipped)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return None
+    texts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"
+             and isinstance(b.get("text"), str)]
+    return "\n".join(texts) if texts else None

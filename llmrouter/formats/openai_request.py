@@ -1,0 +1,385 @@
+"""OpenAI Chat Completions requests as a client sends them, parsed into a canonical
+:class:`~llmrouter.models.ChatRequest` (every problem a 400 naming the field's path)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmrouter.errors import InvalidRequest
+from llmrouter.formats.fields import array as _array
+from llmrouter.formats.fields import boolean as _boolean
+from llmrouter.formats.fields import integer as _integer
+from llmrouter.formats.fields import invalid as _fail
+from llmrouter.formats.fields import kind_of
+from llmrouter.formats.fields import number as _number
+from llmrouter.formats.fields import obj as _object
+from llmrouter.formats.fields import require as _require
+from llmrouter.formats.fields import rest as _rest
+from llmrouter.formats.fields import string as _string
+from llmrouter.jsonutil import loads_object_or_none
+from llmrouter.models import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    OpaquePart,
+    Part,
+    ResponseFormat,
+    TextPart,
+    ThinkingPart,
+    Tool,
+    ToolChoice,
+    ToolResultPart,
+    ToolUsePart,
+)
+
+if TYPE_CHECKING:
+    pass
+
+# Top-level request fields that have a canonical slot (everything else goes to ``extra``).
+_CANONICAL_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "stream",
+        "stream_options",
+        "response_format",
+        "metadata",
+        "plugins",
+    }
+)
+OPAQUE_PART_TYPES = frozenset({"input_audio", "file"})
+"""User content part types OpenAI documents that have no canonical slot: carried as
+:class:`~llmrouter.models.OpaquePart` instead of being rejected."""
+
+# Known keys of each wire object (module constants: a set literal in a call is rebuilt every time).
+_TEXT_KEYS = frozenset({"type", "text"})
+_URL_KEYS = frozenset({"url"})
+_CALL_KEYS = frozenset({"id", "type", "function"})
+_ASSISTANT_KEYS = frozenset({"role", "content", "tool_calls", "reasoning_content", "name"})
+_TOOL_MESSAGE_KEYS = frozenset({"role", "tool_call_id", "content"})
+_MESSAGE_KEYS = frozenset({"role", "content", "name"})
+_FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Client requests -> ChatRequest
+# ---------------------------------------------------------------------------------------------
+
+
+def _text_parts(content: Any, path: str) -> list[TextPart]:
+    """System/tool content: a string or a list of text parts."""
+    if isinstance(content, str):
+        return [TextPart(text=content)]
+    parts: list[TextPart] = []
+    for i, raw in enumerate(_array(content, path)):
+        part_path = f"{path}[{i}]"
+        raw = _object(raw, part_path)
+        kind = _require(raw, "type", f"{part_path}.type")
+        if kind != "text":
+            raise _fail(
+                f"{part_path}.type", f"unsupported content part type {kind!r} (only 'text' is allowed here)"
+            )
+        parts.append(_text_part(raw, part_path))
+    return parts
+
+
+def _text_part(raw: dict[str, Any], path: str) -> TextPart:
+    """One ``{"type": "text", "text": ...}`` content part; other keys are kept in ``extra``."""
+    return TextPart(text=_string(_require(raw, "text", f"{path}.text"), f"{path}.text"),
+                    extra=_rest(raw, _TEXT_KEYS))
+
+
+def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
+    image = _object(_require(raw, "image_url", f"{path}.image_url"), f"{path}.image_url")
+    url = _string(_require(image, "url", f"{path}.image_url.url"), f"{path}.image_url.url", non_empty=True)
+    extra = _rest(image, _URL_KEYS)
+    if url.startswith("data:"):
+        header, sep, data = url[5:].partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise _fail(
+                f"{path}.image_url.url", "data URLs must be base64 encoded (data:<type>;base64,<data>)"
+            )
+        return ImagePart(data=data, media_type=header[: -len(";base64")] or None, extra=extra)
+    return ImagePart(url=url, extra=extra)
+
+
+def _user_parts(content: Any, path: str) -> list[Part]:
+    if isinstance(content, str):
+        return [TextPart(text=content)]
+    parts: list[Part] = []
+    for i, raw in enumerate(_array(content, path)):
+        part_path = f"{path}[{i}]"
+        raw = _object(raw, part_path)
+        kind = _require(raw, "type", f"{part_path}.type")
+        if kind == "text":
+            parts.append(_text_part(raw, part_path))
+        elif kind == "image_url":
+            parts.append(_image_part(raw, part_path))
+        elif kind in OPAQUE_PART_TYPES:
+            parts.append(OpaquePart(format="openai", data=raw))
+        else:
+            raise _fail(f"{part_path}.type", f"unknown content part type {kind!r}")
+    return parts
+
+
+def _tool_use(raw: Any, path: str) -> ToolUsePart:
+    raw = _object(raw, path)
+    call_id = _string(_require(raw, "id", f"{path}.id"), f"{path}.id", non_empty=True)
+    kind = raw.get("type", "function")
+    if kind != "function":
+        raise _fail(f"{path}.type", f"unsupported tool call type {kind!r}")
+    function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
+    name = _string(
+        _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
+    )
+    arguments = function.get("arguments", "")
+    extra = _rest(raw, _CALL_KEYS)
+    if isinstance(arguments, dict):
+        return ToolUsePart(id=call_id, name=name, input=arguments, extra=extra)
+    arguments = _string(arguments, f"{path}.function.arguments")
+    if not arguments.strip():
+        return ToolUsePart(id=call_id, name=name, input={}, extra=extra)
+    parsed = loads_object_or_none(arguments)
+    if parsed is None:
+        return ToolUsePart(id=call_id, name=name, input=None, raw_arguments=arguments, extra=extra)
+    return ToolUsePart(id=call_id, name=name, input=parsed, extra=extra)
+
+
+def _assistant(raw: dict[str, Any], path: str) -> Message:
+    parts: list[Part] = []
+    extra = _rest(raw, _ASSISTANT_KEYS)
+    reasoning = raw.get("reasoning_content")
+    if reasoning is not None:
+        parts.append(ThinkingPart(thinking=_string(reasoning, f"{path}.reasoning_content")))
+    content = raw.get("content")
+    if isinstance(content, str):
+        if content:
+            parts.append(TextPart(text=content))
+    elif content is not None:
+        for i, item in enumerate(_array(content, f"{path}.content")):
+            part_path = f"{path}.content[{i}]"
+            item = _object(item, part_path)
+            kind = _require(item, "type", f"{part_path}.type")
+            if kind == "text":
+                text = _string(_require(item, "text", f"{part_path}.text"), f"{part_path}.text")
+                parts.append(TextPart(text=text, extra=_rest(item, _TEXT_KEYS)))
+            elif kind == "refusal":
+                extra.setdefault(
+                    "refusal",
+                    _string(_require(item, "refusal", f"{part_path}.refusal"), f"{part_path}.refusal"),
+                )
+            else:
+                raise _fail(f"{part_path}.type", f"unknown content part type {kind!r}")
+    calls = raw.get("tool_calls")
+    if calls is not None:
+        parts.extend(
+            _tool_use(call, f"{path}.tool_calls[{i}]")
+            for i, call in enumerate(_array(calls, f"{path}.tool_calls"))
+        )
+    return Message(role="assistant", content=parts, name=_name(raw, path), extra=extra)
+
+
+def _name(raw: dict[str, Any], path: str) -> str | None:
+    name = raw.get("name")
+    return None if name is None else _string(name, f"{path}.name")
+
+
+def _tool_result(raw: dict[str, Any], path: str) -> ToolResultPart:
+    call_id = _string(_require(raw, "tool_call_id", f"{path}.tool_call_id"), f"{path}.tool_call_id")
+    content = raw.get("content")
+    parts = [] if content is None else _text_parts(content, f"{path}.content")
+    return ToolResultPart(
+        tool_use_id=call_id, content=parts, extra=_rest(raw, _TOOL_MESSAGE_KEYS)
+    )
+
+
+def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message]]:
+    raw_messages = _array(raw_messages, "messages")
+    if not raw_messages:
+        raise _fail("messages", "must contain at least one message")
+    system: list[TextPart] = []
+    messages: list[Message] = []
+    previous_role = None
+    for i, raw in enumerate(raw_messages):
+        path = f"messages[{i}]"
+        raw = _object(raw, path)
+        role = _require(raw, "role", f"{path}.role")
+        if role in ("system", "developer"):
+            parts = _text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
+            if not messages:
+                system.extend(parts)
+            else:
+                extra = _rest(raw, _MESSAGE_KEYS)
+                messages.append(
+                    Message(role="system", content=list(parts), name=_name(raw, path), extra=extra)
+                )
+        elif role == "user":
+            parts = _user_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
+            messages.append(
+                Message(
+                    role="user",
+                    content=parts,
+                    name=_name(raw, path),
+                    extra=_rest(raw, _MESSAGE_KEYS),
+                )
+            )
+        elif role == "assistant":
+            messages.append(_assistant(raw, path))
+        elif role == "tool":
+            result = _tool_result(raw, path)
+            if previous_role == "tool":
+                messages[-1].content.append(result)
+            else:
+                messages.append(Message(role="user", content=[result]))
+        else:
+            raise _fail(f"{path}.role", f"unknown role {role!r}")
+        previous_role = role
+    return (system or None), messages
+
+
+def _tools(raw_tools: Any) -> list[Tool]:
+    tools = []
+    for i, raw in enumerate(_array(raw_tools, "tools")):
+        path = f"tools[{i}]"
+        raw = _object(raw, path)
+        kind = raw.get("type", "function")
+        if kind != "function":
+            raise _fail(f"{path}.type", f"unsupported tool type {kind!r}")
+        function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
+        name = _string(
+            _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
+        )
+        description = function.get("description")
+        if description is not None:
+            _string(description, f"{path}.function.description")
+        parameters = function.get("parameters")
+        schema = (
+            {"type": "object", "properties": {}}
+            if parameters is None
+            else _object(parameters, f"{path}.function.parameters")
+        )
+        if function.get("strict") is not None:
+            _boolean(function["strict"], f"{path}.function.strict")
+        tools.append(
+            Tool(
+                name=name,
+                description=description,
+                input_schema=schema,
+                extra=_rest(function, _FUNCTION_KEYS),
+            )
+        )
+    return tools
+
+
+def _tool_choice(raw: Any) -> ToolChoice:
+    if isinstance(raw, str):
+        if raw not in ("auto", "none", "required"):
+            raise _fail(
+                "tool_choice", f"expected 'auto', 'none', 'required' or a function object, got {raw!r}"
+            )
+        return ToolChoice(type=raw)  # type: ignore[arg-type]
+    raw = _object(raw, "tool_choice")
+    if raw.get("type") != "function":
+        raise _fail("tool_choice.type", f"unsupported tool_choice type {raw.get('type')!r}")
+    function = _object(_require(raw, "function", "tool_choice.function"), "tool_choice.function")
+    name = _string(
+        _require(function, "name", "tool_choice.function.name"), "tool_choice.function.name", non_empty=True
+    )
+    return ToolChoice(type="tool", name=name)
+
+
+def _response_format(raw: Any) -> ResponseFormat | None:
+    raw = _object(raw, "response_format")
+    kind = _require(raw, "type", "response_format.type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return ResponseFormat(type="json_object")
+    if kind != "json_schema":
+        raise _fail("response_format.type", f"unknown response format type {kind!r}")
+    spec = _object(_require(raw, "json_schema", "response_format.json_schema"), "response_format.json_schema")
+    name = spec.get("name")
+    schema = spec.get("schema")
+    strict = spec.get("strict")
+    return ResponseFormat(
+        type="json_schema",
+        name=None if name is None else _string(name, "response_format.json_schema.name"),
+        schema=None if schema is None else _object(schema, "response_format.json_schema.schema"),
+        strict=None if strict is None else _boolean(strict, "response_format.json_schema.strict"),
+    )
+
+
+def _stop(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        return [raw]
+    return [_string(item, f"stop[{i}]") for i, item in enumerate(_array(raw, "stop"))]
+
+
+def _plugins(raw: Any) -> list[dict[str, Any]]:
+    plugins = []
+    for i, entry in enumerate(_array(raw, "plugins")):
+        entry = _object(entry, f"plugins[{i}]")
+        _string(_require(entry, "id", f"plugins[{i}].id"), f"plugins[{i}].id", non_empty=True)
+        plugins.append(entry)
+    return plugins
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate an OpenAI Chat Completions request body and convert it to a :class:`ChatRequest`.
+
+    :raises InvalidRequest: naming the offending field path.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"request body must be a JSON object, got {kind_of(body)}")
+    model = _string(_require(body, "model", "model"), "model", non_empty=True)
+    system, messages = _messages(_require(body, "messages", "messages"))
+    extra = _rest(body, _CANONICAL_FIELDS)
+    request = ChatRequest(model=model, system=system, messages=messages, source_format="openai", extra=extra)
+
+    get = {k: v for k, v in body.items() if v is not None}.get
+    if get("n") is not None and _integer(get("n"), "n") != 1:
+        # One canonical reply per request: silently answering with one of n choices would mislead.
+        raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
+    if get("tools") is not None:
+        request.tools = _tools(get("tools"))
+    if get("tool_choice") is not None:
+        request.tool_choice = _tool_choice(get("tool_choice"))
+    if get("parallel_tool_calls") is not None:
+        parallel = _boolean(get("parallel_tool_calls"), "parallel_tool_calls")
+        if not parallel:
+            request.tool_choice = request.tool_choice or ToolChoice(type="auto")
+            request.tool_choice.disable_parallel = True
+        elif request.tool_choice is not None:
+            request.tool_choice.disable_parallel = False
+    if get("max_completion_tokens") is not None:
+        request.max_tokens = _integer(get("max_completion_tokens"), "max_completion_tokens")
+        request.extra["max_completion_tokens"] = request.max_tokens  # marker: the client's key
+    elif get("max_tokens") is not None:
+        request.max_tokens = _integer(get("max_tokens"), "max_tokens")
+    if get("temperature") is not None:
+        request.temperature = _number(get("temperature"), "temperature")
+    if get("top_p") is not None:
+        request.top_p = _number(get("top_p"), "top_p")
+    if get("stop") is not None:
+        request.stop = _stop(get("stop"))
+    if get("stream") is not None:
+        request.stream = _boolean(get("stream"), "stream")
+    if get("stream_options") is not None:
+        options = _object(get("stream_options"), "stream_options")
+        if options.get("include_usage") is not None:
+            request.include_usage = _boolean(options["include_usage"], "stream_options.include_usage")
+    if get("response_format") is not None:
+        request.response_format = _response_format(get("response_format"))
+    if get("metadata") is not None:
+        request.metadata = _object(get("metadata"), "metadata")
+    if get("plugins") is not None:
+        request.plugins = _plugins(get("plugins"))
+    return request
