@@ -102,3 +102,14 @@ def test_every_subpackage_has_a_docstring() -> None:
     """Each room of the house says what it holds."""
     for init in sorted((ROOT / "llmrouter").rglob("__init__.py")):
         assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), init
+
+
+MAX_MODULE_LINES = 550
+"""About 500 lines: past that a module holds more than one thing and should be split."""
+
+
+def test_no_module_is_over_about_500_lines() -> None:
+    """Small modules with names that say what they hold."""
+    too_long = {str(path.relative_to(ROOT)): n for path in python_files("llmrouter") + python_files("llmrouter_plugins")
+                if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert too_long == {}

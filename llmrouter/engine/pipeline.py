@@ -9,26 +9,25 @@ The server calls :meth:`Pipeline.prepare` (everything before the provider), then
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Flow, ProviderInfo, Route
-from llmrouter.engine.capabilities import CandidateCheck, capability_message, settle
+from llmrouter.engine.chain import Gate, RuleChain
+from llmrouter.engine.exchange import CLIENT_BODY, DELIVERED, LOGGED_REQUEST, PLUGIN_PROVIDER, complete_entry
+from llmrouter.engine.hooks import Hook, call_hook
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.engine.request_plugins import RequestPlugins
 from llmrouter.engine.streams import transform
-from llmrouter.errors import NoRoute, PluginFailed, RouterError
+from llmrouter.errors import PluginFailed, RouterError
 from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
 from llmrouter.keys.limiter import KeyLimiter
@@ -42,36 +41,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmrouter.engine.pipeline")
 
-PLUGIN_PROVIDER = "plugin"
-LOGGED_REQUEST = "_logged_request"
-CLIENT_BODY = "_client_body"
-"""``ctx.state`` key of the request's :class:`ClientBody` (openai and anthropic clients)."""
 _SHAPE = "_request_shape"
-Hook = Callable[[Context], Any]
 _REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
 _ENDED = "_ended"
 _RECORDED = "_recorded"
 """``ctx.state`` markers: the request's late hooks have run / its log line is written."""
-_DELIVERED = "_delivered"
-"""``ctx.state`` key: (reply, plugins that changed it) as the client received them, kept when late
-hooks may edit ``ctx.response`` after delivery, so the log records what was delivered."""
 _NONE_BLOCKED: frozenset[str] = frozenset()
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-class Gate(Protocol):
-    """What routing asks the reliability layer (see :class:`llmrouter.upstream.reliability.Reliability`)."""
-
-    health: dict[str, bool]
-
-    def blocked(self) -> frozenset[str]:
-        """Providers that must not be chosen now, whatever the model (their connection circuit is open)."""
-
-    def model_blocked(self, provider: str, model: str) -> bool:
-        """Whether ``provider``'s upstream ``model`` must not be chosen now (its circuit is open)."""
-
-    def unavailable(self, choices: list[tuple[str, str]]) -> RouterError:
-        """The error when every (provider, model) the chain chose was blocked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,28 +59,6 @@ class Step:
     settings: Any
     config_settings: Any
     table: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One ``[[routers]]`` entry bound to its plugin's ``route`` implementation.
-
-    ``settings`` is the validated settings (the table minus ``type``); ``table`` the entry as written.
-    """
-
-    index: int
-    type: str
-    function: Hook
-    settings: Any
-    table: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-
-
-async def call_hook(function: Hook, ctx: Context) -> Any:
-    """Call a hook implementation, awaiting the result when it is awaitable."""
-    result = function(ctx)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 class Pipeline:
@@ -132,7 +86,8 @@ class Pipeline:
         self.response_classifiers = self._steps("response_classifiers", "classify_response")
         self.transformers = self._steps("plugins", "stream_transformer")
         self.hooks: dict[str, list[Step]] = {name: self._steps("plugins", name) for name in _REQUEST_HOOKS}
-        self.rules = self._rules()
+        self.chain = RuleChain(config, registry, providers, gate)
+        self.rules = self.chain.rules
         self.request_side = RequestPlugins(self.config, self.registry, {
             "plugins": self.plugin_ids, "classifiers": self.classifier_ids,
             "response_classifiers": self.response_classifier_ids})
@@ -181,26 +136,6 @@ class Pipeline:
             if function is not None:
                 steps.append(Step(plugin_id, function, settings, settings, MappingProxyType(table)))
         return steps
-
-    def _rules(self) -> list[Rule]:
-        rules = []
-        names = [p.name for p in self.config.providers]
-        for index, table in enumerate(self.config.routers):
-            rtype = table["type"]
-            where = f"{self.config.source}: [[routers]] #{index + 1} key 'type'"
-            try:
-                function = self.registry.require(rtype, "route", where)
-            except LookupError as exc:
-                raise ConfigError(str(exc).replace("no installed plugin with id", "unknown rule type")) from None
-            label = f"{self.config.source}: [[routers]] #{index + 1} (type = {rtype!r})"
-            body = {k: v for k, v in table.items() if k != "type"}
-            try:
-                settings = self.registry.records[rtype].settings.load(body)
-            except SettingsProblem as exc:
-                raise ConfigError(f"{label} {exc}") from None
-            check_references(label, settings, body, names)
-            rules.append(Rule(index, rtype, function, settings, MappingProxyType(dict(table))))
-        return rules
 
     def provider_infos(self) -> Mapping[str, ProviderInfo]:
         """The providers as plugins see them, in config order (a read-only mapping).
@@ -292,73 +227,8 @@ class Pipeline:
     async def _classify(self, ctx: Context, steps: list[Step]) -> None:
         ctx.request.tags = await _collect_tags(ctx, steps, ctx.request.tags, "classifier")
 
-    async def _ask(self, rule: Rule, ctx: Context) -> Route | None:
-        """One rule's decision, or None when it passes or names an unknown provider."""
-        ctx.settings = ctx.config_settings = rule.settings
-        ctx.plugin_id = rule.type
-        try:
-            decision = await call_hook(rule.function, ctx)
-        except RouterError:
-            raise
-        except Exception as exc:
-            raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
-        finally:
-            ctx.plugin_id = None
-        if decision is None:
-            return None
-        if not isinstance(decision, Route):
-            raise PluginFailed(f"plugin '{rule.type}' failed: route hook returned {type(decision).__name__}, "
-                               "expected Route or None")
-        return decision if decision.provider in self.providers else None
-
-    async def _walk(self, ctx: Context, start: int, exclude: Iterable[str],
-                    lacking: list[tuple[str, str, tuple[str, ...]]] | None = None
-                    ) -> tuple[Route | None, list[tuple[str, str]]]:
-        """Walk the chain from rule ``start``; returns the decision and the blocked choices passed over.
-
-        A rule that picks a blocked provider or model (open circuit, or a provider in ``exclude``),
-        or a model known to lack a capability the request needs, is asked again with that provider
-        and the blocked ones hidden from ``ctx.providers``, so it can pick its next candidate; if it
-        then passes, the chain continues. Candidates passed over for capabilities are appended to
-        ``lacking`` as ``(provider, model, missing)``.
-        """
-        gate = self.gate
-        blocked = gate.blocked() if gate is not None else _NONE_BLOCKED
-        if exclude:
-            blocked = blocked.union(exclude)
-        skipped: list[tuple[str, str]] = []
-        check = CandidateCheck(ctx.request, blocked, partial(self._blocked, ctx=ctx, blocked=blocked), skipped,
-                               lacking)
-        for rule in self.rules[start:] if start else self.rules:
-            decision = await self._ask(rule, ctx)
-            if decision is not None:
-                decision = await settle(partial(self._ask, rule), ctx, decision, check, len(self.providers))
-            if decision is not None:
-                ctx.state["_rule"] = rule.index
-                return decision, skipped
-        return None, skipped
-
-    def _blocked(self, decision: Route, ctx: Context, blocked: frozenset[str]) -> bool:
-        if decision.provider in blocked:
-            return True
-        gate = self.gate
-        return gate is not None and gate.model_blocked(decision.provider, decision.model or ctx.request.model)
-
     async def _route(self, ctx: Context) -> Route:
-        request = ctx.request
-        if request.forced_provider:
-            if request.forced_provider not in self.providers:
-                raise NoRoute(f"forced provider '{request.forced_provider}' is not available")
-            return Route(request.forced_provider)
-        lacking: list[tuple[str, str, tuple[str, ...]]] = []
-        decision, skipped = await self._walk(ctx, 0, (), lacking)
-        if decision is not None:
-            return decision
-        if skipped and self.gate is not None:
-            raise self.gate.unavailable(list(dict.fromkeys(skipped)))
-        if lacking:
-            raise NoRoute(capability_message(request.model, lacking))
-        raise NoRoute(f"no provider configured for model '{request.model}'")
+        return await self.chain.route(ctx)
 
     async def reroute(self, ctx: Context, tried: Iterable[str]) -> Route | None:
         """The next route after the routed provider failed: the chain continues from the rule that
@@ -369,7 +239,7 @@ class Pipeline:
             return None
         if self.keys is not None:
             tried = [*tried, *self.keys.denied_providers(ctx.key_name)]
-        decision, _ = await self._walk(ctx, start, tried)
+        decision, _ = await self.chain.walk(ctx, start, tried)
         return decision
 
     async def resolve_route(self, ctx: Context) -> Route:
@@ -474,7 +344,7 @@ class Pipeline:
                 # Classify what the client got; late edits must not reach the log either.
                 await self._classify_response(ctx, overrides)
                 if post or self.hooks["on_end"] or overrides:
-                    ctx.state[_DELIVERED] = (ctx.response, list(ctx.modified_by))
+                    ctx.state[DELIVERED] = (ctx.response, list(ctx.modified_by))
                     ctx.response = ctx.response.model_copy(deep=True)
             stopped = await self._run_flow_hooks(ctx, "post_response", post, fatal=False)
             if not ctx.delivered:
@@ -539,47 +409,10 @@ class Pipeline:
                 return None
             ctx.state[_RECORDED] = True
         self.in_flight = max(0, self.in_flight - 1)
-        response = ctx.response if ctx is not None else None
-        delivered = ctx.state.get(_DELIVERED) if ctx is not None else None
-        if delivered is not None:
-            response = delivered[0]
-        usage = response.usage if response is not None else None
-        provider = self.providers.get(ctx.provider) if ctx is not None and ctx.provider else None
-        cost = provider.cost_usd(usage, ctx.sent_model, response.model) \
-            if provider is not None and usage is not None and ctx is not None and response is not None else None
-        if ctx is not None and ctx.provider == PLUGIN_PROVIDER:
-            cost = 0.0
-        plugins = []
-        if ctx is not None:
-            plugins = list(delivered[1] if delivered is not None else ctx.modified_by)
-            if ctx.stopped_by and ctx.stopped_by not in plugins:
-                plugins.append(ctx.stopped_by)
-        entry: dict[str, Any] = {
-            "type": "complete",
-            "id": request_id,
-            "ts_ms": now_ms(),
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "endpoint": endpoint,
-            "status": status,
-            "provider": ctx.provider if ctx is not None else None,
-            "requested_model": ctx.request.model if ctx is not None else request_model,
-            "sent_model": ctx.sent_model if ctx is not None else None,
-            "tags": list(ctx.request.tags) if ctx is not None else [],
-            "response_tags": list(ctx.response_tags) if ctx is not None else [],
-            "plugins": plugins,
-            "stream": ctx.request.stream if ctx is not None else False,
-            "request": _logged_request(ctx) if ctx is not None else None,
-            "response": response.model_dump(mode="json") if response is not None else None,
-            "error": error,
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-            if usage is not None else None,
-            "cost_usd": cost,
-            "key": ctx.key_name if ctx is not None else key,
-        }
-        if ctx is not None and CLIENT_BODY in ctx.state:
-            entry["request_format"] = ctx.state[CLIENT_BODY].format
-        if ctx is not None and "attempts" in ctx.state:
-            entry["attempts"] = ctx.state["attempts"]
+        entry, usage = complete_entry(ctx, self.providers, request_id=request_id, endpoint=endpoint,
+                                      started=started, status=status, error=error,
+                                      request_model=request_model, key=key)
+        cost = entry["cost_usd"]
         if self.keys is not None and entry["key"] is not None:
             self.keys.debit(entry["key"], usage, cost)
         self.emit(entry, ctx)
@@ -643,20 +476,3 @@ def _shape(request: ChatRequest) -> tuple[Any, ...]:
     model, the message count): a stage that replaced or resized the request changes it."""
     return (id(request), request.model, id(request.messages), len(request.messages), id(request.system),
             id(request.tools), request.stream)
-
-
-def _logged_request(ctx: Context) -> dict[str, Any]:
-    """The request as the client sent it: the client's own JSON (``request_format`` names its wire
-    format), else the canonical request from before any plugin ran."""
-    client_body: ClientBody | None = ctx.state.get(CLIENT_BODY)
-    if client_body is not None:
-        return client_body.body
-    return ctx.state.get(LOGGED_REQUEST) or _as_sent(ctx.request)
-
-
-def _as_sent(request: ChatRequest) -> dict[str, Any]:
-    """The logged form of a request no plugin could have changed: the router's own additions
-    (classifier tags, a forced provider) are taken out again."""
-    return request.model_dump(mode="json", exclude={"headers", "tags", "forced_provider"}) | {
-        "tags": [], "forced_provider": None}
-

@@ -1,0 +1,159 @@
+"""The router chain: ``[[routers]]`` rules in config order, each bound to its plugin's ``route``
+hook and validated settings, walked until one picks a provider that is available and able."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from llmrouter.config import Config, ConfigError
+from llmrouter.context import Context, Route
+from llmrouter.engine.capabilities import CandidateCheck, capability_message, settle
+from llmrouter.engine.hooks import Hook, call_hook
+from llmrouter.engine.plugin_settings import SettingsProblem, check_references
+from llmrouter.engine.registry import PluginRegistry
+from llmrouter.errors import NoRoute, PluginFailed, RouterError
+from llmrouter.upstream.providers import Provider
+
+_NONE_BLOCKED: frozenset[str] = frozenset()
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Gate(Protocol):
+    """What routing asks the reliability layer (see :class:`llmrouter.upstream.reliability.Reliability`)."""
+
+    health: dict[str, bool]
+
+    def blocked(self) -> frozenset[str]:
+        """Providers that must not be chosen now, whatever the model (their connection circuit is open)."""
+
+    def model_blocked(self, provider: str, model: str) -> bool:
+        """Whether ``provider``'s upstream ``model`` must not be chosen now (its circuit is open)."""
+
+    def unavailable(self, choices: list[tuple[str, str]]) -> RouterError:
+        """The error when every (provider, model) the chain chose was blocked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ``[[routers]]`` entry bound to its plugin's ``route`` implementation.
+
+    ``settings`` is the validated settings (the table minus ``type``); ``table`` the entry as written.
+    """
+
+    index: int
+    type: str
+    function: Hook
+    settings: Any
+    table: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+class RuleChain:
+    """The configured ``[[routers]]`` rules and the walk over them.
+
+    ``gate`` is the reliability layer's view of open circuits (None: nothing is ever blocked).
+    """
+
+    def __init__(self, config: Config, registry: PluginRegistry, providers: Mapping[str, Provider],
+                 gate: Gate | None) -> None:
+        self.config = config
+        self.registry = registry
+        self.providers = providers
+        self.gate = gate
+        self.rules = self._rules()
+
+    def _rules(self) -> list[Rule]:
+        rules = []
+        names = [p.name for p in self.config.providers]
+        for index, table in enumerate(self.config.routers):
+            rtype = table["type"]
+            where = f"{self.config.source}: [[routers]] #{index + 1} key 'type'"
+            try:
+                function = self.registry.require(rtype, "route", where)
+            except LookupError as exc:
+                raise ConfigError(str(exc).replace("no installed plugin with id", "unknown rule type")) from None
+            label = f"{self.config.source}: [[routers]] #{index + 1} (type = {rtype!r})"
+            body = {k: v for k, v in table.items() if k != "type"}
+            try:
+                settings = self.registry.records[rtype].settings.load(body)
+            except SettingsProblem as exc:
+                raise ConfigError(f"{label} {exc}") from None
+            check_references(label, settings, body, names)
+            rules.append(Rule(index, rtype, function, settings, MappingProxyType(dict(table))))
+        return rules
+
+    async def ask(self, rule: Rule, ctx: Context) -> Route | None:
+        """One rule's decision, or None when it passes or names an unknown provider."""
+        ctx.settings = ctx.config_settings = rule.settings
+        ctx.plugin_id = rule.type
+        try:
+            decision = await call_hook(rule.function, ctx)
+        except RouterError:
+            raise
+        except Exception as exc:
+            raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+        finally:
+            ctx.plugin_id = None
+        if decision is None:
+            return None
+        if not isinstance(decision, Route):
+            raise PluginFailed(f"plugin '{rule.type}' failed: route hook returned {type(decision).__name__}, "
+                               "expected Route or None")
+        return decision if decision.provider in self.providers else None
+
+    async def walk(self, ctx: Context, start: int, exclude: Iterable[str],
+                    lacking: list[tuple[str, str, tuple[str, ...]]] | None = None
+                    ) -> tuple[Route | None, list[tuple[str, str]]]:
+        """Walk the chain from rule ``start``; returns the decision and the blocked choices passed over.
+
+        A rule that picks a blocked provider or model (open circuit, or a provider in ``exclude``),
+        or a model known to lack a capability the request needs, is asked again with that provider
+        and the blocked ones hidden from ``ctx.providers``, so it can pick its next candidate; if it
+        then passes, the chain continues. Candidates passed over for capabilities are appended to
+        ``lacking`` as ``(provider, model, missing)``.
+        """
+        gate = self.gate
+        blocked = gate.blocked() if gate is not None else _NONE_BLOCKED
+        if exclude:
+            blocked = blocked.union(exclude)
+        skipped: list[tuple[str, str]] = []
+        check = CandidateCheck(ctx.request, blocked, partial(self._blocked, ctx=ctx, blocked=blocked), skipped,
+                               lacking)
+        for rule in self.rules[start:] if start else self.rules:
+            decision = await self.ask(rule, ctx)
+            if decision is not None:
+                decision = await settle(partial(self.ask, rule), ctx, decision, check, len(self.providers))
+            if decision is not None:
+                ctx.state["_rule"] = rule.index
+                return decision, skipped
+        return None, skipped
+
+    def _blocked(self, decision: Route, ctx: Context, blocked: frozenset[str]) -> bool:
+        if decision.provider in blocked:
+            return True
+        gate = self.gate
+        return gate is not None and gate.model_blocked(decision.provider, decision.model or ctx.request.model)
+
+    async def route(self, ctx: Context) -> Route:
+        """The route for ``ctx``: a forced provider, else the first rule's available, able choice.
+
+        :raises NoRoute: when no rule matches (or none can serve what the request needs).
+        :raises RouterError: the gate's error when every choice was blocked by an open circuit.
+        """
+        request = ctx.request
+        if request.forced_provider:
+            if request.forced_provider not in self.providers:
+                raise NoRoute(f"forced provider '{request.forced_provider}' is not available")
+            return Route(request.forced_provider)
+        lacking: list[tuple[str, str, tuple[str, ...]]] = []
+        decision, skipped = await self.walk(ctx, 0, (), lacking)
+        if decision is not None:
+            return decision
+        if skipped and self.gate is not None:
+            raise self.gate.unavailable(list(dict.fromkeys(skipped)))
+        if lacking:
+            raise NoRoute(capability_message(request.model, lacking))
+        raise NoRoute(f"no provider configured for model '{request.model}'")
