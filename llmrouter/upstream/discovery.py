@@ -51,28 +51,36 @@ class DiscoveryError(Exception):
         self.provider = provider
 
 
-def _unreadable(provider: str, url: str, why: str) -> DiscoveryError:
-    return DiscoveryError(provider, f"GET {url}: unreadable body ({why})")
+def _unreadable(provider: str, url: str, why: str, method: str = "GET") -> DiscoveryError:
+    return DiscoveryError(provider, f"{method} {url}: unreadable body ({why})")
 
 
 async def _get_json(client: httpx.AsyncClient, provider: ProviderConfig, url: str,
                     headers: dict[str, str], params: dict[str, Any] | None = None) -> dict[str, Any]:
     """GET ``url`` and return its JSON object body, or raise :class:`DiscoveryError`."""
+    return await _request_json(client, provider, "GET", url, headers, params=params)
+
+
+async def _request_json(client: httpx.AsyncClient, provider: ProviderConfig, method: str, url: str,
+                        headers: dict[str, str], *, params: dict[str, Any] | None = None,
+                        body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Send ``method`` to ``url`` (``body`` as JSON) and return the JSON object reply, or raise
+    :class:`DiscoveryError` naming the provider, the call and what went wrong."""
     timeout = httpx.Timeout(min(_TIMEOUT_S, provider.timeout_total_s), connect=provider.timeout_connect_s)
     try:
-        response = await client.get(url, headers=headers, params=params, timeout=timeout)
-        body = await response.aread()
+        response = await client.request(method, url, headers=headers, params=params, json=body, timeout=timeout)
+        raw = await response.aread()
     except httpx.HTTPError as exc:
-        raise DiscoveryError(provider.name, f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        raise DiscoveryError(provider.name, f"{method} {url}: {type(exc).__name__}: {exc}") from exc
     if response.status_code >= 400:
-        snippet = body[:300].decode("utf-8", errors="replace").strip()
-        raise DiscoveryError(provider.name, f"GET {url}: HTTP {response.status_code}: {snippet}")
+        snippet = raw[:300].decode("utf-8", errors="replace").strip()
+        raise DiscoveryError(provider.name, f"{method} {url}: HTTP {response.status_code}: {snippet}")
     try:
-        data = loads(body)
+        data = loads(raw)
     except ValueError:
-        raise _unreadable(provider.name, url, "not JSON") from None
+        raise _unreadable(provider.name, url, "not JSON", method) from None
     if not isinstance(data, dict):
-        raise _unreadable(provider.name, url, "not a JSON object")
+        raise _unreadable(provider.name, url, "not a JSON object", method)
     return data
 
 
@@ -130,26 +138,6 @@ async def discover_models(client: httpx.AsyncClient, provider: ProviderConfig, a
     return _names(provider.name, url, await _get_json(client, provider, url, headers), "data", ("id",))
 
 
-async def _post_json(client: httpx.AsyncClient, provider: ProviderConfig, url: str, headers: dict[str, str],
-                     body: dict[str, Any]) -> dict[str, Any]:
-    """POST ``body`` to ``url`` and return the JSON object reply, or raise :class:`DiscoveryError`."""
-    timeout = httpx.Timeout(min(_TIMEOUT_S, provider.timeout_total_s), connect=provider.timeout_connect_s)
-    try:
-        response = await client.post(url, headers=headers, json=body, timeout=timeout)
-        raw = await response.aread()
-    except httpx.HTTPError as exc:
-        raise DiscoveryError(provider.name, f"POST {url}: {type(exc).__name__}: {exc}") from exc
-    if response.status_code >= 400:
-        raise DiscoveryError(provider.name, f"POST {url}: HTTP {response.status_code}")
-    try:
-        data = loads(raw)
-    except ValueError:
-        raise DiscoveryError(provider.name, f"POST {url}: unreadable body (not JSON)") from None
-    if not isinstance(data, dict):
-        raise DiscoveryError(provider.name, f"POST {url}: unreadable body (not a JSON object)")
-    return data
-
-
 async def discover_capabilities(client: httpx.AsyncClient, provider: ProviderConfig, api_key: str | None,
                                 models: Sequence[str]) -> dict[str, frozenset[str]]:
     """What each of ``models`` can do, for providers that can say (Ollama's ``/api/show``).
@@ -166,7 +154,7 @@ async def discover_capabilities(client: httpx.AsyncClient, provider: ProviderCon
     async def show(model: str) -> tuple[str, frozenset[str] | None]:
         async with gate:
             try:
-                data = await _post_json(client, provider, url, headers, {"model": model})
+                data = await _request_json(client, provider, "POST", url, headers, body={"model": model})
             except Exception as exc:  # one model's failure leaves only that model unknown
                 logger.debug("capabilities of %r on %r unknown: %s", model, provider.name, exc)
                 return model, None
