@@ -12,7 +12,7 @@ import pytest
 from llmrouter import Context, hookimpl
 from llmrouter.jsonutil import loads
 from llmrouter.observe.logfiles import log_text, logged_request, segments
-from llmrouter.observe.requestlog import REDACTED, RequestLog, read_log, redact_keys
+from llmrouter.observe.requestlog import REDACTED, RawJSON, RequestLog, has_secret_key, read_log, redact_keys
 from llmrouter.testing import MockProviders, anthropic_message, openai_chat
 
 ENTRY_KEYS = {"type", "id", "ts_ms", "duration_ms", "endpoint", "status", "provider", "requested_model",
@@ -188,6 +188,67 @@ def test_redact_keys_is_recursive_and_case_insensitive() -> None:
     value = {"a": [{"Authorization": "x", "ok": 1}], "API_KEY": "y", "nested": {"x-api-key": "z"}}
     assert redact_keys(value) == {"a": [{"Authorization": REDACTED, "ok": 1}], "API_KEY": REDACTED,
                                   "nested": {"x-api-key": REDACTED}}
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"api_key": "s3cr3t-value"}',
+    b'{"m":[{"Api-Key" :\n "s3cr3t-value"}]}',
+    b'{"PROXY-AUTHORIZATION":"s3cr3t-value"}',
+    b'{"x-goog-api-key"\t: "s3cr3t-value"}',
+    b'{"api\\u005fkey": "s3cr3t-value"}',
+    b'{"\\u0061pikey": "s3cr3t-value"}',
+    b'{"x-api-ke\\u0079": "s3cr3t-value"}',
+])
+def test_credential_keys_in_raw_request_bytes_are_redacted(tmp_path: Path, raw: bytes) -> None:
+    # The client's body is logged as its own bytes: spacing, case and \u escapes must not hide a key.
+    rlog = RequestLog(tmp_path / "log.jsonl")
+    line = rlog.encode({"type": "complete", "request": raw})
+    rlog.close()
+    assert b"s3cr3t-value" not in line and REDACTED.encode() in line
+    assert loads(line)["type"] == "complete"
+
+
+def test_ordinary_keys_ending_like_credential_keys_are_kept(tmp_path: Path) -> None:
+    raw = (b'{"function": {"description": "a monkey", "turkey": 1, "location": "x"},'
+           b' "text": "key\\": not a key", "caf\\u00e9": "\\u00e9"}')
+    rlog = RequestLog(tmp_path / "log.jsonl")
+    line = rlog.encode({"request": raw})
+    rlog.close()
+    assert loads(line)["request"] == loads(raw)
+    assert REDACTED.encode() not in line
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"messages": [{"role": "user", "content": "hi"}], "metadata": {"API_KEY": "s3cr3t-value"}}',
+    b'{"tools": [{"x": {"Proxy-Authorization" :\n "s3cr3t-value"}}]}',
+    b'{"api\\u005fkey": "s3cr3t-value"}',
+])
+def test_raw_json_is_checked_for_credential_keys_on_its_parsed_form(tmp_path: Path, raw: bytes) -> None:
+    rlog = RequestLog(tmp_path / "log.jsonl")
+    line = rlog.encode({"type": "complete", "request": RawJSON(raw, loads(raw))})
+    rlog.close()
+    assert b"s3cr3t-value" not in line and REDACTED.encode() in line
+    assert loads(line)["type"] == "complete"
+
+
+def test_raw_json_without_credentials_is_written_verbatim_and_other_fields_still_checked(tmp_path: Path) -> None:
+    raw = b'{"model": "m", "messages": [{"role": "user", "content": "my key: long-enough-secret"}]}'
+    rlog = RequestLog(tmp_path / "log.jsonl", secrets=["long-enough-secret"])
+    line = rlog.encode({"request": RawJSON(raw, loads(raw)), "error": "bad key long-enough-secret"})
+    assert line.startswith(b'{"request":' + raw.replace(b"long-enough-secret", REDACTED.encode()) + b",")
+    assert b"long-enough-secret" not in line
+    # A credential-like key outside the raw value is still found (the entry is then redacted whole).
+    line = rlog.encode({"request": RawJSON(raw, loads(raw)), "response": {"x-api-key": "other-secret"}})
+    rlog.close()
+    assert b"other-secret" not in line and loads(line)["response"] == {"x-api-key": REDACTED}
+    assert loads(line)["request"]["messages"][0]["content"] == "my key: [redacted]"
+
+
+def test_has_secret_key_finds_keys_at_any_depth_in_any_case() -> None:
+    assert not has_secret_key({"a": [{"b": {"function": 1, "monkey": 2}}], "key": 3})
+    assert has_secret_key({"a": [[{"b": {"X-Goog-Api-Key": 1}}]]})
+    assert has_secret_key([{"apiKey": 1}])
+    assert not has_secret_key("api_key")
 
 
 def test_short_or_structural_secrets_are_not_substituted(tmp_path: Path) -> None:

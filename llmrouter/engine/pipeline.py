@@ -33,7 +33,7 @@ from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
 from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
-from llmrouter.observe.requestlog import RequestLog
+from llmrouter.observe.requestlog import RawJSON, RequestLog
 from llmrouter.upstream.providers import Provider
 
 if TYPE_CHECKING:
@@ -425,8 +425,10 @@ class Pipeline:
         self.bus.publish(entry)
         if self.request_log is not None:
             client_body = ctx.state.get(CLIENT_BODY) if ctx is not None else None
-            # The client's bytes go to the file verbatim: no re-serialising of an agent-sized body.
-            self.request_log.write(entry if client_body is None else {**entry, "request": client_body.raw})
+            # The client's bytes go to the file verbatim: no re-serialising of an agent-sized body, and
+            # its credential-like keys are looked for in the parsed body rather than in the bytes.
+            self.request_log.write(entry if client_body is None else
+                                   {**entry, "request": RawJSON(client_body.raw, client_body.body)})
 
 
 async def default_provider_call(pipeline: Pipeline, ctx: Context) -> ChatResponse:

@@ -38,7 +38,7 @@ import zstandard
 from llmrouter.jsonutil import loads
 from llmrouter.observe.logfiles import MAX_WINDOW_LOG, prune, read_log, segment_name
 
-__all__ = ["REDACTED", "RequestLog", "read_log", "redact_keys"]
+__all__ = ["REDACTED", "RawJSON", "RequestLog", "read_log", "redact_keys"]
 
 log = logging.getLogger("llmrouter.observe.requestlog")
 
@@ -51,10 +51,52 @@ _STOP = object()
 _SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "api_key", "apikey",
                           "x-goog-api-key"})
 _SECRET_KEY_RE = re.compile(rb'"(?:proxy-)?(?:authorization|x-api-key|api[-_]?key|x-goog-api-key)"\s*:', re.I)
+# A letter, "_" or "-" written as a \u escape: JSON encoders never write one, but a key spelled so
+# hides from the byte-level test, so a bytes value holding one is checked through a parse.
+_ESCAPED_NAME_RE = re.compile(rb'\\u00(?:[4-7][0-9a-fA-F]|2[dD])')
+# Whether a key is credential-like, by key: bodies repeat the same few keys ("role", "content",
+# "type"...), and a dict lookup is cheaper than lower-casing each. Bounded: keys come from clients.
+_KEY_VERDICTS: dict[Any, bool] = {}
+_MAX_KEY_VERDICTS = 4096
 # Segments open in this process (several logs may share a path, e.g. in tests): pruning spares them.
 _OPEN_SEGMENTS: set[Path] = set()
 # A secret value is only replaced inside the serialised line when it cannot match JSON structure.
 _SAFE_SECRET_RE = re.compile(r"[A-Za-z0-9_\-.:/+=]{8,}")
+
+
+class RawJSON:
+    """A JSON value to log verbatim as ``raw`` (its serialised bytes), with ``parsed`` the same value
+    already parsed (e.g. a request body as the client sent it and as the router parsed it).
+
+    The writer looks for credential-like keys in ``parsed`` (walking its keys costs about a third
+    of a case-insensitive search through the bytes of an agent-sized body, and sees keys however
+    they were escaped) and for known secret values in the bytes, as everywhere else in the line.
+    """
+
+    __slots__ = ("parsed", "raw")
+
+    def __init__(self, raw: bytes, parsed: Any) -> None:
+        self.raw = raw
+        self.parsed = parsed
+
+
+def has_secret_key(value: Any) -> bool:
+    """Whether a credential-like key occurs anywhere in the parsed JSON ``value``."""
+    if isinstance(value, dict):
+        verdicts = _KEY_VERDICTS
+        for key, item in value.items():
+            secret = verdicts.get(key)
+            if secret is None:
+                secret = isinstance(key, str) and key.lower() in _SECRET_KEYS
+                if len(verdicts) < _MAX_KEY_VERDICTS:
+                    verdicts[key] = secret
+            if secret or (isinstance(item, dict | list) and has_secret_key(item)):
+                return True
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list) and has_secret_key(item):
+                return True
+    return False
 
 
 def redact_keys(value: Any) -> Any:
@@ -62,6 +104,8 @@ def redact_keys(value: Any) -> Any:
 
     Pre-serialised JSON (``bytes``, see :meth:`RequestLog.encode`) is parsed and redacted too.
     """
+    if isinstance(value, RawJSON):
+        return redact_keys(value.parsed)
     if isinstance(value, dict):
         return {k: REDACTED if isinstance(k, str) and k.lower() in _SECRET_KEYS else redact_keys(v)
                 for k, v in value.items()}
@@ -72,9 +116,27 @@ def redact_keys(value: Any) -> Any:
     return value
 
 
+def _may_hold_secret_key(entry: dict[str, Any], line: bytes) -> bool:
+    """Whether ``entry`` (serialised as ``line``) may hold a credential-like key (no false negatives).
+
+    :class:`RawJSON` values are checked on their parsed form and the rest on a serialisation
+    without them, so an agent-sized body is never lower-cased or searched byte by byte for keys.
+    """
+    raws = [key for key, value in entry.items() if isinstance(value, RawJSON)]
+    if raws:
+        if any(has_secret_key(entry[key].parsed) for key in raws):
+            return True
+        line = _dumps({key: value for key, value in entry.items() if key not in raws})
+    lowered = line.lower()
+    # Cheap substring tests first: the regex costs ~10 us per line and almost never matches.
+    if (b'authorization"' in lowered or b'key"' in lowered) and _SECRET_KEY_RE.search(line):
+        return True
+    return b"\\u00" in line and _ESCAPED_NAME_RE.search(line) is not None
+
+
 def _fragment(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
+    if isinstance(value, RawJSON | bytes | bytearray | memoryview):
+        data = value.raw if isinstance(value, RawJSON) else bytes(value)
         # A line break in valid JSON is whitespace between tokens (inside strings it is escaped):
         # a space keeps the value and keeps it on one line.
         if b"\n" in data or b"\r" in data:
@@ -204,9 +266,7 @@ class RequestLog:
         except that line breaks (whitespace between JSON tokens) become spaces.
         """
         line = _dumps(entry)
-        lowered = line.lower()
-        # Cheap substring test first: the regex costs ~10 us per line and almost never matches.
-        if (b'authorization"' in lowered or b'key"' in lowered) and _SECRET_KEY_RE.search(line):
+        if _may_hold_secret_key(entry, line):
             line = _dumps(redact_keys(entry))
         for secret in self._secrets:
             if secret in line:
