@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 
 import pytest
 
 from llmrouter.jsonutil import loads
+from llmrouter.observe.events import ParsedJSON
 from llmrouter.testing import openai_chat
 from llmrouter.web import dashboard
 from llmrouter.web.app import BUS
@@ -165,3 +167,42 @@ async def test_shutdown_ends_open_streams(aiohttp_client: Any) -> None:
     rest = await asyncio.wait_for(resp.content.read(), 2)  # the server ends the stream by itself
     assert b"event:" not in rest
     assert app[BUS].subscriber_count == 0
+
+
+async def complete_data_line(resp: Any) -> bytes:
+    """The raw ``data:`` line of the next ``complete`` frame."""
+    for _ in range(50):
+        line = await asyncio.wait_for(resp.content.readline(), 2.0)
+        assert line, "stream ended"
+        if line == b"event: complete\n":
+            data = await asyncio.wait_for(resp.content.readline(), 2.0)
+            assert data.startswith(b"data: ") and data.endswith(b"\n")
+            return data[6:-1]
+    raise AssertionError("no complete event")
+
+
+async def test_complete_frame_carries_the_clients_bytes_once_for_every_subscriber(router: Any) -> None:
+    client = await router(ECHO)
+    first, second = await open_events(client), await open_events(client)
+    body = openai_chat("line one\nline two", model="m", metadata={"note": "x"})
+    raw = json.dumps(body, indent=2).encode()  # pretty-printed: line breaks between tokens
+    reply = await client.client.post("/v1/chat/completions", data=raw, headers={"Content-Type": "application/json"})
+    assert reply.status == 200
+    frames = [await complete_data_line(first), await complete_data_line(second)]
+    assert frames[0] == frames[1]
+    assert b"\n" not in frames[0] and b"\r" not in frames[0]
+    # The client's own spacing is there: the body was copied, not re-encoded.
+    assert raw.replace(b"\n", b" ") in frames[0]
+    event = loads(frames[0])
+    assert event["type"] == "complete" and event["request"] == body and event["request_format"] == "openai"
+    first.close()
+    second.close()
+
+
+def test_sse_frame_serialises_an_event_once() -> None:
+    event = {"type": "complete", "id": "r1", "request": ParsedJSON({"model": "m"}, b'{"model":\r\n"m"}')}
+    frame = dashboard.sse_frame(event)
+    assert frame == b'event: complete\ndata: {"type":"complete","id":"r1","request":{"model":  "m"}}\n\n'
+    assert dashboard.sse_frame(event) is frame
+    other = {"type": "complete", "id": "r2", "request": {"model": "m"}}
+    assert dashboard.sse_frame(other) == b'event: complete\ndata: {"type":"complete","id":"r2","request":{"model":"m"}}\n\n'

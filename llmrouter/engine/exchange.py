@@ -10,7 +10,7 @@ from typing import Any
 from llmrouter.context import Context
 from llmrouter.formats.passthrough import ClientBody
 from llmrouter.models import ChatRequest, Usage
-from llmrouter.observe.events import now_ms
+from llmrouter.observe.events import ParsedJSON, now_ms
 from llmrouter.upstream.providers import Provider
 
 PLUGIN_PROVIDER = "plugin"
@@ -81,7 +81,7 @@ def logged_request(ctx: Context) -> dict[str, Any]:
     format), else the canonical request from before any plugin ran."""
     client_body: ClientBody | None = ctx.state.get(CLIENT_BODY)
     if client_body is not None:
-        return client_body.body
+        return ParsedJSON(client_body.body, client_body.raw)
     return ctx.state.get(LOGGED_REQUEST) or as_sent(ctx.request)
 
 

@@ -28,6 +28,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class ParsedJSON(dict[str, Any]):
+    """A JSON object as parsed from ``raw``, its serialised bytes (e.g. a ``complete`` event's
+    ``request``: the client's body). It is a plain ``dict`` to every reader and to orjson; a
+    serialiser that knows it may copy ``raw`` instead of encoding an agent-sized object again
+    (the dashboard's SSE frames do). Treat it as read-only, like the rest of an event."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, parsed: dict[str, Any], raw: bytes) -> None:
+        super().__init__(parsed)
+        self.raw = raw
+
+
 class SubscriptionClosed(Exception):
     """Raised by :meth:`Subscription.get` once the subscription is closed."""
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 from importlib import resources
 
+import orjson
 from aiohttp import web
 
 from llmrouter.jsonutil import dumps
-from llmrouter.observe.events import Subscription, SubscriptionClosed
+from llmrouter.observe.events import ParsedJSON, Subscription, SubscriptionClosed
 
 SSE_KEEPALIVE_S = 15.0
 SUBSCRIBER_QUEUE = 1000
@@ -25,11 +26,33 @@ MAX_HISTORY = 500
 RETRY_MS = 2000
 
 _STREAMS = web.AppKey("dashboard_streams", set)
+# The latest frames by event identity (the event is kept, so its id is not reused while cached).
+_FRAMES: dict[int, tuple[dict[str, object], bytes]] = {}
+_MAX_FRAMES = 32
 
 
 def sse_frame(event: dict[str, object]) -> bytes:
-    """One event as an SSE frame."""
-    return b"event: " + str(event.get("type", "message")).encode() + b"\ndata: " + dumps(event) + b"\n\n"
+    """One event as an SSE frame, serialised once however many dashboards are subscribed.
+
+    A ``request`` kept as the client's bytes (:class:`ParsedJSON`) is copied into the frame, not
+    encoded again; its line breaks (whitespace between JSON tokens) become spaces, since a ``data:``
+    line must not contain one."""
+    cached = _FRAMES.get(id(event))
+    if cached is not None and cached[0] is event:
+        return cached[1]
+    request = event.get("request")
+    if isinstance(request, ParsedJSON):
+        raw = request.raw
+        if b"\n" in raw or b"\r" in raw:
+            raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+        data = dumps({**event, "request": orjson.Fragment(raw)})
+    else:
+        data = dumps(event)
+    frame = b"event: " + str(event.get("type", "message")).encode() + b"\ndata: " + data + b"\n\n"
+    _FRAMES[id(event)] = (event, frame)
+    if len(_FRAMES) > _MAX_FRAMES:
+        del _FRAMES[next(iter(_FRAMES))]
+    return frame
 
 
 async def dashboard_page(request: web.Request) -> web.Response:
