@@ -262,9 +262,9 @@ def test_a_failed_write_abandons_the_segment_and_the_next_entry_starts_a_new_one
         assert rlog.wait_idle(5)
     real_append = requestlog._Segment.append
 
-    def disk_full(self: Any, data: bytes) -> None:
+    def disk_full(self: Any, pieces: list[bytes]) -> None:
         """Half the compressed batch reaches the file, then the disk is full."""
-        out = self.compressor.compress(data) + self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        out = self.compressor.compress(b"".join(pieces)) + self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
         os.write(self.fd, out[: len(out) // 2])
         raise OSError(28, "No space left on device")
 

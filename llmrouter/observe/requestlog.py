@@ -168,10 +168,16 @@ class _Segment:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         _OPEN_SEGMENTS.add(path)
 
-    def append(self, data: bytes) -> None:
-        """Write ``data`` so that a reader can decode all of it, in one ``write``."""
+    def append(self, pieces: list[bytes]) -> None:
+        """Write the concatenated ``pieces`` so that a reader can decode all of it, in one ``write``.
+
+        The pieces are compressed one by one: joining agent-sized lines first would copy them."""
         if self.compressor is not None:
-            data = self.compressor.compress(data) + self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            compress = self.compressor.compress
+            data = b"".join([compress(piece) for piece in pieces]) + \
+                self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        else:
+            data = b"".join(pieces)
         view = memoryview(data)
         while view:  # a regular file takes it in one write; loop only for the pathological case
             written = os.write(self.fd, view)
@@ -265,13 +271,16 @@ class RequestLog:
         written verbatim (no parse and re-serialise), e.g. a request body kept as the client sent it,
         except that line breaks (whitespace between JSON tokens) become spaces.
         """
+        return self._encode(entry) + b"\n"
+
+    def _encode(self, entry: dict[str, Any]) -> bytes:
         line = _dumps(entry)
         if _may_hold_secret_key(entry, line):
             line = _dumps(redact_keys(entry))
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, REDACTED.encode())
-        return line + b"\n"
+        return line
 
     def _run(self) -> None:
         stopping = False
@@ -284,34 +293,34 @@ class RequestLog:
                     break
             entries = [e for e in batch if e is not _STOP]
             stopping = len(entries) != len(batch)
-            lines: list[bytes] = []
+            pieces: list[bytes] = []  # lines and their line breaks, never joined before compressing
             size = 0
             for entry in entries:
                 try:
-                    line = self.encode(entry)
+                    line = self._encode(entry)
                 except (TypeError, ValueError) as exc:
                     log.error("request log entry %s not serialisable: %s", entry.get("id"), exc)
                     continue
-                lines.append(line)
-                size += len(line)
+                pieces += (line, b"\n")
+                size += len(line) + 1
                 if size >= MAX_BATCH_BYTES:  # agent-sized entries: write in bounded pieces
-                    self._append(b"".join(lines), len(lines))
-                    lines, size = [], 0
-            if lines:
-                self._append(b"".join(lines), len(lines))
+                    self._append(pieces, len(pieces) // 2)
+                    pieces, size = [], 0
+            if pieces:
+                self._append(pieces, len(pieces) // 2)
             with self._idle:
                 self._pending -= len(entries)
                 self._idle.notify_all()
         self._seal()
 
-    def _append(self, data: bytes, count: int) -> None:
+    def _append(self, pieces: list[bytes], count: int) -> None:
         try:
             segment = self._segment or self._start()
         except Exception as exc:  # noqa: BLE001 (the writer thread must survive anything)
             log.error("cannot open a request log segment for %s: %s", self.path, exc)
             return
         try:
-            segment.append(data)
+            segment.append(pieces)
         except Exception as exc:  # noqa: BLE001 (the writer thread must survive anything)
             # The stream state no longer matches the file: start afresh in a new segment.
             log.error("cannot write request log %s: %s", segment.path, exc)
