@@ -229,7 +229,6 @@ class RequestLog:
         self._idle = threading.Condition()
         self._pending = 0
         self._closed = False
-        self.written = 0
         self.segments_started = 0
         self._thread = threading.Thread(target=self._run, name="llmrouter-requestlog", daemon=True)
         self._thread.start()
@@ -327,7 +326,6 @@ class RequestLog:
             segment.abandon()
             self._segment = None
             return
-        self.written += count
         if segment.size >= self.max_bytes:
             self._seal()
 
