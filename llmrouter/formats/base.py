@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import InvalidRequest, RouterError
+from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import (
     BlockDelta,
     BlockStart,
@@ -26,6 +27,22 @@ from llmrouter.models import (
 
 if TYPE_CHECKING:
     from llmrouter.config import ProviderConfig
+
+
+def tool_call_part(call_id: str, name: str, arguments: Any, extra: dict[str, Any] | None = None) -> ToolUsePart:
+    """A tool call from wire ``arguments``: an object is the input, a string is parsed as a JSON
+    object (blank: no arguments), and a string that is not one is kept as ``raw_arguments`` so it is
+    passed on exactly as the model produced it. Anything else counts as no arguments."""
+    extra = extra if extra is not None else {}
+    if isinstance(arguments, dict):
+        return ToolUsePart(id=call_id, name=name, input=arguments, extra=extra)
+    if not isinstance(arguments, str) or not arguments.strip():
+        return ToolUsePart(id=call_id, name=name, input={}, extra=extra)
+    parsed = loads_object_or_none(arguments)
+    if parsed is None:
+        return ToolUsePart(id=call_id, name=name, raw_arguments=arguments, extra=extra)
+    return ToolUsePart(id=call_id, name=name, input=parsed, extra=extra)
+
 
 ROUTER_FIELDS = frozenset({"plugins", "tags", "forced_provider", "headers", "source_format", "extra"})
 """Request fields the router owns: never copied from ``request.extra`` into an upstream body,

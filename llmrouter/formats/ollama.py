@@ -34,7 +34,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 
-from llmrouter.formats.base import StreamDecoder, UpstreamFormat
+from llmrouter.formats.base import StreamDecoder, UpstreamFormat, tool_call_part
 from llmrouter.formats.system_messages import LateSystem, fold_system_messages
 from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import (
@@ -281,15 +281,7 @@ def _tool_use(call: Any) -> ToolUsePart:
         raise ValueError("Ollama tool call without a 'function' object")
     call_id = call.get("id") or _new_call_id()
     name = str(function.get("name") or "")
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):
-        return ToolUsePart(id=call_id, name=name, input=arguments)
-    if isinstance(arguments, str):
-        parsed = loads_object_or_none(arguments) if arguments.strip() else {}
-        if parsed is None:
-            return ToolUsePart(id=call_id, name=name, raw_arguments=arguments)
-        return ToolUsePart(id=call_id, name=name, input=parsed)
-    return ToolUsePart(id=call_id, name=name, input={})
+    return tool_call_part(call_id, name, function.get("arguments"))
 
 
 def _stop_reason(done_reason: Any, tool_called: bool) -> StopReason:

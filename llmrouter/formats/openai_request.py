@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import InvalidRequest
+from llmrouter.formats.base import tool_call_part
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import boolean as _boolean
 from llmrouter.formats.fields import integer as _integer
@@ -16,7 +17,6 @@ from llmrouter.formats.fields import obj as _object
 from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
-from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import (
     ChatRequest,
     ImagePart,
@@ -142,15 +142,9 @@ def _tool_use(raw: Any, path: str) -> ToolUsePart:
     )
     arguments = function.get("arguments", "")
     extra = _rest(raw, _CALL_KEYS)
-    if isinstance(arguments, dict):
-        return ToolUsePart(id=call_id, name=name, input=arguments, extra=extra)
-    arguments = _string(arguments, f"{path}.function.arguments")
-    if not arguments.strip():
-        return ToolUsePart(id=call_id, name=name, input={}, extra=extra)
-    parsed = loads_object_or_none(arguments)
-    if parsed is None:
-        return ToolUsePart(id=call_id, name=name, input=None, raw_arguments=arguments, extra=extra)
-    return ToolUsePart(id=call_id, name=name, input=parsed, extra=extra)
+    if not isinstance(arguments, dict):
+        arguments = _string(arguments, f"{path}.function.arguments")
+    return tool_call_part(call_id, name, arguments, extra)
 
 
 def _assistant(raw: dict[str, Any], path: str) -> Message:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmrouter.formats.base import ROUTER_FIELDS
+from llmrouter.formats.base import ROUTER_FIELDS, tool_call_part
 from llmrouter.formats.openai_stream import (
     stop_reason,
     usage_from_openai,
 )
-from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import (
     ChatRequest,
     ChatResponse,
@@ -217,16 +216,7 @@ def _upstream_tool_call(raw: Any, position: int) -> ToolUsePart | None:
     function = raw["function"]
     call_id = str(raw.get("id") or f"call_{position}")
     name = str(function.get("name") or "")
-    arguments = function.get("arguments")
-    if isinstance(arguments, dict):
-        return ToolUsePart(id=call_id, name=name, input=arguments)
-    text = arguments if isinstance(arguments, str) else ""
-    if not text.strip():
-        return ToolUsePart(id=call_id, name=name, input={})
-    parsed = loads_object_or_none(text)
-    if parsed is None:
-        return ToolUsePart(id=call_id, name=name, raw_arguments=text)
-    return ToolUsePart(id=call_id, name=name, input=parsed)
+    return tool_call_part(call_id, name, function.get("arguments"))
 
 
 def parse_chat_response(body: Any) -> ChatResponse:

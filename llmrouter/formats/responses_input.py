@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmrouter.formats.base import tool_call_part
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import invalid as _fail
 from llmrouter.formats.fields import obj as _object
@@ -12,7 +13,6 @@ from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
 from llmrouter.formats.responses_items import FORMAT, decode_thinking, flat_name
-from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import ImagePart, Message, OpaquePart, Part, TextPart, ToolResultPart, ToolUsePart
 
 _RESULT_ITEMS = frozenset({"function_call_output", "custom_tool_call_output"})
@@ -62,15 +62,9 @@ def _content(content: Any, path: str, role: str) -> list[Part]:
 
 
 def _arguments(call_id: str, name: str, raw: Any, path: str, extra: dict[str, Any]) -> ToolUsePart:
-    if isinstance(raw, dict):
-        return ToolUsePart(id=call_id, name=name, input=raw, extra=extra)
-    text = _string(raw if raw is not None else "", path)
-    if not text.strip():
-        return ToolUsePart(id=call_id, name=name, input={}, extra=extra)
-    parsed = loads_object_or_none(text)
-    if parsed is None:
-        return ToolUsePart(id=call_id, name=name, raw_arguments=text, extra=extra)
-    return ToolUsePart(id=call_id, name=name, input=parsed, extra=extra)
+    if not isinstance(raw, dict):
+        raw = _string(raw if raw is not None else "", path)
+    return tool_call_part(call_id, name, raw, extra)
 
 
 def _call(raw: dict[str, Any], path: str) -> ToolUsePart:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmrouter.formats.base import tool_call_part
 from llmrouter.formats.responses_items import (
     FORMAT,
     ToolMap,
@@ -24,7 +25,6 @@ from llmrouter.formats.responses_items import (
     tools_json,
     usage_from_json,
 )
-from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.models import (
     ChatRequest,
     ChatResponse,
@@ -242,16 +242,7 @@ def call_part(item: dict[str, Any], arguments: str | None = None) -> ToolUsePart
     if item.get("type") == "custom_tool_call":
         extra["_custom"] = True
         return ToolUsePart(id=call_id, name=name, input={"input": str(item.get("input") or "")}, extra=extra)
-    text = arguments if arguments is not None else item.get("arguments")
-    if isinstance(text, dict):
-        return ToolUsePart(id=call_id, name=name, input=text, extra=extra)
-    text = text if isinstance(text, str) else ""
-    if not text.strip():
-        return ToolUsePart(id=call_id, name=name, input={}, extra=extra)
-    parsed = loads_object_or_none(text)
-    if parsed is None:
-        return ToolUsePart(id=call_id, name=name, raw_arguments=text, extra=extra)
-    return ToolUsePart(id=call_id, name=name, input=parsed, extra=extra)
+    return tool_call_part(call_id, name, arguments if arguments is not None else item.get("arguments"), extra)
 
 
 def message_parts(item: dict[str, Any]) -> tuple[list[TextPart], bool]:
