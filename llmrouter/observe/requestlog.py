@@ -37,27 +37,25 @@ import zstandard
 
 from llmrouter.jsonutil import loads
 from llmrouter.observe.logfiles import MAX_WINDOW_LOG, prune, read_log, segment_name
+from llmrouter.observe.logscan import (
+    REDACTED,
+    SECRET_KEYS,
+    BodyScanner,
+    has_secret_key,
+    line_may_hold_secret_key,
+)
 
-__all__ = ["REDACTED", "RawJSON", "RequestLog", "read_log", "redact_keys"]
+__all__ = ["REDACTED", "RawJSON", "RequestLog", "has_secret_key", "read_log", "redact_keys"]
 
 log = logging.getLogger("llmrouter.observe.requestlog")
 
-REDACTED = "[redacted]"
 COMPRESSION_LEVEL = 3
 # Entries and bytes per write: bound the writer's memory and what a kill -9 can lose.
 MAX_BATCH = 256
 MAX_BATCH_BYTES = 8 << 20
 _STOP = object()
-_SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "api_key", "apikey",
-                          "x-goog-api-key"})
-_SECRET_KEY_RE = re.compile(rb'"(?:proxy-)?(?:authorization|x-api-key|api[-_]?key|x-goog-api-key)"\s*:', re.I)
-# A letter, "_" or "-" written as a \u escape: JSON encoders never write one, but a key spelled so
-# hides from the byte-level test, so a bytes value holding one is checked through a parse.
-_ESCAPED_NAME_RE = re.compile(rb'\\u00(?:[4-7][0-9a-fA-F]|2[dD])')
-# Whether a key is credential-like, by key: bodies repeat the same few keys ("role", "content",
-# "type"...), and a dict lookup is cheaper than lower-casing each. Bounded: keys come from clients.
-_KEY_VERDICTS: dict[Any, bool] = {}
-_MAX_KEY_VERDICTS = 4096
+# Where a RawJSON value goes in a line serialised without it: orjson never writes a NUL byte.
+_HOLE = b"\x00"
 # Segments open in this process (several logs may share a path, e.g. in tests): pruning spares them.
 _OPEN_SEGMENTS: set[Path] = set()
 # A secret value is only replaced inside the serialised line when it cannot match JSON structure.
@@ -68,9 +66,10 @@ class RawJSON:
     """A JSON value to log verbatim as ``raw`` (its serialised bytes), with ``parsed`` the same value
     already parsed (e.g. a request body as the client sent it and as the router parsed it).
 
-    The writer looks for credential-like keys in ``parsed`` (walking its keys costs about a third
-    of a case-insensitive search through the bytes of an agent-sized body, and sees keys however
-    they were escaped) and for known secret values in the bytes, as everywhere else in the line.
+    The writer never copies ``raw`` into a line: it compresses the bytes as they are, between the
+    pieces of the rest of the entry. It searches them for credential-like keys and secret values
+    only where they differ from a body it already found clean (:class:`~llmrouter.observe.logscan.
+    BodyScanner`), and walks the keys of ``parsed`` when that search cannot rule a key out.
     """
 
     __slots__ = ("parsed", "raw")
@@ -78,25 +77,6 @@ class RawJSON:
     def __init__(self, raw: bytes, parsed: Any) -> None:
         self.raw = raw
         self.parsed = parsed
-
-
-def has_secret_key(value: Any) -> bool:
-    """Whether a credential-like key occurs anywhere in the parsed JSON ``value``."""
-    if isinstance(value, dict):
-        verdicts = _KEY_VERDICTS
-        for key, item in value.items():
-            secret = verdicts.get(key)
-            if secret is None:
-                secret = isinstance(key, str) and key.lower() in _SECRET_KEYS
-                if len(verdicts) < _MAX_KEY_VERDICTS:
-                    verdicts[key] = secret
-            if secret or (isinstance(item, dict | list) and has_secret_key(item)):
-                return True
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, dict | list) and has_secret_key(item):
-                return True
-    return False
 
 
 def redact_keys(value: Any) -> Any:
@@ -107,7 +87,7 @@ def redact_keys(value: Any) -> Any:
     if isinstance(value, RawJSON):
         return redact_keys(value.parsed)
     if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and k.lower() in _SECRET_KEYS else redact_keys(v)
+        return {k: REDACTED if isinstance(k, str) and k.lower() in SECRET_KEYS else redact_keys(v)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [redact_keys(v) for v in value]
@@ -116,32 +96,17 @@ def redact_keys(value: Any) -> Any:
     return value
 
 
-def _may_hold_secret_key(entry: dict[str, Any], line: bytes) -> bool:
-    """Whether ``entry`` (serialised as ``line``) may hold a credential-like key (no false negatives).
-
-    :class:`RawJSON` values are checked on their parsed form and the rest on a serialisation
-    without them, so an agent-sized body is never lower-cased or searched byte by byte for keys.
-    """
-    raws = [key for key, value in entry.items() if isinstance(value, RawJSON)]
-    if raws:
-        if any(has_secret_key(entry[key].parsed) for key in raws):
-            return True
-        line = _dumps({key: value for key, value in entry.items() if key not in raws})
-    lowered = line.lower()
-    # Cheap substring tests first: the regex costs ~10 us per line and almost never matches.
-    if (b'authorization"' in lowered or b'key"' in lowered) and _SECRET_KEY_RE.search(line):
-        return True
-    return b"\\u00" in line and _ESCAPED_NAME_RE.search(line) is not None
+def _one_line(data: bytes) -> bytes:
+    # A line break in valid JSON is whitespace between tokens (inside strings it is escaped):
+    # a space keeps the value and keeps it on one line.
+    if b"\n" in data or b"\r" in data:
+        return data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return data
 
 
 def _fragment(value: Any) -> Any:
     if isinstance(value, RawJSON | bytes | bytearray | memoryview):
-        data = value.raw if isinstance(value, RawJSON) else bytes(value)
-        # A line break in valid JSON is whitespace between tokens (inside strings it is escaped):
-        # a space keeps the value and keeps it on one line.
-        if b"\n" in data or b"\r" in data:
-            data = data.replace(b"\r", b" ").replace(b"\n", b" ")
-        return orjson.Fragment(data)
+        return orjson.Fragment(_one_line(value.raw if isinstance(value, RawJSON) else bytes(value)))
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
@@ -223,6 +188,7 @@ class RequestLog:
         self.window_mb = window_mb
         self._secrets = sorted({s.encode() for s in secrets if s and _SAFE_SECRET_RE.fullmatch(s)},
                                key=len, reverse=True)
+        self._scanner = BodyScanner(self._secrets)
         self._segment: _Segment | None = None
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -270,16 +236,56 @@ class RequestLog:
         written verbatim (no parse and re-serialise), e.g. a request body kept as the client sent it,
         except that line breaks (whitespace between JSON tokens) become spaces.
         """
-        return self._encode(entry) + b"\n"
+        return b"".join(self._encode(entry)) + b"\n"
 
-    def _encode(self, entry: dict[str, Any]) -> bytes:
-        line = _dumps(entry)
-        if _may_hold_secret_key(entry, line):
-            line = _dumps(redact_keys(entry))
+    def _encode(self, entry: dict[str, Any]) -> list[bytes]:
+        """The line of ``entry`` as pieces to write one after the other (the bytes of its
+        :class:`RawJSON` values are pieces of their own, never copied)."""
+        raws: list[RawJSON] = []
+
+        def hole(value: Any) -> Any:
+            if isinstance(value, RawJSON):
+                raws.append(value)
+                return orjson.Fragment(_HOLE)
+            return _fragment(value)
+
+        rest = orjson.dumps(entry, default=hole, option=orjson.OPT_NON_STR_KEYS)
+        if line_may_hold_secret_key(rest):
+            return [self._redacted(entry)]
+        if not raws:
+            return [self._scrub(rest)]
+        around = rest.split(_HOLE)
+        if len(around) != len(raws) + 1:  # a bytes value held a NUL: not JSON, but keep the line whole
+            return [self._scrub(_dumps(entry))]
+        pieces = [self._scrub(around[0])]
+        for value, after in zip(raws, around[1:], strict=True):
+            verdict = self._scanner.check(value.raw, value.parsed)
+            if verdict.key:
+                return [self._redacted(entry)]
+            raw = self._scrub(value.raw) if verdict.secret else value.raw
+            pieces += (_one_line(raw) if verdict.breaks else raw, self._scrub(after))
+        if self._secrets and self._secret_at_seams(pieces):
+            return [self._scrub(b"".join(pieces))]
+        return pieces
+
+    def _redacted(self, entry: dict[str, Any]) -> bytes:
+        return self._scrub(_dumps(redact_keys(entry)))
+
+    def _scrub(self, data: bytes) -> bytes:
+        """``data`` with every known secret value replaced."""
         for secret in self._secrets:
-            if secret in line:
-                line = line.replace(secret, REDACTED.encode())
-        return line
+            if secret in data:
+                data = data.replace(secret, REDACTED.encode())
+        return data
+
+    def _secret_at_seams(self, pieces: list[bytes]) -> bool:
+        """Whether a secret spans two consecutive pieces (each was scrubbed on its own)."""
+        reach = len(self._secrets[0]) - 1
+        for left, right in zip(pieces, pieces[1:], strict=False):
+            seam = left[-reach:] + right[:reach]
+            if any(secret in seam for secret in self._secrets):
+                return True
+        return False
 
     def _run(self) -> None:
         stopping = False
@@ -292,24 +298,28 @@ class RequestLog:
                     break
             entries = [e for e in batch if e is not _STOP]
             stopping = len(entries) != len(batch)
-            pieces: list[bytes] = []  # lines and their line breaks, never joined before compressing
-            size = 0
+            del batch
+            pieces: list[bytes] = []  # lines in pieces and their line breaks, never joined before compressing
+            size = count = 0
             for entry in entries:
                 try:
                     line = self._encode(entry)
                 except (TypeError, ValueError) as exc:
                     log.error("request log entry %s not serialisable: %s", entry.get("id"), exc)
                     continue
-                pieces += (line, b"\n")
-                size += len(line) + 1
+                line.append(b"\n")
+                pieces += line
+                size += sum(len(piece) for piece in line)
+                count += 1
                 if size >= MAX_BATCH_BYTES:  # agent-sized entries: write in bounded pieces
-                    self._append(pieces, len(pieces) // 2)
-                    pieces, size = [], 0
+                    self._append(pieces, count)
+                    pieces, size, count = [], 0, 0
             if pieces:
-                self._append(pieces, len(pieces) // 2)
+                self._append(pieces, count)
             with self._idle:
                 self._pending -= len(entries)
                 self._idle.notify_all()
+            del entries
         self._seal()
 
     def _append(self, pieces: list[bytes], count: int) -> None:
