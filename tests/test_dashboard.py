@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from llmrouter.jsonutil import loads
-from llmrouter.observe.events import ParsedJSON
+from llmrouter.observe.events import JSONBytes, ParsedJSON
 from llmrouter.testing import openai_chat
 from llmrouter.web import dashboard
 from llmrouter.web.app import BUS
@@ -199,10 +199,17 @@ async def test_complete_frame_carries_the_clients_bytes_once_for_every_subscribe
     second.close()
 
 
-def test_sse_frame_serialises_an_event_once() -> None:
+def test_sse_frame_serialises_an_event_once_for_every_stream_then_forgets_it() -> None:
     event = {"type": "complete", "id": "r1", "request": ParsedJSON({"model": "m"}, b'{"model":\r\n"m"}')}
-    frame = dashboard.sse_frame(event)
+    frame = dashboard.sse_frame(event, uses=3)
     assert frame == b'event: complete\ndata: {"type":"complete","id":"r1","request":{"model":  "m"}}\n\n'
-    assert dashboard.sse_frame(event) is frame
+    assert dashboard.sse_frame(event, uses=3) is frame
+    assert dashboard.sse_frame(event, uses=3) is frame
+    # The last stream has it: the frame (and the event, with its parsed request) is no longer kept.
+    assert all(cached[0] is not event for cached in dashboard._FRAMES.values())
+    again = dashboard.sse_frame(event)
+    assert again == frame and again is not frame
+    history = {"type": "complete", "id": "r1", "request": JSONBytes(b'{"model":\r\n"m"}')}
+    assert dashboard.sse_frame(history) == frame
     other = {"type": "complete", "id": "r2", "request": {"model": "m"}}
     assert dashboard.sse_frame(other) == b'event: complete\ndata: {"type":"complete","id":"r2","request":{"model":"m"}}\n\n'

@@ -1,7 +1,7 @@
 """The ``serve`` access log: one line per request on standard output.
 
-Fed by the event bus (``complete`` events, plus ``routed`` events for failovers), so it costs the
-request path nothing: lines are written by a task of their own. A line reads::
+Fed by the event bus (``complete`` events only: failovers are read from their ``attempts``), so it
+costs the request path nothing: lines are written by a task of their own. A line reads::
 
     10:36:22 /v1/chat/completions gpt-4o -> openai/gpt-4o 200 123 ms 10+5 tokens
     10:36:23 /v1/messages claude-x -> b/claude-x 200 340 ms 12+6 tokens failover a -> b (provider 'a' returned 503: overloaded)
@@ -79,7 +79,7 @@ class AccessLog:
 
     def start(self) -> None:
         """Subscribe and start writing lines."""
-        self._subscription = self.bus.subscribe(QUEUE_SIZE)
+        self._subscription = self.bus.subscribe(QUEUE_SIZE).only("complete")
         self._task = asyncio.get_running_loop().create_task(self._run(self._subscription))
 
     async def stop(self) -> None:

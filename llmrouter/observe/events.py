@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+import orjson
+
 Event = dict[str, Any]
 DEFAULT_QUEUE_SIZE = 1000
 DEFAULT_HISTORY = 200
@@ -39,6 +41,32 @@ class ParsedJSON(dict[str, Any]):
     def __init__(self, parsed: dict[str, Any], raw: bytes) -> None:
         super().__init__(parsed)
         self.raw = raw
+
+
+class JSONBytes:
+    """A JSON value kept only as ``raw``, its serialised bytes: the form in which the bus's history
+    keeps a ``complete`` event's :class:`ParsedJSON` request. An agent's parsed request is hundreds
+    of thousands of small objects; kept for the last 200 requests, they cost memory and, when the
+    history finally lets go of one, a slow deallocation from cold memory on the request path."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def parsed(self) -> ParsedJSON:
+        """The value parsed again."""
+        return ParsedJSON(orjson.loads(self.raw), self.raw)
+
+
+def _compact(event: Event) -> Event:
+    request = event.get("request")
+    return {**event, "request": JSONBytes(request.raw)} if isinstance(request, ParsedJSON) else event
+
+
+def _expand(event: Event) -> Event:
+    request = event.get("request")
+    return {**event, "request": request.parsed()} if isinstance(request, JSONBytes) else event
 
 
 class SubscriptionClosed(Exception):
@@ -63,10 +91,19 @@ class Subscription:
         self.dropped = 0
         self.dropped_total = 0
         self.closed = False
+        self.types: frozenset[str] | None = None
+
+    def only(self, *types: str) -> Subscription:
+        """Receive only events of these types from now on (plus ``dropped`` notices); returns self.
+
+        Events of other types are not queued at all, so a subscriber that needs one kind of event
+        costs the others nothing (no queueing, no wake-up of its task)."""
+        self.types = frozenset(types)
+        return self
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` if there is room, else count it as dropped. Never blocks."""
-        if self.closed:
+        if self.closed or (self.types is not None and event.get("type") not in self.types):
             return
         queue = self._queue
         if self.dropped:
@@ -98,6 +135,21 @@ class Subscription:
         if self.dropped and self._queue.empty():
             return self._notice()
         event = await self._queue.get()
+        if event is _CLOSED:
+            raise SubscriptionClosed
+        return event
+
+    def poll(self) -> Event | None:
+        """The next event if one is already queued (or a ``dropped`` notice is due), else None.
+        Never waits: a reader that is behind takes what is queued without arming a timeout.
+
+        :raises SubscriptionClosed: when the subscription is closed.
+        """
+        if self.closed:
+            raise SubscriptionClosed
+        if self._queue.empty():
+            return self._notice() if self.dropped else None
+        event = self._queue.get_nowait()
         if event is _CLOSED:
             raise SubscriptionClosed
         return event
@@ -171,8 +223,8 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber, dropping where a queue is full."""
-        if event.get("type") == "complete" and self._history.maxlen:
-            self._history.append(event)
+        if self._history.maxlen and event.get("type") == "complete":
+            self._history.append(_compact(event))
         for subscription in self._subscribers:
             subscription.offer(event)
 
@@ -189,6 +241,11 @@ class EventBus:
 
     def recent(self, limit: int) -> list[Event]:
         """Up to ``limit`` of the latest ``complete`` events, oldest first."""
+        return [_expand(event) for event in self.recent_compact(limit)]
+
+    def recent_compact(self, limit: int) -> list[Event]:
+        """Like :meth:`recent`, but a request kept as the client's bytes comes as :class:`JSONBytes`
+        (not parsed again: for serialisers that copy the bytes, like the dashboard's)."""
         if limit <= 0:
             return []
         return list(self._history)[-limit:]

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 from importlib import resources
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from llmrouter.jsonutil import dumps
-from llmrouter.observe.events import ParsedJSON, Subscription, SubscriptionClosed
+from llmrouter.observe.events import JSONBytes, ParsedJSON, Subscription, SubscriptionClosed
 
 SSE_KEEPALIVE_S = 15.0
 SUBSCRIBER_QUEUE = 1000
@@ -26,32 +27,43 @@ MAX_HISTORY = 500
 RETRY_MS = 2000
 
 _STREAMS = web.AppKey("dashboard_streams", set)
-# The latest frames by event identity (the event is kept, so its id is not reused while cached).
-_FRAMES: dict[int, tuple[dict[str, object], bytes]] = {}
+# Frames being sent, by event identity: [event, frame, streams still to ask for it]. The event is
+# kept so its id is not reused while cached; the entry goes once the last stream has its frame.
+_FRAMES: dict[int, list[Any]] = {}
 _MAX_FRAMES = 32
+# Where the request's bytes go in an event serialised without them: orjson never writes a NUL byte.
+_HOLE = b"\x00"
 
 
-def sse_frame(event: dict[str, object]) -> bytes:
+def sse_frame(event: dict[str, object], uses: int = 1) -> bytes:
     """One event as an SSE frame, serialised once however many dashboards are subscribed.
 
-    A ``request`` kept as the client's bytes (:class:`ParsedJSON`) is copied into the frame, not
+    ``uses`` is how many streams will ask for this event's frame: it is kept until the last of them
+    has it (at most :data:`_MAX_FRAMES` frames are kept). A ``request`` kept as the client's bytes
+    (:class:`ParsedJSON`, or :class:`JSONBytes` in the history) is copied into the frame once, not
     encoded again; its line breaks (whitespace between JSON tokens) become spaces, since a ``data:``
     line must not contain one."""
-    cached = _FRAMES.get(id(event))
+    key = id(event)
+    cached = _FRAMES.get(key)
     if cached is not None and cached[0] is event:
+        cached[2] -= 1
+        if cached[2] <= 0:
+            del _FRAMES[key]
         return cached[1]
+    head = b"event: " + str(event.get("type", "message")).encode() + b"\ndata: "
     request = event.get("request")
-    if isinstance(request, ParsedJSON):
+    if isinstance(request, ParsedJSON | JSONBytes):
         raw = request.raw
         if b"\n" in raw or b"\r" in raw:
             raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
-        data = dumps({**event, "request": orjson.Fragment(raw)})
+        before, after = dumps({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
+        frame = b"".join((head, before, raw, after, b"\n\n"))
     else:
-        data = dumps(event)
-    frame = b"event: " + str(event.get("type", "message")).encode() + b"\ndata: " + data + b"\n\n"
-    _FRAMES[id(event)] = (event, frame)
-    if len(_FRAMES) > _MAX_FRAMES:
-        del _FRAMES[next(iter(_FRAMES))]
+        frame = b"".join((head, dumps(event), b"\n\n"))
+    if uses > 1:
+        _FRAMES[key] = [event, frame, uses - 1]
+        if len(_FRAMES) > _MAX_FRAMES:
+            del _FRAMES[next(iter(_FRAMES))]
     return frame
 
 
@@ -79,7 +91,8 @@ async def dashboard_events(request: web.Request) -> web.StreamResponse:
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     # Snapshot and subscribe with no await in between, so no event is both replayed and delivered.
-    backlog = bus.recent(limit)
+    recent = getattr(bus, "recent_compact", bus.recent)  # the bytes are all a frame needs
+    backlog = recent(limit)
     subscription = bus.subscribe(SUBSCRIBER_QUEUE)
     streams: set[Subscription] = request.app[_STREAMS]
     streams.add(subscription)
@@ -88,12 +101,15 @@ async def dashboard_events(request: web.Request) -> web.StreamResponse:
         if backlog:
             await response.write(b"".join(sse_frame(event) for event in backlog))
         while True:
-            try:
-                event = await asyncio.wait_for(subscription.get(), SSE_KEEPALIVE_S)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            await response.write(sse_frame(event))
+            event = subscription.poll()
+            if event is None:
+                try:
+                    async with asyncio.timeout(SSE_KEEPALIVE_S):
+                        event = await subscription.get()
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+            await response.write(sse_frame(event, len(streams)))
     except (ConnectionError, SubscriptionClosed):
         pass  # the client went away, or the server is shutting down
     finally:
