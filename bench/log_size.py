@@ -28,17 +28,27 @@ from agent_session import agent_session  # noqa: E402
 
 from llmrouter.formats.openai import parse_chat_request  # noqa: E402
 from llmrouter.observe.logfiles import disk_usage, read_log  # noqa: E402
-from llmrouter.observe.requestlog import RequestLog  # noqa: E402
+from llmrouter.observe.requestlog import RawJSON, RequestLog  # noqa: E402
+
+SECRETS = ["sk-bench-provider-key-0123456789", "rk-bench-inbound-key-abcdef"]
+"""Stand-ins for a provider key and the inbound key: the writer searches every line for them."""
 
 
-def entries(turns: int, sessions: int) -> tuple[list[dict[str, Any]], int]:
-    """Log entries of ``sessions`` sessions interleaved turn by turn, and the request bytes sent."""
+def entries(turns: int, sessions: int, raw: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """Log entries of ``sessions`` sessions interleaved turn by turn, and the request bytes sent.
+
+    With ``raw`` the request is the client's bytes (:class:`RawJSON`), as the router logs
+    ``/v1/chat/completions`` requests; else the canonical request, as for ``/v1/responses``."""
     runs = [list(agent_session(turns, seed=10 + s)) for s in range(sessions)]
     out, sent = [], 0
     for turn in zip(*runs, strict=True):
         for body in turn:
-            sent += len(orjson.dumps(body))
-            request = parse_chat_request(body).model_dump(mode="json", exclude={"headers"})
+            data = orjson.dumps(body)
+            sent += len(data)
+            if raw:
+                request: Any = RawJSON(data, orjson.loads(data))
+            else:
+                request = parse_chat_request(body).model_dump(mode="json", exclude={"headers"})
             reply = {"content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn"}
             out.append({"type": "complete", "id": uuid.uuid4().hex, "ts_ms": 0, "status": 200,
                         "request": request, "response": reply})
@@ -46,17 +56,20 @@ def entries(turns: int, sessions: int) -> tuple[list[dict[str, Any]], int]:
 
 
 def writer_size(items: list[dict[str, Any]], **options: Any) -> tuple[int, float]:
-    """Bytes the real writer keeps on disk, and its time per entry in ms (serialise + compress + write)."""
+    """Bytes the real writer keeps on disk, and its writer thread's CPU time per entry in ms
+    (serialise, scan, compress, write)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "requests.jsonl"
         rlog = RequestLog(path, **options)
-        start = time.perf_counter()
+        clock = time.pthread_getcpuclockid(rlog._thread.ident)  # type: ignore[arg-type]
+        start = time.clock_gettime(clock)
         for item in items:
             rlog.write(item)
+        assert rlog.wait_idle(timeout=300)
+        cpu = time.clock_gettime(clock) - start
         rlog.close(timeout=300)
-        elapsed = time.perf_counter() - start
         assert sum(1 for _ in read_log(path)) == len(items)
-        return disk_usage(path), elapsed * 1000 / len(items)
+        return disk_usage(path), cpu * 1000 / len(items)
 
 
 def content_addressed_size(items: list[dict[str, Any]]) -> int:
@@ -100,6 +113,9 @@ def main() -> None:
             rows.append((f"zstd stream, {window} MB window{' (default)' if window == 16 else ''}", size, ms))
         size, ms = writer_size(items, compress=False)
         rows[0] = ("plain JSONL (before)", plain, ms)
+        raw_items, _ = entries(args.turns, sessions, raw=True)
+        size, ms = writer_size(raw_items, secrets=SECRETS)
+        rows.append(("zstd stream, 16 MB window, client bytes + 2 secrets (as served)", size, ms))
         for name, size, ms in rows:
             timing = f"{ms:.2f}" if ms is not None else "-"
             print(f"| {label} | {name} | {size:,} | {size / sent:.2%} | {timing} |")

@@ -114,6 +114,9 @@ async def test_history_replays_recent_completions_first(router: Any) -> None:
     resp = await open_events(client, "?history=2")
     replayed = [await next_event(resp) for _ in range(2)]
     assert [(k, d["id"]) for k, d in replayed] == [("complete", ids[1]), ("complete", ids[2])]
+    # Every request comes back in full (the history keeps the client's bytes, not a parsed copy).
+    assert [d["request"] for _, d in replayed] == [openai_chat("n1"), openai_chat("n2")]
+    assert replayed[1][1]["request_format"] == "openai"
     live = await client.openai(openai_chat("live"))
     assert (await next_event(resp)) [1]["id"] == live.request_id
     resp.close()

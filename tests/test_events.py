@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from llmrouter import ChatResponse, Context, Flow, hookimpl
-from llmrouter.observe.events import EventBus, Subscription, SubscriptionClosed
+from llmrouter.jsonutil import loads
+from llmrouter.observe.events import EventBus, JSONBytes, ParsedJSON, Subscription, SubscriptionClosed, now_ms
 from llmrouter.testing import MockProviders, openai_chat
 from llmrouter.web.app import BUS
 
@@ -108,6 +109,46 @@ async def test_history_keeps_only_recent_complete_events() -> None:
     assert [e["id"] for e in bus.recent(10)] == ["2", "3", "4"]
     assert [e["id"] for e in bus.recent(2)] == ["3", "4"]
     assert bus.recent(0) == []
+
+
+async def test_history_keeps_a_client_body_as_bytes_and_gives_it_back_parsed() -> None:
+    bus = EventBus(history=3)
+    raw = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    event = {"type": "complete", "id": "1", "request": ParsedJSON(loads(raw), raw), "response": {"a": 1}}
+    bus.publish(event)
+    kept = bus.recent_compact(1)[0]
+    # No parsed tree is held for the history: an agent's is hundreds of thousands of objects.
+    assert isinstance(kept["request"], JSONBytes) and kept["request"].raw is raw
+    assert kept["response"] == {"a": 1} and event["request"] == loads(raw)
+    again = bus.recent(1)[0]
+    assert isinstance(again["request"], ParsedJSON) and again["request"] == loads(raw) and again["request"].raw is raw
+    assert {k: v for k, v in again.items() if k != "request"} == {k: v for k, v in event.items() if k != "request"}
+
+
+async def test_a_subscription_for_some_types_is_not_offered_the_others() -> None:
+    bus = EventBus()
+    everything, completes = bus.subscribe(10), bus.subscribe(3).only("complete")
+    for i in range(5):
+        for kind in ("start", "classified", "routed", "complete"):
+            bus.publish({"type": kind, "id": str(i)})
+    assert len(everything.pending()) == 10 and everything.dropped == 10
+    # Only the completes counted against its queue: three fit, the other two are the gap.
+    assert [e["id"] for e in [await completes.get() for _ in range(3)]] == ["0", "1", "2"]
+    assert (await completes.get()) == {"type": "dropped", "count": 2, "ts_ms": pytest.approx(now_ms(), abs=5000)}
+
+
+async def test_poll_takes_what_is_queued_and_never_waits() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(2)
+    assert sub.poll() is None
+    for i in range(4):
+        bus.publish({"type": "start", "id": str(i)})
+    assert [sub.poll()["id"], sub.poll()["id"]] == ["0", "1"]  # type: ignore[index]
+    assert sub.poll()["type"] == "dropped"  # type: ignore[index]
+    assert sub.poll() is None
+    sub.close()
+    with pytest.raises(SubscriptionClosed):
+        sub.poll()
 
 
 def test_subscription_needs_room_for_a_notice() -> None:

@@ -49,7 +49,11 @@ __all__ = ["REDACTED", "RawJSON", "RequestLog", "has_secret_key", "read_log", "r
 
 log = logging.getLogger("llmrouter.observe.requestlog")
 
-COMPRESSION_LEVEL = 3
+# zstd's "fast" strategy with a 256K-entry hash table and 7-byte minimum matches: for agent traffic
+# the repeats are whole conversations, found as well as at level 3 (the log stays about 1% of the
+# request bytes) for about 20% less CPU; 1 KB chats compress within 1% of level 3 (bench/log_size.py).
+COMPRESSION = {"strategy": zstandard.STRATEGY_FAST, "hash_log": 18, "chain_log": 18, "min_match": 7,
+               "search_log": 1, "target_length": 0}
 # Entries and bytes per write: bound the writer's memory and what a kill -9 can lose.
 MAX_BATCH = 256
 MAX_BATCH_BYTES = 8 << 20
@@ -128,7 +132,7 @@ class _Segment:
         self.compressor: Any = None
         if compress:
             params = zstandard.ZstdCompressionParameters(
-                compression_level=COMPRESSION_LEVEL, window_log=window_log(window_mb), write_checksum=True)
+                **COMPRESSION, window_log=window_log(window_mb), write_checksum=True)
             self.compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         _OPEN_SEGMENTS.add(path)
