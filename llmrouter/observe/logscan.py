@@ -94,7 +94,7 @@ def line_may_hold_secret_key(line: bytes) -> bool:
     if (b'authorization"' in lowered or b'key"' in lowered) and _SECRET_KEY_RE.search(line):
         return True
     return (b"\\u00" in line and _ESCAPED_NAME_RE.search(line) is not None) or (
-        _KELVIN in line and may_hold_secret_key(line))
+        b"\xe2" in line and _KELVIN in line and may_hold_secret_key(line))
 
 
 def may_hold_secret_key(data: bytes) -> bool:
