@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from llmrouter.observe.accesslog import format_line
+from llmrouter.observe.accesslog import AccessLog, format_line
+from llmrouter.observe.events import EventBus
 from llmrouter.testing import anthropic_message, openai_chat
 from tests.conftest import free_port
 from tests.flaky_upstream import FlakyUpstream
@@ -115,6 +116,38 @@ async def test_serve_prints_one_line_per_request_with_failovers_and_errors(aioht
     assert lines[2].split(" ", 1)[1].startswith("/v1/chat/completions m3 -> a/m3 200 ")
     assert lines[3].split(" ", 1)[1].startswith("/v1/messages m4 -> - 400 ")
     assert "Traceback" not in stderr
+
+
+class Writes:
+    """A stream that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_lines_queued_together_go_out_in_one_write_and_only_completes_wake_it() -> None:
+    bus = EventBus()
+    out = Writes()
+    access = AccessLog(bus, out)
+    access.start()
+    assert access._subscription is not None and access._subscription.types == {"complete"}
+    for kind in ("start", "classified", "routed"):
+        bus.publish({"type": kind, "id": "0"})
+    assert access._subscription._queue.empty()  # other types are never queued
+    for i in range(3):
+        bus.publish({"type": "complete", "endpoint": "/v1/messages", "requested_model": f"m{i}", "status": 200})
+    await asyncio.sleep(0.05)
+    assert len(out.writes) == 1 and out.writes[0].count("\n") == 3
+    assert [line.split(" ")[2] for line in out.writes[0].splitlines()] == ["m0", "m1", "m2"]
+    bus.publish({"type": "complete", "endpoint": "/v1/messages", "requested_model": "late", "status": 200})
+    await access.stop()
+    assert len(out.writes) == 2 and " late " in out.writes[1]
 
 
 @pytest.mark.parametrize("how", ["--quiet", "config"])

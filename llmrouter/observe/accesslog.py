@@ -87,8 +87,7 @@ class AccessLog:
         subscription, task = self._subscription, self._task
         if subscription is None or task is None:
             return
-        for event in subscription.pending():
-            self._write(event)
+        self._write(*subscription.pending())
         subscription.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -97,22 +96,28 @@ class AccessLog:
     async def _run(self, subscription: Subscription) -> None:
         while True:
             try:
-                event = await subscription.get()
+                events = [await subscription.get()]
             except SubscriptionClosed:
                 return
-            self._write(event)
+            try:  # whatever else is queued goes out in the same write (one system call under load)
+                while (event := subscription.poll()) is not None:
+                    events.append(event)
+            finally:
+                self._write(*events)
 
-    def _write(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "dropped":
-            line = f"({event.get('count')} access lines lost: the terminal was too slow)"
-        elif kind == "complete":
-            line = format_line(event)
-        else:
+    def _write(self, *events: dict[str, Any]) -> None:
+        lines = []
+        for event in events:
+            kind = event.get("type")
+            if kind == "dropped":
+                lines.append(f"({event.get('count')} access lines lost: the terminal was too slow)\n")
+            elif kind == "complete":
+                lines.append(format_line(event) + "\n")
+        if not lines:
             return
         stream = self.stream or sys.stdout
         try:
-            stream.write(line + "\n")
+            stream.write("".join(lines))
             stream.flush()
         except (OSError, ValueError):  # a closed or broken stdout must not stop the server
             log.debug("access line not written", exc_info=True)
