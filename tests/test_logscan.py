@@ -208,6 +208,19 @@ def test_scanner_remembers_one_body_per_session_and_a_bounded_number(tmp_path: P
     assert len(scanner._refs) == 4 and len(scanner._breaks) == 4
 
 
+def test_scanner_remembers_a_bounded_number_of_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logscan, "REFERENCE_BYTES", 10_000)
+    scanner = BodyScanner([])
+    for size in (4_000, 4_000, 4_000, 20_000, 3_000):
+        raw = orjson.dumps({"text": "a" * size, "n": size})
+        scanner.check(raw, loads(raw))
+        assert sum(len(ref) for ref in scanner._refs) <= 10_000
+        assert set(scanner._breaks) == {id(ref) for ref in scanner._refs}
+    # A body too large to remember is still checked in full, and correctly.
+    raw = orjson.dumps({"text": "b" * 20_000, "API_KEY": "x"})
+    assert scanner.check(raw, loads(raw)).key
+
+
 # -- the shortcut against the plain rule, on random sessions -----------------------------------------
 
 _NAMES = ["api_key", "API-KEY", "Authorization", "x-goog-api-key", "apikey", "monkey", "key", "role", "api\u212aey"]

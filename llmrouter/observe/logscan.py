@@ -40,7 +40,9 @@ SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "x-api-key", "a
 KEY_TOKEN_MAX = 2 + 6 * max(len(name) for name in SECRET_KEYS)
 """The longest JSON spelling of a credential key token: quotes and a ``\\uXXXX`` per character."""
 REFERENCES = 16
-"""Clean bodies remembered (one per agent session in flight, about)."""
+"""Clean bodies remembered (one per agent session in flight, about)..."""
+REFERENCE_BYTES = 16 << 20
+"""... holding at most this many bytes together."""
 
 # How every credential name can end in JSON bytes, lower-cased: literally, one of these followed
 # by the closing quote; or with a character escaped (a letter, "-", "_" or the Kelvin sign, the one
@@ -228,6 +230,12 @@ class BodyScanner:
             del self._breaks[id(ref)]
         refs.insert(0, raw)
         self._breaks[id(raw)] = breaks
-        for old in refs[self._max_refs:]:
+        keep, total = 0, 0
+        for body in refs[:self._max_refs]:
+            total += len(body)
+            if total > REFERENCE_BYTES:
+                break
+            keep += 1
+        for old in refs[keep:]:
             del self._breaks[id(old)]
-        del refs[self._max_refs:]
+        del refs[keep:]
