@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from llmrouter.jsonutil import loads
 from llmrouter.observe import logscan
 from llmrouter.observe.logscan import BodyScanner, has_secret_key, may_hold_secret_key
-from llmrouter.observe.requestlog import REDACTED, RawJSON, RequestLog, redact_keys
+from llmrouter.observe.requestlog import REDACTED, SMALL_BODY, RawJSON, RequestLog, redact_keys
 
 SECRET = "long-enough-secret-value"
 VALUE = "s3cr3t-credential-value"
@@ -31,7 +31,8 @@ def session(turns: int, seed: int = 1) -> list[dict[str, Any]]:
                                                 "parameters": {"type": "object", "properties": {
                                                     f"p{j}": {"type": "string"} for j in range(4)}}}}
              for i in range(5)]
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are an agent. " * 40}]
+    # Bodies of more than SMALL_BODY bytes from the first turn on: they all go through the scanner.
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are an agent. " * 500}]
     bodies = []
     for turn in range(turns):
         role = "user" if turn % 2 == 0 else "assistant"
@@ -46,6 +47,17 @@ def logged(rlog: RequestLog, body: dict[str, Any] | bytes) -> dict[str, Any]:
     assert line.count(b"\n") == 1 and line.endswith(b"\n")
     assert SECRET.encode() not in line and VALUE.encode() not in line
     return loads(line)["request"]
+
+
+def test_a_small_body_is_checked_whole_and_not_remembered(tmp_path: Path) -> None:
+    rlog = RequestLog(tmp_path / "log.jsonl", secrets=[SECRET])
+    small = {"model": "m", "messages": [{"role": "user", "content": f"hi {SECRET}"}], "metadata": {"Api-Key": VALUE}}
+    assert logged(rlog, small) == {**redact_keys(small), "messages": [{"role": "user", "content": f"hi {REDACTED}"}]}
+    small = {"model": "m", "messages": [{"role": "user", "content": f"hi {SECRET}"}]}
+    assert logged(rlog, orjson.dumps(small, option=orjson.OPT_INDENT_2)) == {
+        "model": "m", "messages": [{"role": "user", "content": f"hi {REDACTED}"}]}
+    rlog.close()
+    assert rlog._scanner.scanned == 0 and rlog._scanner._refs == []
 
 
 def test_a_session_is_searched_only_where_each_request_is_new(tmp_path: Path) -> None:
@@ -149,6 +161,7 @@ def test_line_breaks_in_a_clean_body_are_kept_out_of_later_lines(tmp_path: Path)
     assert logged(rlog, grown) == {**bodies[0], "extra": 1}
     # ... also when the new bytes are far from any of them.
     padded = {**bodies[0], "pad": "p" * 300}
+    assert len(orjson.dumps(padded)) > SMALL_BODY
     pretty = orjson.dumps(padded, option=orjson.OPT_INDENT_2)
     assert logged(rlog, pretty) == padded
     assert logged(rlog, pretty[:-2] + b', "extra": 3}') == {**padded, "extra": 3}
@@ -249,7 +262,7 @@ def test_random_sessions_log_what_the_plain_rule_would(tmp_path_factory: Any, tu
     # Every line must equal what checking each body in full gives: redacted whole if any key is a
     # credential key, else the client's own JSON; and never a secret.
     rlog = RequestLog(tmp_path_factory.mktemp("log") / "log.jsonl", secrets=[SECRET])
-    messages: list[Any] = [{"role": "system", "content": "x" * 300}]
+    messages: list[Any] = [{"role": "system", "content": "x" * SMALL_BODY}]
     for value, escape, pretty in turns:
         messages.append({"role": "user", "content": value})
         body = {"model": "m", "messages": list(messages), "tools": [{"name": "t"}]}

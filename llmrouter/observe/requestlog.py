@@ -58,6 +58,8 @@ COMPRESSION = {"strategy": zstandard.STRATEGY_FAST, "hash_log": 18, "chain_log":
 MAX_BATCH = 256
 MAX_BATCH_BYTES = 8 << 20
 _STOP = object()
+SMALL_BODY = 8 << 10
+"""Client bodies below this size are checked whole, not against remembered bodies."""
 # Where a RawJSON value goes in a line serialised without it: orjson never writes a NUL byte.
 _HOLE = b"\x00"
 # Segments open in this process (several logs may share a path, e.g. in tests): pruning spares them.
@@ -261,6 +263,14 @@ class RequestLog:
         around = rest.split(_HOLE)
         if len(around) != len(raws) + 1:  # a bytes value held a NUL: not JSON, but keep the line whole
             return [self._scrub(_dumps(entry))]
+        if sum(len(value.raw) for value in raws) < SMALL_BODY:
+            # A chat-sized body: checking it whole costs less than the scanner's bookkeeping.
+            if any(has_secret_key(value.parsed) for value in raws):
+                return [self._redacted(entry)]
+            pieces = [around[0]]
+            for value, after in zip(raws, around[1:], strict=True):
+                pieces += (_one_line(value.raw), after)
+            return [self._scrub(b"".join(pieces))]
         pieces = [self._scrub(around[0])]
         for value, after in zip(raws, around[1:], strict=True):
             verdict = self._scanner.check(value.raw, value.parsed)
