@@ -54,10 +54,13 @@ def sse_frame(event: dict[str, object], uses: int = 1) -> bytes:
     request = event.get("request")
     if isinstance(request, ParsedJSON | JSONBytes):
         raw = request.raw
-        if b"\n" in raw or b"\r" in raw:
-            raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
         before, after = dumps({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
         frame = b"".join((head, before, raw, after, b"\n\n"))
+        # Looked for in the copy, which is in the cache now, rather than in the client's bytes.
+        start = len(head) + len(before)
+        if frame.find(b"\n", start, start + len(raw)) >= 0 or frame.find(b"\r", start, start + len(raw)) >= 0:
+            raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+            frame = b"".join((head, before, raw, after, b"\n\n"))
     else:
         frame = b"".join((head, dumps(event), b"\n\n"))
     if uses > 1:
