@@ -275,3 +275,13 @@ def test_random_sessions_log_what_the_plain_rule_would(tmp_path_factory: Any, tu
         expected = scrub(redact_keys(parsed) if has_secret_key(parsed) else parsed)
         assert loads(line)["request"] == expected
     rlog.close()
+
+
+@pytest.mark.parametrize("raw", [b'{"api_\\u212aey": "s3cr3t-credential-value"}',
+                                 '{"API_\u212aEY": "s3cr3t-credential-value"}'.encode()])
+def test_a_bare_bytes_value_with_a_kelvin_sign_key_is_redacted(tmp_path: Path, raw: bytes) -> None:
+    # The Kelvin sign lower-cases to "k": to the parsed rule this is an api_key.
+    rlog = RequestLog(tmp_path / "log.jsonl")
+    line = rlog.encode({"type": "complete", "request": raw})
+    rlog.close()
+    assert VALUE.encode() not in line and list(loads(line)["request"].values()) == [REDACTED]
