@@ -214,7 +214,8 @@ class EventBus:
     """The in-process event bus (the default backend).
 
     It remembers the last ``history`` ``complete`` events so a dashboard that connects late can show
-    recent traffic. Must be used from the event loop's thread.
+    recent traffic (a request kept as the client's bytes is remembered as :class:`JSONBytes`, see
+    :meth:`recent` and :meth:`recent_compact`). Must be used from the event loop's thread.
     """
 
     def __init__(self, history: int = DEFAULT_HISTORY) -> None:
