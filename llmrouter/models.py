@@ -18,7 +18,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
+
+from llmrouter.lazy import DeferredMessages, LazyConversation, deferred
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
 Role = Literal["system", "user", "assistant"]
@@ -221,11 +231,16 @@ class Usage(_Model):
         return merged
 
 
-class ChatRequest(_Checked):
+class ChatRequest(DeferredMessages, _Checked):
     """The canonical request every client format is parsed into and every provider format built from.
 
     ``system`` accepts a plain string (one text part); ``None`` or an empty list means no system
     prompt. Assignments are validated (see docs/plugin-hooks.md for every field's type).
+
+    ``messages`` may be converted lazily: the OpenAI and Anthropic parsers can keep the client's raw
+    messages and convert them on the first read of ``messages`` (by the same code, so the result is
+    the one an eager parse gives; see :mod:`llmrouter.lazy`). Dumps, copies, ``==``, ``repr`` and
+    pickling convert first; only timing tells a deferred conversation from a converted one.
     """
 
     model: str
@@ -252,8 +267,17 @@ class ChatRequest(_Checked):
     # body (a ``llmrouter.formats.passthrough.ClientBody``), which a provider of the client's format
     # forwards instead of building the body from this model. Never dumped or serialised.
     _client_body: Any = PrivateAttr(default=None)
+    # The client's messages while not yet converted (see llmrouter.lazy); None once converted.
+    _lazy: LazyConversation | None = PrivateAttr(default=None)
 
     _coerce_system = field_validator("system", mode="before")(_text_parts)
+
+    @model_serializer(mode="wrap")
+    def _converted_first(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # Every dump (model_dump, model_dump_json, nested in another model) converts a deferred
+        # conversation first: the serializer reads __dict__, where it is not yet.
+        self._materialise()
+        return handler(self)
 
     def system_text(self) -> str:
         """The system prompt as one string (blocks joined with blank lines)."""
@@ -261,6 +285,10 @@ class ChatRequest(_Checked):
 
     def last_user_text(self) -> str:
         """Text of the last user message, or an empty string."""
+        conversation = deferred(self)
+        if conversation is not None:  # convert that message alone
+            last = conversation.last_of_role("user")
+            return last.text() if last is not None else ""
         for message in reversed(self.messages):
             if message.role == "user":
                 return message.text()
@@ -275,7 +303,11 @@ class ChatRequest(_Checked):
         the whole conversation every turn; what is new is at the end).
         """
         texts = [p.text for p in self.system or []]
-        messages = self.messages if last_messages is None else self.messages[-last_messages:] if last_messages else []
+        conversation = deferred(self)
+        if conversation is not None and last_messages is not None and last_messages >= 0:  # only those read
+            messages = conversation.tail(last_messages) if last_messages else []
+        else:
+            messages = self.messages if last_messages is None else self.messages[-last_messages:] if last_messages else []
         for message in messages:
             for part in message.content:
                 if isinstance(part, TextPart):

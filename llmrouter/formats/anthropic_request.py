@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from llmrouter.errors import InvalidRequest
+from llmrouter.lazy import Convert, LazyConversation, defer_messages
 from llmrouter.models import (
     ChatRequest,
     ImagePart,
@@ -123,10 +124,11 @@ class MessagesRequestParser:
         if not isinstance(messages, list):
             _fail("messages", "must be a list")
 
+        lazy = deferrable(messages, self._convert)
         request = ChatRequest(
             model=model,
             max_tokens=max_tokens,
-            messages=[self._message(m, f"messages[{i}]") for i, m in enumerate(messages)],
+            messages=[] if lazy is not None else self._convert(messages, 0, len(messages)),
             system=self._system(body.get("system")),
             temperature=_get_number(body, "temperature"),
             top_p=_get_number(body, "top_p"),
@@ -134,6 +136,8 @@ class MessagesRequestParser:
             extra={k: v for k, v in body.items() if k not in _TOP_LEVEL_KEYS},
             headers={k.lower(): v for k, v in headers.items() if k.lower() in _FORWARDED_HEADERS},
         )
+        if lazy is not None:
+            defer_messages(request, lazy)
         tools = body.get("tools")
         if tools is not None:
             if not isinstance(tools, list):
@@ -163,6 +167,10 @@ class MessagesRequestParser:
                 _fail("plugins", "must be a list of objects")
             request.plugins = plugins
         return request
+
+    def _convert(self, messages: list[Any], start: int, stop: int) -> list[Message]:
+        """The canonical messages of ``messages[start:stop]``, one per wire message."""
+        return [self._message(messages[i], f"messages[{i}]") for i in range(start, stop)]
 
     def _system(self, system: Any) -> list[TextPart] | None:
         if system is None:
@@ -357,3 +365,87 @@ def _joined_text(content: Any) -> str | None:
     texts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"
              and isinstance(b.get("text"), str)]
     return "\n".join(texts) if texts else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Deferred conversion (see llmrouter.lazy)
+# ---------------------------------------------------------------------------------------------
+
+
+def deferrable(messages: list[Any], convert: Convert) -> LazyConversation | None:
+    """``messages`` as a :class:`~llmrouter.lazy.LazyConversation` (one canonical message per wire
+    message) when converting them (:meth:`MessagesRequestParser._message`) is certain to succeed,
+    else ``None`` (convert at once, raising the usual 400).
+
+    Conservative: plain type checks, over JSON values (a parsed body), of the shapes the converter
+    accepts without complaint; an unusual but valid block merely means converting at once.
+    """
+    roles: list[str] = []
+    images = False
+    for message in messages:
+        if type(message) is not dict:
+            return None
+        role = message.get("role")
+        content = message.get("content")
+        if type(role) is not str or role not in _ROLES:
+            return None
+        if type(content) is list:
+            for block in content:
+                verdict = _block_ok(block, nested=False)
+                if verdict is None:
+                    return None
+                images = images or verdict
+        elif type(content) is not str:
+            return None
+        roles.append(role)
+    return LazyConversation(messages, range(len(messages)), roles, convert, images=images)
+
+
+def _block_ok(block: Any, *, nested: bool) -> bool | None:
+    """Whether a content block that converts without fail is or holds an image, else ``None``."""
+    kind = block.get("type") if type(block) is dict else None
+    if type(kind) is not str:
+        return None
+    if kind == "text":
+        return False if type(block.get("text")) is str else None
+    if kind == "image":
+        source = block.get("source")
+        kind = source.get("type") if type(source) is dict else None
+        if kind == "base64":
+            ok = type(source.get("media_type")) is str and type(source.get("data")) is str  # type: ignore[union-attr]
+        else:
+            ok = kind == "url" and type(source.get("url")) is str  # type: ignore[union-attr]
+        return True if ok else None
+    if kind in (OPAQUE_TOOL_RESULT_BLOCK_TYPES if nested else OPAQUE_BLOCK_TYPES):
+        return False
+    if nested:
+        return None
+    if kind == "tool_use":
+        arguments = block.get("input", {})
+        ok = type(block.get("id")) is str and type(block.get("name")) is str and type(arguments) is dict
+    elif kind == "tool_result":
+        return _tool_result_ok(block)
+    elif kind == "thinking":
+        signature = block.get("signature")
+        ok = type(block.get("thinking")) is str and (signature is None or type(signature) is str)
+    else:
+        ok = kind == "redacted_thinking" and type(block.get("data")) is str
+    return False if ok else None
+
+
+def _tool_result_ok(block: dict[str, Any]) -> bool | None:
+    is_error = block.get("is_error")
+    content = block.get("content")
+    if type(block.get("tool_use_id")) is not str or not (is_error is None or type(is_error) is bool):
+        return None
+    if content is None or type(content) is str:
+        return False
+    if type(content) is not list:
+        return None
+    images = False
+    for inner in content:
+        verdict = _block_ok(inner, nested=True)
+        if verdict is None:
+            return None
+        images = images or verdict
+    return images

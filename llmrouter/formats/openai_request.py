@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats.base import tool_call_part
@@ -17,6 +17,7 @@ from llmrouter.formats.fields import obj as _object
 from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
+from llmrouter.lazy import LazyConversation, defer_messages
 from llmrouter.models import (
     ChatRequest,
     ImagePart,
@@ -31,9 +32,6 @@ from llmrouter.models import (
     ToolResultPart,
     ToolUsePart,
 )
-
-if TYPE_CHECKING:
-    pass
 
 # Top-level request fields that have a canonical slot (everything else goes to ``extra``).
 _CANONICAL_FIELDS = frozenset(
@@ -195,26 +193,40 @@ def _tool_result(raw: dict[str, Any], path: str) -> ToolResultPart:
     )
 
 
-def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message]]:
+def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message] | LazyConversation]:
+    """The system prompt (the leading system/developer messages) and the conversation after it:
+    converted at once, or deferred (:mod:`llmrouter.lazy`) when :func:`deferrable` proves that its
+    conversion cannot fail."""
     raw_messages = _array(raw_messages, "messages")
     if not raw_messages:
         raise _fail("messages", "must contain at least one message")
     system: list[TextPart] = []
-    messages: list[Message] = []
-    previous_role = None
+    start = 0
     for i, raw in enumerate(raw_messages):
         path = f"messages[{i}]"
         raw = _object(raw, path)
+        if _require(raw, "role", f"{path}.role") not in ("system", "developer"):
+            break
+        system.extend(_text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content"))
+        start = i + 1
+    lazy = deferrable(raw_messages, start)
+    return (system or None), lazy if lazy is not None else _turns(raw_messages, start, len(raw_messages))
+
+
+def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
+    """The canonical messages of ``raw_messages[start:stop]`` (after the leading system messages):
+    a later system/developer message stays in place, consecutive ``tool`` messages become one user
+    message."""
+    messages: list[Message] = []
+    previous_role = None
+    for i in range(start, stop):
+        path = f"messages[{i}]"
+        raw = _object(raw_messages[i], path)
         role = _require(raw, "role", f"{path}.role")
         if role in ("system", "developer"):
             parts = _text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
-            if not messages:
-                system.extend(parts)
-            else:
-                extra = _rest(raw, _MESSAGE_KEYS)
-                messages.append(
-                    Message(role="system", content=list(parts), name=_name(raw, path), extra=extra)
-                )
+            extra = _rest(raw, _MESSAGE_KEYS)
+            messages.append(Message(role="system", content=list(parts), name=_name(raw, path), extra=extra))
         elif role == "user":
             parts = _user_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
             messages.append(
@@ -236,7 +248,117 @@ def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message]]:
         else:
             raise _fail(f"{path}.role", f"unknown role {role!r}")
         previous_role = role
-    return (system or None), messages
+    return messages
+
+
+_ROLES = {"user": "user", "assistant": "assistant", "tool": "user", "system": "system", "developer": "system"}
+
+
+def deferrable(raw_messages: list[Any], start: int) -> LazyConversation | None:
+    """``raw_messages[start:]`` as a :class:`~llmrouter.lazy.LazyConversation` when its conversion
+    (:func:`_turns`) is certain to succeed, else ``None`` (convert at once, raising the usual 400).
+
+    Conservative: plain type checks, over JSON values (a parsed body), of the shapes the converter
+    accepts without complaint; an unusual but valid message merely means converting at once.
+    """
+    starts: list[int] = []
+    roles: list[str] = []
+    images = False
+    previous = None
+    for i in range(start, len(raw_messages)):
+        raw = raw_messages[i]
+        if type(raw) is not dict:
+            return None
+        role = raw.get("role")
+        name = raw.get("name")
+        if type(role) is not str or role not in _ROLES or not (name is None or type(name) is str):
+            return None
+        if role == "user":
+            verdict = _user_content_ok(raw.get("content", _MISSING))
+            if verdict is None:
+                return None
+            images = images or verdict
+        elif role == "assistant":
+            if not _assistant_ok(raw):
+                return None
+        elif role == "tool":
+            content = raw.get("content")
+            if type(raw.get("tool_call_id")) is not str or not (content is None or _texts_ok(content)):
+                return None
+        elif not _texts_ok(raw.get("content")):  # a later system/developer message
+            return None
+        if not (role == "tool" and previous == "tool"):  # consecutive tool results share a message
+            starts.append(i)
+            roles.append(_ROLES[role])
+        previous = role
+    return LazyConversation(raw_messages, starts, roles, _turns, images=images)
+
+
+_MISSING = object()
+
+
+def _texts_ok(content: Any) -> bool:
+    """A string or a list of well-formed text parts."""
+    if type(content) is str:
+        return True
+    return type(content) is list and all(_text_ok(part) for part in content)
+
+
+def _text_ok(part: Any) -> bool:
+    return type(part) is dict and part.get("type") == "text" and type(part.get("text")) is str
+
+
+def _user_content_ok(content: Any) -> bool | None:
+    """Whether user ``content`` holds an image when it converts without fail, else ``None``."""
+    if type(content) is str:
+        return False
+    if type(content) is not list:
+        return None
+    images = False
+    for part in content:
+        kind = part.get("type") if type(part) is dict else None
+        if _text_ok(part) or (type(kind) is str and kind in OPAQUE_PART_TYPES):
+            continue
+        if kind != "image_url":
+            return None
+        image = part.get("image_url")
+        url = image.get("url") if type(image) is dict else None
+        if type(url) is not str or not url:
+            return None
+        if url.startswith("data:"):
+            header, sep, _ = url[5:].partition(",")
+            if not sep or not header.endswith(";base64"):
+                return None
+        images = True
+    return images
+
+
+def _assistant_ok(raw: dict[str, Any]) -> bool:
+    reasoning = raw.get("reasoning_content")
+    content = raw.get("content")
+    if not (reasoning is None or type(reasoning) is str):
+        return False
+    if not (content is None or type(content) is str):
+        if type(content) is not list:
+            return False
+        for part in content:
+            if not (_text_ok(part) or (type(part) is dict and part.get("type") == "refusal"
+                                       and type(part.get("refusal")) is str)):
+                return False
+    calls = raw.get("tool_calls")
+    return calls is None or (type(calls) is list and all(_call_ok(call) for call in calls))
+
+
+def _call_ok(call: Any) -> bool:
+    if type(call) is not dict or call.get("type", "function") != "function":
+        return False
+    call_id = call.get("id")
+    function = call.get("function")
+    if type(call_id) is not str or not call_id or type(function) is not dict:
+        return False
+    name = function.get("name")
+    arguments = function.get("arguments", "")
+    return type(name) is str and bool(name) and type(arguments) in (str, dict)
 
 
 def _tools(raw_tools: Any) -> list[Tool]:
@@ -336,7 +458,11 @@ def parse_chat_request(body: Any) -> ChatRequest:
     model = _string(_require(body, "model", "model"), "model", non_empty=True)
     system, messages = _messages(_require(body, "messages", "messages"))
     extra = _rest(body, _CANONICAL_FIELDS)
-    request = ChatRequest(model=model, system=system, messages=messages, source_format="openai", extra=extra)
+    if isinstance(messages, LazyConversation):
+        request = defer_messages(ChatRequest(model=model, system=system, source_format="openai", extra=extra),
+                                 messages)
+    else:
+        request = ChatRequest(model=model, system=system, messages=messages, source_format="openai", extra=extra)
 
     get = {k: v for k, v in body.items() if v is not None}.get
     if get("n") is not None and _integer(get("n"), "n") != 1:

@@ -1,0 +1,181 @@
+"""A conversation converted to canonical messages only when something reads it.
+
+Agents resend their whole conversation with every request (50-500 KB), and turning it into
+canonical :class:`~llmrouter.models.Message` objects costs more than everything else the router
+does for a request that goes, unchanged, to a provider of the client's own format (which forwards
+the client's JSON; see :mod:`llmrouter.formats.passthrough`). So the OpenAI and Anthropic request
+parsers may leave ``ChatRequest.messages`` unconverted: they keep the client's raw message list in
+a :class:`LazyConversation`, and the first read of ``request.messages`` converts it with the
+parser's own conversion code, stores the list and from then on it is an ordinary field.
+
+A parser defers only when a cheap check of the raw messages proves the conversion cannot fail
+(otherwise it converts at once, raising its usual 400), so errors stay eager and identical. The
+check also records where each canonical message starts in the raw list (OpenAI's consecutive
+``tool`` messages become one canonical message), its role and whether any part is an image; with
+that, bounded reads (``iter_text(last_messages=n)``, ``last_user_text()``), the roles
+:func:`~llmrouter.formats.base.check_request` looks at and the images capability routing looks for
+are answered without converting the whole conversation.
+
+:class:`DeferredMessages` is the part of :class:`~llmrouter.models.ChatRequest` that makes the
+deferral invisible: every way to read the model's fields (attribute access, dumps, copies,
+equality, ``repr``, ``dict()``, pickling) converts first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmrouter.models import ChatRequest, Message
+
+__all__ = ["DeferredMessages", "LazyConversation", "defer_messages", "deferred", "message_roles"]
+
+Convert = Callable[[list[Any], int, int], "list[Message]"]
+"""``convert(raw, start, stop)``: the canonical messages of ``raw[start:stop]``, where ``start`` is
+where a canonical message begins and ``stop`` where one begins or ``len(raw)``."""
+
+
+class LazyConversation:
+    """The client's raw message list and what is needed to convert it, wholly or in part.
+
+    ``starts[i]`` is the index in ``raw`` where canonical message ``i`` begins (the conversation
+    runs from ``starts[0]`` to the end of ``raw``), ``roles[i]`` its canonical role and ``images``
+    whether any message carries an image. ``target`` is the list object the conversion fills, made
+    up front so that the list's identity is known before it exists (the pipeline's check that no
+    stage replaced the conversation compares it).
+    """
+
+    __slots__ = ("convert", "images", "raw", "roles", "starts", "target")
+
+    def __init__(self, raw: list[Any], starts: Sequence[int], roles: Sequence[str], convert: Convert,
+                 *, images: bool) -> None:
+        self.raw = raw
+        self.starts = starts
+        self.roles = roles
+        self.convert = convert
+        self.images = images
+        self.target: list[Message] = []
+
+    @property
+    def count(self) -> int:
+        """How many canonical messages the conversation has."""
+        return len(self.starts)
+
+    def _span(self, first: int, last: int) -> list[Message]:
+        """Canonical messages ``first`` to ``last`` (exclusive), converted afresh."""
+        if first >= last:
+            return []
+        stop = self.starts[last] if last < len(self.starts) else len(self.raw)
+        return self.convert(self.raw, self.starts[first], stop)
+
+    def materialise(self) -> list[Message]:
+        """Every message, converted into :attr:`target`."""
+        self.target[:] = self._span(0, self.count)
+        return self.target
+
+    def tail(self, n: int) -> list[Message]:
+        """The last ``n`` messages, converted afresh: equal to ``materialise()[-n:]`` (``n >= 1``)."""
+        return self._span(max(0, self.count - n), self.count)
+
+    def last_of_role(self, role: str) -> Message | None:
+        """The last message of ``role``, converted afresh, or ``None``."""
+        for index in range(self.count - 1, -1, -1):
+            if self.roles[index] == role:
+                return self._span(index, index + 1)[0]
+        return None
+
+
+def deferred(request: ChatRequest) -> LazyConversation | None:
+    """The conversation of ``request`` when it has not been converted yet, else ``None``."""
+    private = request.__pydantic_private__
+    return private.get("_lazy") if private else None
+
+
+def defer_messages(request: ChatRequest, conversation: LazyConversation) -> ChatRequest:
+    """Make ``request.messages`` the lazily converted ``conversation``; the request then behaves as
+    if it had been built with ``messages=`` the converted list (``model_fields_set`` included)."""
+    request.__dict__.pop("messages", None)
+    request.__pydantic_fields_set__.add("messages")
+    request.__pydantic_private__["_lazy"] = conversation  # type: ignore[index]
+    return request
+
+
+def message_roles(request: ChatRequest) -> Sequence[str]:
+    """The role of each of ``request``'s messages, without converting a deferred conversation."""
+    conversation = deferred(request)
+    if conversation is not None:
+        return conversation.roles
+    return [message.role for message in request.messages]
+
+
+class DeferredMessages:
+    """Mixed into :class:`~llmrouter.models.ChatRequest` (before ``BaseModel``): while the
+    conversation is deferred, ``messages`` is absent from the instance ``__dict__``; every read of
+    it, and every pydantic operation that walks ``__dict__``, converts it first. Assigning
+    ``messages`` (validated as usual) drops the deferred conversation."""
+
+    __slots__ = ()
+
+    def _materialise(self) -> None:
+        private = self.__pydantic_private__  # type: ignore[attr-defined]
+        conversation = private.get("_lazy") if private else None
+        if conversation is not None:
+            private["_lazy"] = None
+            values = self.__dict__
+            if "messages" not in values:
+                # Rebuilt in field order, as validation builds it (repr and dict() follow that order).
+                messages = conversation.materialise()
+                fields = type(self).__pydantic_fields__  # type: ignore[attr-defined]
+                ordered = {name: messages if name == "messages" else values[name]
+                           for name in fields if name in values or name == "messages"}
+                ordered.update(values)
+                object.__setattr__(self, "__dict__", ordered)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "messages":
+            private = object.__getattribute__(self, "__pydantic_private__")
+            if private and private.get("_lazy") is not None:
+                self._materialise()
+                return self.__dict__["messages"]
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "messages":
+            private = self.__pydantic_private__  # type: ignore[attr-defined]
+            if private:
+                private["_lazy"] = None
+
+    def __eq__(self, other: Any) -> bool:
+        self._materialise()
+        if isinstance(other, DeferredMessages):
+            other._materialise()
+        return super().__eq__(other)  # type: ignore[no-any-return]
+
+    __hash__ = None  # type: ignore[assignment]  # as for any pydantic model that defines __eq__
+
+    def __copy__(self) -> Any:
+        self._materialise()
+        return super().__copy__()  # type: ignore[misc]
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        self._materialise()
+        return super().__deepcopy__(memo)  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._materialise()
+        return super().__getstate__()  # type: ignore[misc, no-any-return]
+
+    def __iter__(self) -> Any:
+        self._materialise()
+        return super().__iter__()  # type: ignore[misc]
+
+    def __repr_args__(self) -> Any:
+        self._materialise()
+        return super().__repr_args__()  # type: ignore[misc]
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        """Pydantic's deprecated ``copy`` (which reads ``__dict__`` directly), after converting."""
+        self._materialise()
+        return super().copy(*args, **kwargs)  # type: ignore[misc]
