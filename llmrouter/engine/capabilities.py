@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from llmrouter.context import Context, ProviderInfo, Route
+from llmrouter.lazy import deferred
 from llmrouter.models import ChatRequest, ImagePart, ToolResultPart
 
 VISION, TOOLS, THINKING = "vision", "tools", "thinking"
@@ -34,6 +35,9 @@ def request_needs(request: ChatRequest) -> tuple[str, ...]:
 
 
 def _has_image(request: ChatRequest) -> bool:
+    conversation = deferred(request)
+    if conversation is not None:  # known without converting
+        return conversation.images
     for message in request.messages:
         for part in message.content:
             if isinstance(part, ImagePart):

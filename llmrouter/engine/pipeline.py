@@ -31,6 +31,7 @@ from llmrouter.errors import PluginFailed, RouterError
 from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
 from llmrouter.keys.limiter import KeyLimiter
+from llmrouter.lazy import deferred
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
 from llmrouter.observe.requestlog import RawJSON, RequestLog
@@ -475,6 +476,14 @@ async def _collect_tags(ctx: Context, steps: list[Step], initial: list[str], wha
 
 def _shape(request: ChatRequest) -> tuple[Any, ...]:
     """A cheap fingerprint of what a read-only stage must leave alone (object identities, the
-    model, the message count): a stage that replaced or resized the request changes it."""
-    return (id(request), request.model, id(request.messages), len(request.messages), id(request.system),
-            id(request.tools), request.stream)
+    model, the message count): a stage that replaced or resized the request changes it.
+
+    A conversation not converted yet is not converted for this: its identity is the list its
+    conversion will fill (so reading it in a classifier changes nothing) and its count is known."""
+    conversation = deferred(request)
+    if conversation is not None:
+        messages, count = conversation.target, conversation.count
+    else:
+        messages = request.messages
+        count = len(messages)
+    return (id(request), request.model, id(messages), count, id(request.system), id(request.tools), request.stream)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import InvalidRequest, RouterError
 from llmrouter.jsonutil import loads_object_or_none
+from llmrouter.lazy import message_roles
 from llmrouter.models import (
     BlockDelta,
     BlockStart,
@@ -108,8 +109,9 @@ def check_request(request: ChatRequest) -> None:
     :raises InvalidRequest: naming the field: no conversation to answer (no message, or only
         system messages), or a ``max_tokens`` below 1.
     """
-    if not any(message.role != "system" for message in request.messages):
-        what = "must contain at least one message" if not request.messages else \
+    roles = message_roles(request)  # a deferred conversation stays unconverted
+    if not any(role != "system" for role in roles):
+        what = "must contain at least one message" if not roles else \
             "must contain at least one user or assistant message besides system messages"
         raise InvalidRequest(f"messages: {what}")
     if request.max_tokens is not None and request.max_tokens < 1:

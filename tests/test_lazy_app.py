@@ -1,0 +1,126 @@
+"""The deferred conversation through the real app (llmrouter/lazy.py): an agent-sized request that
+no plugin changes, routed by the benchmark's config (keyword classifier, tag/prefix/fallback rules,
+response-healing) to a provider of its own format, is answered without its conversation ever
+being converted; a plugin that reads ``ctx.request.messages`` gets the canonical messages and the
+request takes the canonical path."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmrouter.context import Context
+from llmrouter.formats import CLIENT_FORMATS
+from llmrouter.hookspecs import hookimpl
+from llmrouter.lazy import LazyConversation, deferred
+from llmrouter.models import Message
+from llmrouter.testing import MockProviders
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _agent_workload() -> Any:
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("_bench_agent_workload_lazy", BENCH / "agent_workload.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+AGENT = _agent_workload()
+OPENAI_URL = "http://127.0.0.1:9101/v1"  # bench/router.toml's providers, answered by respx
+ANTHROPIC_URL = "http://127.0.0.1:9101"
+ENV = {"BENCH_UPSTREAM_KEY": "dummy"}
+
+
+def bench_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """bench/router.toml as the rig runs it (the log in ``tmp_path``), plus ``extra`` tables."""
+    config = tomllib.loads((BENCH / "router.toml").read_text(encoding="utf-8"))
+    config["logging"]["path"] = str(tmp_path / "requests.jsonl")
+    for table, value in extra.items():
+        config.setdefault(table, {}).update(value)
+    return config
+
+
+@pytest.fixture
+def conversions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every whole conversation converted (LazyConversation.materialise calls)."""
+    seen: list[int] = []
+    original = LazyConversation.materialise
+
+    def counting(self: LazyConversation) -> list[Message]:
+        seen.append(self.count)
+        return original(self)
+
+    monkeypatch.setattr(LazyConversation, "materialise", counting)
+    return seen
+
+
+SSE_OPENAI = (b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},'
+              b'"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+SSE_ANTHROPIC = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message",'
+                 b'"role":"assistant","model":"c","content":[],"usage":{"input_tokens":1,"output_tokens":1}}}\n\n'
+                 b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+@pytest.mark.parametrize(("stream", "capabilities"), [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("shape", ["openai", "anthropic"])
+async def test_bench_request_is_answered_without_converting_its_conversation(
+        router: Any, mock_providers: MockProviders, tmp_path: Path, conversions: list[int],
+        shape: str, stream: bool, capabilities: bool) -> None:
+    """``capabilities``: the providers declare theirs, so routing works out what the request needs
+    (tools, images) for each candidate."""
+    oa = mock_providers.add_openai(OPENAI_URL, stream_body=SSE_OPENAI)
+    an = mock_providers.add_anthropic(ANTHROPIC_URL, stream_body=SSE_ANTHROPIC)
+    config = bench_config(tmp_path)
+    if capabilities:
+        for provider in config["providers"]:
+            provider["capabilities"] = ["completion", "tools"]
+    client = await router(config, environ=ENV)
+    model = "gpt-4o-mini" if shape == "openai" else "claude-sonnet-4"
+    body = AGENT.agent_body(shape, model, stream)
+    assert deferred(CLIENT_FORMATS[shape].parse_request(body, {})) is not None  # there is something to defer
+    reply = await (client.openai if shape == "openai" else client.anthropic)(body)
+    assert reply.status == 200, reply.text
+    assert reply.provider == ("mock-openai" if shape == "openai" else "mock-anthropic")
+    sent = mock_providers.sent_json(oa if shape == "openai" else an)
+    assert sent["messages"] == body["messages"]  # forwarded from the client's own JSON
+    assert reply.log_line is not None and reply.log_line["request"] == body
+    assert conversions == []
+
+
+class Reader:
+    """A pre_request plugin that reads the conversation (and so needs it converted)."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[Message]] = []
+
+    @hookimpl
+    def pre_request(self, ctx: Context) -> None:
+        self.seen.append(list(ctx.request.messages))
+
+
+@pytest.mark.parametrize("shape", ["openai", "anthropic"])
+async def test_a_plugin_reading_the_messages_gets_them_converted(
+        router: Any, mock_providers: MockProviders, tmp_path: Path, conversions: list[int], shape: str) -> None:
+    oa = mock_providers.add_openai(OPENAI_URL)
+    an = mock_providers.add_anthropic(ANTHROPIC_URL)
+    reader = Reader()
+    client = await router(bench_config(tmp_path, plugins={"reader": {"enabled": True}}),
+                          plugins={"reader": reader}, environ=ENV)
+    model = "gpt-4o-mini" if shape == "openai" else "claude-sonnet-4"
+    body = AGENT.agent_body(shape, model, False)
+    reply = await (client.openai if shape == "openai" else client.anthropic)(body)
+    assert reply.status == 200, reply.text
+    raw = body["messages"][1:] if shape == "openai" else body["messages"]  # OpenAI: the system prompt aside
+    assert conversions == [len(raw)] and [len(m) for m in reader.seen] == [len(raw)]
+    assert [m.role for m in reader.seen[0]] == [{"tool": "user"}.get(m["role"], m["role"]) for m in raw]
+    sent = mock_providers.sent_json(oa if shape == "openai" else an)
+    assert len(sent["messages"]) == len(body["messages"])
+    assert reply.log_line is not None and reply.log_line["request"] == body
