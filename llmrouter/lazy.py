@@ -1,4 +1,4 @@
-"""A conversation converted to canonical messages only when something reads it.
+"""A conversation (and tool list) converted to canonical models only when something reads it.
 
 Agents resend their whole conversation with every request (50-500 KB), and turning it into
 canonical :class:`~llmrouter.models.Message` objects costs more than everything else the router
@@ -14,7 +14,8 @@ check also records where each canonical message starts in the raw list (OpenAI's
 ``tool`` messages become one canonical message), its role and whether any part is an image; with
 that, bounded reads (``iter_text(last_messages=n)``, ``last_user_text()``), the roles
 :func:`~llmrouter.formats.base.check_request` looks at and the images capability routing looks for
-are answered without converting the whole conversation.
+are answered without converting the whole conversation. ``tools`` (20-40 JSON schemas in an agent
+request) is deferred the same way, as a :class:`LazyList`.
 
 :class:`DeferredMessages` is the part of :class:`~llmrouter.models.ChatRequest` that makes the
 deferral invisible: every way to read the model's fields (attribute access, dumps, copies,
@@ -29,7 +30,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmrouter.models import ChatRequest, Message
 
-__all__ = ["DeferredMessages", "LazyConversation", "defer_messages", "deferred", "message_roles"]
+__all__ = ["DEFERRABLE", "DeferredFields", "LazyConversation", "LazyList", "defer", "deferred", "message_roles"]
+
+DEFERRABLE = ("messages", "tools")
+"""The ``ChatRequest`` fields a parser may defer."""
 
 Convert = Callable[[list[Any], int, int], "list[Message]"]
 """``convert(raw, start, stop)``: the canonical messages of ``raw[start:stop]``, where ``start`` is
@@ -86,18 +90,48 @@ class LazyConversation:
         return None
 
 
-def deferred(request: ChatRequest) -> LazyConversation | None:
-    """The conversation of ``request`` when it has not been converted yet, else ``None``."""
+class LazyList:
+    """A raw list (the client's ``tools``) and the conversion that turns it into canonical models;
+    ``target`` as for :class:`LazyConversation`."""
+
+    __slots__ = ("convert", "raw", "target")
+
+    def __init__(self, raw: list[Any], convert: Callable[[list[Any]], list[Any]]) -> None:
+        self.raw = raw
+        self.convert = convert
+        self.target: list[Any] = []
+
+    @property
+    def count(self) -> int:
+        """How many items the converted list has."""
+        return len(self.raw)
+
+    def materialise(self) -> list[Any]:
+        """Every item, converted into :attr:`target`."""
+        self.target[:] = self.convert(self.raw)
+        return self.target
+
+
+Deferred = LazyConversation | LazyList
+
+
+def deferred(request: ChatRequest, field: str = "messages") -> Any:
+    """The deferred value of ``request``'s ``field`` (a :class:`LazyConversation` for ``messages``,
+    a :class:`LazyList` for ``tools``) while it is not converted, else ``None``."""
     private = request.__pydantic_private__
-    return private.get("_lazy") if private else None
+    pending = private.get("_lazy") if private else None
+    return pending.get(field) if pending else None
 
 
-def defer_messages(request: ChatRequest, conversation: LazyConversation) -> ChatRequest:
-    """Make ``request.messages`` the lazily converted ``conversation``; the request then behaves as
-    if it had been built with ``messages=`` the converted list (``model_fields_set`` included)."""
-    request.__dict__.pop("messages", None)
-    request.__pydantic_fields_set__.add("messages")
-    request.__pydantic_private__["_lazy"] = conversation  # type: ignore[index]
+def defer(request: ChatRequest, field: str, value: Deferred) -> ChatRequest:
+    """Make ``request.<field>`` the lazily converted ``value``; the request then behaves as if
+    ``field`` had been set to the converted list (``model_fields_set`` included)."""
+    assert field in DEFERRABLE
+    request.__dict__.pop(field, None)
+    request.__pydantic_fields_set__.add(field)
+    private = request.__pydantic_private__
+    assert private is not None
+    private["_lazy"] = {**(private.get("_lazy") or {}), field: value}
     return request
 
 
@@ -105,51 +139,57 @@ def message_roles(request: ChatRequest) -> Sequence[str]:
     """The role of each of ``request``'s messages, without converting a deferred conversation."""
     conversation = deferred(request)
     if conversation is not None:
-        return conversation.roles
+        return conversation.roles  # type: ignore[no-any-return]
     return [message.role for message in request.messages]
 
 
-class DeferredMessages:
-    """Mixed into :class:`~llmrouter.models.ChatRequest` (before ``BaseModel``): while the
-    conversation is deferred, ``messages`` is absent from the instance ``__dict__``; every read of
-    it, and every pydantic operation that walks ``__dict__``, converts it first. Assigning
-    ``messages`` (validated as usual) drops the deferred conversation."""
+class DeferredFields:
+    """Mixed into :class:`~llmrouter.models.ChatRequest` (before ``BaseModel``): while a field is
+    deferred it is absent from the instance ``__dict__``; reading it converts it, and every
+    pydantic operation that walks ``__dict__`` converts every deferred field first. Assigning a
+    deferred field (validated as usual) drops its raw value."""
 
     __slots__ = ()
 
-    def _materialise(self) -> None:
+    def _materialise(self, field: str | None = None) -> None:
+        """Convert ``field`` (every deferred field when ``None``) into ``__dict__``."""
         private = self.__pydantic_private__  # type: ignore[attr-defined]
-        conversation = private.get("_lazy") if private else None
-        if conversation is not None:
-            private["_lazy"] = None
-            values = self.__dict__
-            if "messages" not in values:
-                # Rebuilt in field order, as validation builds it (repr and dict() follow that order).
-                messages = conversation.materialise()
-                fields = type(self).__pydantic_fields__  # type: ignore[attr-defined]
-                ordered = {name: messages if name == "messages" else values[name]
-                           for name in fields if name in values or name == "messages"}
-                ordered.update(values)
-                object.__setattr__(self, "__dict__", ordered)
+        pending = private.get("_lazy") if private else None
+        if not pending:
+            return
+        names = list(pending) if field is None else [field] if field in pending else []
+        values = self.__dict__
+        converted = {name: pending[name].materialise() for name in names if name not in values}
+        rest = {name: value for name, value in pending.items() if name not in names}
+        private["_lazy"] = rest or None
+        if converted:
+            # Rebuilt in field order, as validation builds it (repr and dict() follow that order).
+            fields = type(self).__pydantic_fields__  # type: ignore[attr-defined]
+            ordered = {name: converted[name] if name in converted else values[name]
+                       for name in fields if name in values or name in converted}
+            ordered.update((k, v) for k, v in values.items() if k not in ordered)
+            object.__setattr__(self, "__dict__", ordered)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "messages":
+        if name in DEFERRABLE:
             private = object.__getattribute__(self, "__pydantic_private__")
-            if private and private.get("_lazy") is not None:
-                self._materialise()
-                return self.__dict__["messages"]
+            pending = private.get("_lazy") if private else None
+            if pending and name in pending:
+                self._materialise(name)
+                return self.__dict__[name]
         return super().__getattr__(name)  # type: ignore[misc]
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if name == "messages":
+        if name in DEFERRABLE:
             private = self.__pydantic_private__  # type: ignore[attr-defined]
-            if private:
-                private["_lazy"] = None
+            pending = private.get("_lazy") if private else None
+            if pending and name in pending:
+                private["_lazy"] = {k: v for k, v in pending.items() if k != name} or None
 
     def __eq__(self, other: Any) -> bool:
         self._materialise()
-        if isinstance(other, DeferredMessages):
+        if isinstance(other, DeferredFields):
             other._materialise()
         return super().__eq__(other)  # type: ignore[no-any-return]
 

@@ -28,7 +28,7 @@ from pydantic import (
     model_serializer,
 )
 
-from llmrouter.lazy import DeferredMessages, LazyConversation, deferred
+from llmrouter.lazy import DeferredFields, deferred
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
 Role = Literal["system", "user", "assistant"]
@@ -231,16 +231,16 @@ class Usage(_Model):
         return merged
 
 
-class ChatRequest(DeferredMessages, _Checked):
+class ChatRequest(DeferredFields, _Checked):
     """The canonical request every client format is parsed into and every provider format built from.
 
     ``system`` accepts a plain string (one text part); ``None`` or an empty list means no system
     prompt. Assignments are validated (see docs/plugin-hooks.md for every field's type).
 
-    ``messages`` may be converted lazily: the OpenAI and Anthropic parsers can keep the client's raw
-    messages and convert them on the first read of ``messages`` (by the same code, so the result is
-    the one an eager parse gives; see :mod:`llmrouter.lazy`). Dumps, copies, ``==``, ``repr`` and
-    pickling convert first; only timing tells a deferred conversation from a converted one.
+    ``messages`` and ``tools`` may be converted lazily: the OpenAI and Anthropic parsers can keep the
+    client's raw lists and convert them on their first read (by the same code, so the result is the
+    one an eager parse gives; see :mod:`llmrouter.lazy`). Dumps, copies, ``==``, ``repr`` and
+    pickling convert first; only timing tells a deferred field from a converted one.
     """
 
     model: str
@@ -267,15 +267,15 @@ class ChatRequest(DeferredMessages, _Checked):
     # body (a ``llmrouter.formats.passthrough.ClientBody``), which a provider of the client's format
     # forwards instead of building the body from this model. Never dumped or serialised.
     _client_body: Any = PrivateAttr(default=None)
-    # The client's messages while not yet converted (see llmrouter.lazy); None once converted.
-    _lazy: LazyConversation | None = PrivateAttr(default=None)
+    # The client's messages and tools while not yet converted, by field (see llmrouter.lazy).
+    _lazy: dict[str, Any] | None = PrivateAttr(default=None)
 
     _coerce_system = field_validator("system", mode="before")(_text_parts)
 
     @model_serializer(mode="wrap")
     def _converted_first(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
-        # Every dump (model_dump, model_dump_json, nested in another model) converts a deferred
-        # conversation first: the serializer reads __dict__, where it is not yet.
+        # Every dump (model_dump, model_dump_json, nested in another model) converts deferred
+        # fields first: the serializer reads __dict__, where they are not yet.
         self._materialise()
         return handler(self)
 

@@ -17,7 +17,7 @@ import pytest
 from llmrouter.context import Context
 from llmrouter.formats import CLIENT_FORMATS
 from llmrouter.hookspecs import hookimpl
-from llmrouter.lazy import LazyConversation, deferred
+from llmrouter.lazy import LazyConversation, LazyList, deferred
 from llmrouter.models import Message
 from llmrouter.testing import MockProviders
 
@@ -49,16 +49,15 @@ def bench_config(tmp_path: Path, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def conversions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of every whole conversation converted (LazyConversation.materialise calls)."""
-    seen: list[int] = []
-    original = LazyConversation.materialise
+def conversions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every deferred field converted (``messages``: LazyConversation, ``tools``: LazyList), with its size."""
+    seen: list[str] = []
+    for cls, field in ((LazyConversation, "messages"), (LazyList, "tools")):
+        def counting(self: Any, original: Any = cls.materialise, field: str = field) -> list[Any]:
+            seen.append(f"{field}:{self.count}")
+            return original(self)  # type: ignore[no-any-return]
 
-    def counting(self: LazyConversation) -> list[Message]:
-        seen.append(self.count)
-        return original(self)
-
-    monkeypatch.setattr(LazyConversation, "materialise", counting)
+        monkeypatch.setattr(cls, "materialise", counting)
     return seen
 
 
@@ -72,7 +71,7 @@ SSE_ANTHROPIC = (b'event: message_start\ndata: {"type":"message_start","message"
 @pytest.mark.parametrize(("stream", "capabilities"), [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("shape", ["openai", "anthropic"])
 async def test_bench_request_is_answered_without_converting_its_conversation(
-        router: Any, mock_providers: MockProviders, tmp_path: Path, conversions: list[int],
+        router: Any, mock_providers: MockProviders, tmp_path: Path, conversions: list[str],
         shape: str, stream: bool, capabilities: bool) -> None:
     """``capabilities``: the providers declare theirs, so routing works out what the request needs
     (tools, images) for each candidate."""
@@ -85,7 +84,8 @@ async def test_bench_request_is_answered_without_converting_its_conversation(
     client = await router(config, environ=ENV)
     model = "gpt-4o-mini" if shape == "openai" else "claude-sonnet-4"
     body = AGENT.agent_body(shape, model, stream)
-    assert deferred(CLIENT_FORMATS[shape].parse_request(body, {})) is not None  # there is something to defer
+    parsed = CLIENT_FORMATS[shape].parse_request(body, {})
+    assert deferred(parsed) is not None and deferred(parsed, "tools") is not None  # there is something to defer
     reply = await (client.openai if shape == "openai" else client.anthropic)(body)
     assert reply.status == 200, reply.text
     assert reply.provider == ("mock-openai" if shape == "openai" else "mock-anthropic")
@@ -108,7 +108,7 @@ class Reader:
 
 @pytest.mark.parametrize("shape", ["openai", "anthropic"])
 async def test_a_plugin_reading_the_messages_gets_them_converted(
-        router: Any, mock_providers: MockProviders, tmp_path: Path, conversions: list[int], shape: str) -> None:
+        router: Any, mock_providers: MockProviders, tmp_path: Path, conversions: list[str], shape: str) -> None:
     oa = mock_providers.add_openai(OPENAI_URL)
     an = mock_providers.add_anthropic(ANTHROPIC_URL)
     reader = Reader()
@@ -119,8 +119,30 @@ async def test_a_plugin_reading_the_messages_gets_them_converted(
     reply = await (client.openai if shape == "openai" else client.anthropic)(body)
     assert reply.status == 200, reply.text
     raw = body["messages"][1:] if shape == "openai" else body["messages"]  # OpenAI: the system prompt aside
-    assert conversions == [len(raw)] and [len(m) for m in reader.seen] == [len(raw)]
+    assert conversions[0] == f"messages:{len(raw)}" and [len(m) for m in reader.seen] == [len(raw)]
     assert [m.role for m in reader.seen[0]] == [{"tool": "user"}.get(m["role"], m["role"]) for m in raw]
     sent = mock_providers.sent_json(oa if shape == "openai" else an)
     assert len(sent["messages"]) == len(body["messages"])
     assert reply.log_line is not None and reply.log_line["request"] == body
+
+
+class Counter:
+    """A classifier that reads the whole conversation (converting it) and changes nothing."""
+
+    @hookimpl
+    def classify(self, ctx: Context) -> list[str]:
+        return [] if len(ctx.request.messages) else ["empty"]
+
+
+async def test_a_classifier_reading_the_messages_keeps_the_fast_path(
+        router: Any, mock_providers: MockProviders, tmp_path: Path, conversions: list[str]) -> None:
+    """Converting is not changing: the request is still forwarded from the client's JSON (its tool
+    arguments as the client spaced them, which the canonical path would compact)."""
+    oa = mock_providers.add_openai(OPENAI_URL)
+    client = await router(bench_config(tmp_path, classifiers={"counter": {"enabled": True}}),
+                          plugins={"counter": Counter()}, environ=ENV)
+    body = AGENT.agent_body("openai", "gpt-4o-mini", False)
+    reply = await client.openai(body)
+    assert reply.status == 200, reply.text
+    assert conversions == [f"messages:{len(body['messages']) - 1}"]
+    assert mock_providers.sent_json(oa)["messages"] == body["messages"]

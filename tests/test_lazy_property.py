@@ -158,14 +158,16 @@ def corrupted(draw: st.DrawFn, messages: st.SearchStrategy[list[Any]]) -> list[A
 # -- the property ----------------------------------------------------------------------------------
 
 
-def parse(fmt: str, messages: list[Any], *, lazy: bool) -> ChatRequest | str:
+def parse(fmt: str, messages: list[Any], *, lazy: bool, **top: Any) -> ChatRequest | str:
     """The parsed request, or the 400's message."""
-    body = {"model": "m", "max_tokens": 10, "messages": messages}
+    body = {"model": "m", "max_tokens": 10, "messages": messages, **top}
     try:
         if lazy:
             return CLIENT_FORMATS[fmt].parse_request(body, {})
         with mock.patch.object(openai_request, "deferrable", lambda *a: None), \
-                mock.patch.object(anthropic_request, "deferrable", lambda *a: None):
+                mock.patch.object(anthropic_request, "deferrable", lambda *a: None), \
+                mock.patch.object(openai_request, "_tool_ok", lambda *a: False), \
+                mock.patch.object(anthropic_request, "_tool_ok", lambda *a: False):
             return CLIENT_FORMATS[fmt].parse_request(body, {})
     except InvalidRequest as exc:
         return exc.message
@@ -221,3 +223,39 @@ def test_well_formed_lists_are_deferred(fmt: str, data: st.DataObject) -> None:
     request = parse(fmt, messages, lazy=True)
     assert isinstance(request, ChatRequest) and deferred(request) is not None
     check(fmt, messages)
+
+
+SCHEMA = st.dictionaries(TEXT, JSON, max_size=2)
+
+
+def tool_lists(fmt: str, m: Any = maybe, nd: Any = not_a_dict) -> st.SearchStrategy[list[Any]]:
+    """Tool lists (``m``/``nd`` as for :func:`openai_messages`)."""
+    if fmt == "openai":
+        tool = obj(type=m(st.just("function"), st.sampled_from(["custom", None])),
+                   function=m(obj(name=m(st.sampled_from(["read", "write"])), description=m(TEXT),
+                                  parameters=m(SCHEMA), strict=m(st.booleans()))))
+    else:
+        tool = obj(name=m(st.sampled_from(["read", "write"])), description=m(TEXT), input_schema=m(SCHEMA),
+                   type=m(st.sampled_from(["custom", "web_search_20250305"])), cache_control=m(JSON))
+    return st.lists(nd(tool), min_size=1, max_size=4)
+
+
+@PROPERTY
+@given(st.sampled_from(["openai", "anthropic"]), st.integers(0, 2), st.data())
+def test_tool_deferral_is_sound(fmt: str, kind: int, data: st.DataObject) -> None:
+    """Deferred tool lists (oddities anywhere, one oddity, none) convert without fail into what
+    converting at once gives; the others get the eager parse's outcome."""
+    tools = data.draw([st.one_of(tool_lists(fmt), ODD), corrupted(tool_lists(fmt, exact, all_dicts)),
+                       tool_lists(fmt, exact, all_dicts)][kind])
+    messages = [{"role": "user", "content": "hi"}]
+    eager, lazy = parse(fmt, messages, lazy=False, tools=tools), parse(fmt, messages, lazy=True, tools=tools)
+    pending = deferred(lazy, "tools") if isinstance(lazy, ChatRequest) else None
+    event(f"{fmt}: {'deferred' if pending is not None else 'eager'}")
+    if kind == 2:
+        assert pending is not None  # well-formed: deferred
+    if pending is None:
+        assert lazy == eager
+        return
+    assert isinstance(eager, ChatRequest), f"deferred, yet converting at once fails: {eager}"
+    assert pending.count == len(eager.tools or [])
+    assert lazy.tools == eager.tools and lazy == eager and lazy.model_dump() == eager.model_dump()

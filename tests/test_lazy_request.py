@@ -31,7 +31,9 @@ OPENAI = {"model": "gpt", "temperature": 0.5, "tools": [
                                  {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
     {"role": "assistant", "content": "done", "reasoning_content": "hmm"},
     {"role": "user", "content": "thanks"}]}
-ANTHROPIC = {"model": "claude", "max_tokens": 100, "system": "s", "messages": [
+ANTHROPIC = {"model": "claude", "max_tokens": 100, "system": "s", "tools": [
+    {"name": "read", "description": "Read", "input_schema": {"type": "object"}, "cache_control": {"type": "x"}},
+    {"name": "web_search", "type": "web_search_20250305"}], "messages": [
     {"role": "user", "content": "hello"},
     {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "sig"},
                                       {"type": "tool_use", "id": "t1", "name": "read", "input": {"p": 1}}]},
@@ -47,7 +49,9 @@ BODIES = {"openai": OPENAI, "anthropic": ANTHROPIC}
 def eager_parsing() -> Iterator[None]:
     """Parsers that never defer: the reference a lazy request must match."""
     with mock.patch.object(openai_request, "deferrable", lambda *a: None), \
-            mock.patch.object(anthropic_request, "deferrable", lambda *a: None):
+            mock.patch.object(anthropic_request, "deferrable", lambda *a: None), \
+            mock.patch.object(openai_request, "_tool_ok", lambda *a: False), \
+            mock.patch.object(anthropic_request, "_tool_ok", lambda *a: False):
         yield
 
 
@@ -55,11 +59,11 @@ def parse(fmt: str, body: dict[str, Any] | None = None, *, lazy: bool = True) ->
     body = copy.deepcopy(body or BODIES[fmt])
     if lazy:
         request = CLIENT_FORMATS[fmt].parse_request(body, {"anthropic-version": "2023-06-01"})
-        assert deferred(request) is not None
+        assert deferred(request) is not None and deferred(request, "tools") is not None
         return request
     with eager_parsing():
         request = CLIENT_FORMATS[fmt].parse_request(body, {"anthropic-version": "2023-06-01"})
-    assert deferred(request) is None
+    assert deferred(request) is None and deferred(request, "tools") is None
     return request
 
 
@@ -74,6 +78,8 @@ def test_reading_messages_converts_once_and_stores_an_ordinary_field(fmt: str) -
     messages = lazy.messages
     assert deferred(lazy) is None and lazy.messages is messages and lazy.__dict__["messages"] is messages
     assert messages == eager.messages and all(type(m) is Message for m in messages)
+    assert list(lazy.__dict__) == [k for k in eager.__dict__ if k != "tools"]  # tools: not read yet
+    assert lazy.tools == eager.tools
     assert list(lazy.__dict__) == list(eager.__dict__)  # field order, as validation builds it
 
 
@@ -91,6 +97,19 @@ def test_reading_messages_converts_once_and_stores_an_ordinary_field(fmt: str) -
 ])
 def test_every_read_gives_what_an_eager_request_gives(fmt: str, operation: Any) -> None:
     assert operation(parse(fmt)) == operation(parse(fmt, lazy=False))
+
+
+def test_tools_are_converted_on_their_own(fmt: str) -> None:
+    lazy, eager = parse(fmt), parse(fmt, lazy=False)
+    tools = lazy.tools
+    assert tools == eager.tools and tools is lazy.tools and deferred(lazy, "tools") is None
+    assert deferred(lazy) is not None  # the conversation is still waiting
+    assert list(lazy.__dict__) == [k for k in eager.__dict__ if k != "messages"]
+    assert lazy == eager and list(lazy.__dict__) == list(eager.__dict__)
+    lazy = parse(fmt)
+    lazy.tools = None
+    assert deferred(lazy, "tools") is None and lazy.tools is None and deferred(lazy) is not None
+    assert lazy.model_dump()["tools"] is None and lazy.model_dump()["messages"] == eager.model_dump()["messages"]
 
 
 def test_bounded_reads_leave_the_conversation_unconverted(fmt: str) -> None:
@@ -195,3 +214,17 @@ def test_openai_errors_are_raised_at_parse_time(body: dict[str, Any], error: str
     with pytest.raises(InvalidRequest) as caught:
         check_request(CLIENT_FORMATS["openai"].parse_request(body, {}))
     assert str(caught.value.message) == error
+
+
+@pytest.mark.parametrize(("fmt", "error"), [
+    ("openai", "messages[0].content[0].type: unknown content part type []"),
+    ("anthropic", "messages[0].content[0].type: unknown content block type []"),
+])
+async def test_an_unhashable_part_type_is_a_400_not_a_crash(router: Any, fmt: str, error: str) -> None:
+    """Found by the property test: a list as a part's ``type`` used to raise TypeError (a 500)."""
+    client = await router({"providers": [{"name": "e", "format": "echo"}],
+                           "routers": [{"type": "fallback", "providers": ["e"]}]}, log=False)
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": [], "text": "x"}]}]}
+    reply = await (client.openai if fmt == "openai" else client.anthropic)(body)
+    assert reply.status == 400
+    assert error in reply.text

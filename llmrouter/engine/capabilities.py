@@ -25,7 +25,9 @@ def request_needs(request: ChatRequest) -> tuple[str, ...]:
     needs: list[str] = []
     if _has_image(request):
         needs.append(VISION)
-    if request.tools and not (request.tool_choice is not None and request.tool_choice.type == "none"):
+    tools = deferred(request, "tools")  # a deferred tool list is never empty
+    if (tools is not None or request.tools) and not (request.tool_choice is not None
+                                                      and request.tool_choice.type == "none"):
         needs.append(TOOLS)
     thinking = request.thinking
     effort = request.extra.get("reasoning_effort") if request.extra else None

@@ -478,12 +478,13 @@ def _shape(request: ChatRequest) -> tuple[Any, ...]:
     """A cheap fingerprint of what a read-only stage must leave alone (object identities, the
     model, the message count): a stage that replaced or resized the request changes it.
 
-    A conversation not converted yet is not converted for this: its identity is the list its
-    conversion will fill (so reading it in a classifier changes nothing) and its count is known."""
-    conversation = deferred(request)
+    A conversation (or tool list) not converted yet is not converted for this: its identity is the
+    list its conversion will fill (so reading it in a classifier changes nothing), its count known."""
+    conversation, tools = deferred(request), deferred(request, "tools")
     if conversation is not None:
         messages, count = conversation.target, conversation.count
     else:
         messages = request.messages
         count = len(messages)
-    return (id(request), request.model, id(messages), count, id(request.system), id(request.tools), request.stream)
+    tools = tools.target if tools is not None else request.tools
+    return (id(request), request.model, id(messages), count, id(request.system), id(tools), request.stream)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from llmrouter.errors import InvalidRequest
-from llmrouter.lazy import Convert, LazyConversation, defer_messages
+from llmrouter.lazy import Convert, LazyConversation, LazyList, defer
 from llmrouter.models import (
     ChatRequest,
     ImagePart,
@@ -137,12 +137,15 @@ class MessagesRequestParser:
             headers={k.lower(): v for k, v in headers.items() if k.lower() in _FORWARDED_HEADERS},
         )
         if lazy is not None:
-            defer_messages(request, lazy)
+            defer(request, "messages", lazy)
         tools = body.get("tools")
         if tools is not None:
             if not isinstance(tools, list):
                 _fail("tools", "must be a list")
-            request.tools = [self._tool(t, f"tools[{i}]") for i, t in enumerate(tools)]
+            if tools and all(map(_tool_ok, tools)):
+                defer(request, "tools", LazyList(tools, self._tools))  # converted when read
+            else:
+                request.tools = self._tools(tools)
         choice = _get_object(body, "tool_choice", "tool_choice")
         if choice is not None:
             request.tool_choice = self._tool_choice(choice)
@@ -214,7 +217,7 @@ class MessagesRequestParser:
             return self._text(block, path)
         if kind == "image":
             return self._image(block, path)
-        if kind in (OPAQUE_TOOL_RESULT_BLOCK_TYPES if nested else OPAQUE_BLOCK_TYPES):
+        if isinstance(kind, str) and kind in (OPAQUE_TOOL_RESULT_BLOCK_TYPES if nested else OPAQUE_BLOCK_TYPES):
             return OpaquePart(format="anthropic", data=block, fallback_text=_fallback_text(block))
         if not nested:
             if kind == "tool_use":
@@ -273,6 +276,9 @@ class MessagesRequestParser:
             _fail(f"{path}.is_error", "must be a boolean")
         return ToolResultPart(tool_use_id=tool_use_id, content=parts, is_error=is_error,
                               extra=_extra(block, self._TOOL_RESULT))
+
+    def _tools(self, tools: list[Any]) -> list[Tool]:
+        return [self._tool(t, f"tools[{i}]") for i, t in enumerate(tools)]
 
     def _tool(self, tool: Any, path: str) -> Tool:
         if not isinstance(tool, dict):
@@ -431,6 +437,15 @@ def _block_ok(block: Any, *, nested: bool) -> bool | None:
     else:
         ok = kind == "redacted_thinking" and type(block.get("data")) is str
     return False if ok else None
+
+
+def _tool_ok(tool: Any) -> bool:
+    """Whether :meth:`MessagesRequestParser._tool` converts ``tool`` without fail."""
+    if type(tool) is not dict:
+        return False
+    name, description, schema = tool.get("name"), tool.get("description"), tool.get("input_schema")
+    return (type(name) is str and bool(name) and (description is None or type(description) is str)
+            and (schema is None or type(schema) is dict))
 
 
 def _tool_result_ok(block: dict[str, Any]) -> bool | None:

@@ -17,7 +17,7 @@ from llmrouter.formats.fields import obj as _object
 from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
-from llmrouter.lazy import LazyConversation, defer_messages
+from llmrouter.lazy import LazyConversation, LazyList, defer
 from llmrouter.models import (
     ChatRequest,
     ImagePart,
@@ -121,7 +121,7 @@ def _user_parts(content: Any, path: str) -> list[Part]:
             parts.append(_text_part(raw, part_path))
         elif kind == "image_url":
             parts.append(_image_part(raw, part_path))
-        elif kind in OPAQUE_PART_TYPES:
+        elif isinstance(kind, str) and kind in OPAQUE_PART_TYPES:  # (a list is unhashable)
             parts.append(OpaquePart(format="openai", data=raw))
         else:
             raise _fail(f"{part_path}.type", f"unknown content part type {kind!r}")
@@ -395,6 +395,17 @@ def _tools(raw_tools: Any) -> list[Tool]:
     return tools
 
 
+def _tool_ok(raw: Any) -> bool:
+    """Whether :func:`_tools` converts ``raw`` without fail (plain type checks, as for messages)."""
+    function = raw.get("function") if type(raw) is dict and raw.get("type", "function") == "function" else None
+    if type(function) is not dict:
+        return False
+    name, description = function.get("name"), function.get("description")
+    parameters, strict = function.get("parameters"), function.get("strict")
+    return (type(name) is str and bool(name) and (description is None or type(description) is str)
+            and (parameters is None or type(parameters) is dict) and (strict is None or type(strict) is bool))
+
+
 def _tool_choice(raw: Any) -> ToolChoice:
     if isinstance(raw, str):
         if raw not in ("auto", "none", "required"):
@@ -459,8 +470,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
     system, messages = _messages(_require(body, "messages", "messages"))
     extra = _rest(body, _CANONICAL_FIELDS)
     if isinstance(messages, LazyConversation):
-        request = defer_messages(ChatRequest(model=model, system=system, source_format="openai", extra=extra),
-                                 messages)
+        request = defer(ChatRequest(model=model, system=system, source_format="openai", extra=extra), "messages",
+                        messages)
     else:
         request = ChatRequest(model=model, system=system, messages=messages, source_format="openai", extra=extra)
 
@@ -468,8 +479,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if get("n") is not None and _integer(get("n"), "n") != 1:
         # One canonical reply per request: silently answering with one of n choices would mislead.
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
-    if get("tools") is not None:
-        request.tools = _tools(get("tools"))
+    raw_tools = get("tools")
+    if raw_tools is not None:
+        if type(raw_tools) is list and raw_tools and all(map(_tool_ok, raw_tools)):
+            defer(request, "tools", LazyList(raw_tools, _tools))  # converted when read
+        else:
+            request.tools = _tools(raw_tools)
     if get("tool_choice") is not None:
         request.tool_choice = _tool_choice(get("tool_choice"))
     if get("parallel_tool_calls") is not None:
