@@ -304,8 +304,8 @@ class ChatRequest(DeferredFields, _Checked):
         """
         texts = [p.text for p in self.system or []]
         conversation = deferred(self)
-        if conversation is not None and last_messages is not None and last_messages >= 0:  # only those read
-            messages = conversation.tail(last_messages) if last_messages else []
+        if conversation is not None and last_messages is not None and 0 <= last_messages < conversation.count:
+            messages = conversation.tail(last_messages) if last_messages else []  # converts only those
         else:
             messages = self.messages if last_messages is None else self.messages[-last_messages:] if last_messages else []
         for message in messages:

@@ -186,10 +186,12 @@ def check(fmt: str, messages: list[Any]) -> None:
     assert list(message_roles(lazy)) == [m.role for m in expected]
     assert conversation.images == _has_image(eager)
     assert lazy.last_user_text() == eager.last_user_text()
-    for n in range(len(expected) + 2):
+    for n in range(len(expected)):
         assert lazy.iter_text(last_messages=n) == eager.iter_text(last_messages=n)
         assert conversation.tail(n) == expected[-n:] if n else True
     assert deferred(lazy) is conversation  # none of that converted the whole conversation
+    for n in (len(expected), len(expected) + 1):  # a window over everything: converted (and kept)
+        assert lazy.iter_text(last_messages=n) == eager.iter_text(last_messages=n)
     assert lazy.messages == expected and lazy == eager
     assert lazy.model_dump(mode="json") == eager.model_dump(mode="json")
 
