@@ -17,7 +17,7 @@ that, bounded reads (``iter_text(last_messages=n)``, ``last_user_text()``), the 
 are answered without converting the whole conversation. ``tools`` (20-40 JSON schemas in an agent
 request) is deferred the same way, as a :class:`LazyList`.
 
-:class:`DeferredMessages` is the part of :class:`~llmrouter.models.ChatRequest` that makes the
+:class:`DeferredFields` is the part of :class:`~llmrouter.models.ChatRequest` that makes the
 deferral invisible: every way to read the model's fields (attribute access, dumps, copies,
 equality, ``repr``, ``dict()``, pickling) converts first.
 """

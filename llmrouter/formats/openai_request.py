@@ -252,6 +252,7 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
 
 
 _ROLES = {"user": "user", "assistant": "assistant", "tool": "user", "system": "system", "developer": "system"}
+_MISSING = object()
 
 
 def deferrable(raw_messages: list[Any], start: int) -> LazyConversation | None:
@@ -273,28 +274,28 @@ def deferrable(raw_messages: list[Any], start: int) -> LazyConversation | None:
         name = raw.get("name")
         if type(role) is not str or role not in _ROLES or not (name is None or type(name) is str):
             return None
+        content = raw.get("content", _MISSING)
         if role == "user":
-            verdict = _user_content_ok(raw.get("content", _MISSING))
-            if verdict is None:
-                return None
-            images = images or verdict
+            if type(content) is not str:  # (the usual case needs no call)
+                verdict = _user_content_ok(content)
+                if verdict is None:
+                    return None
+                images = images or verdict
         elif role == "assistant":
-            if not _assistant_ok(raw):
+            if not (type(content) is str and raw.get("tool_calls") is None
+                    and raw.get("reasoning_content") is None) and not _assistant_ok(raw):
                 return None
         elif role == "tool":
-            content = raw.get("content")
-            if type(raw.get("tool_call_id")) is not str or not (content is None or _texts_ok(content)):
+            if type(raw.get("tool_call_id")) is not str or not (content is None or content is _MISSING
+                                                                  or _texts_ok(content)):
                 return None
-        elif not _texts_ok(raw.get("content")):  # a later system/developer message
+        elif not _texts_ok(content):  # a later system/developer message
             return None
         if not (role == "tool" and previous == "tool"):  # consecutive tool results share a message
             starts.append(i)
             roles.append(_ROLES[role])
         previous = role
     return LazyConversation(raw_messages, starts, roles, _turns, images=images)
-
-
-_MISSING = object()
 
 
 def _texts_ok(content: Any) -> bool:
