@@ -30,10 +30,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmrouter.models import ChatRequest, Message
 
-__all__ = ["DEFERRABLE", "DeferredFields", "LazyConversation", "LazyList", "defer", "deferred", "message_roles"]
+__all__ = ["DEFERRABLE", "SMALL", "DeferredField", "DeferredFields", "LazyConversation", "LazyList", "defer", "deferred",
+           "message_roles"]
 
 DEFERRABLE = ("messages", "tools")
 """The ``ChatRequest`` fields a parser may defer."""
+
+SMALL = 8
+"""Conversations of at most this many messages are converted at once: deferring costs a few
+microseconds of bookkeeping, converting a short message about five, and a bounded reader such as
+the keyword classifier (which reads the last 8) would convert them all anyway. Read at call time
+(tests set it to 0 to defer everything)."""
 
 Convert = Callable[[list[Any], int, int], "list[Message]"]
 """``convert(raw, start, stop)``: the canonical messages of ``raw[start:stop]``, where ``start`` is
@@ -74,7 +81,7 @@ class LazyConversation:
         return self.convert(self.raw, self.starts[first], stop)
 
     def materialise(self) -> list[Message]:
-        """Every message, converted into :attr:`target`."""
+        """Every message, converted into :attr:`target` (in place)."""
         self.target[:] = self._span(0, self.count)
         return self.target
 
@@ -107,7 +114,7 @@ class LazyList:
         return len(self.raw)
 
     def materialise(self) -> list[Any]:
-        """Every item, converted into :attr:`target`."""
+        """Every item, converted into :attr:`target` (in place)."""
         self.target[:] = self.convert(self.raw)
         return self.target
 
@@ -120,14 +127,16 @@ def deferred(request: ChatRequest, field: str = "messages") -> Any:
     a :class:`LazyList` for ``tools``) while it is not converted, else ``None``."""
     private = request.__pydantic_private__
     pending = private.get("_lazy") if private else None
-    return pending.get(field) if pending else None
+    value = pending.get(field) if pending else None
+    # An assignment replaced the placeholder: the raw value is stale.
+    return value if value is not None and request.__dict__.get(field) is value.target else None
 
 
 def defer(request: ChatRequest, field: str, value: Deferred) -> ChatRequest:
     """Make ``request.<field>`` the lazily converted ``value``; the request then behaves as if
     ``field`` had been set to the converted list (``model_fields_set`` included)."""
     assert field in DEFERRABLE
-    request.__dict__.pop(field, None)
+    request.__dict__[field] = value.target  # the placeholder, in its place in the field order
     request.__pydantic_fields_set__.add(field)
     private = request.__pydantic_private__
     assert private is not None
@@ -143,49 +152,64 @@ def message_roles(request: ChatRequest) -> Sequence[str]:
     return [message.role for message in request.messages]
 
 
+class DeferredField:
+    """The class attribute that makes reading a deferred field convert it (a data descriptor, so it
+    is consulted before the instance ``__dict__``, where the field's placeholder sits). Assignment
+    is pydantic's as for any field (validated; it replaces the placeholder, which makes the raw
+    value stale)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:  # as for any pydantic field: no class attribute
+            raise AttributeError(f"type object {owner.__name__!r} has no attribute {self.name!r}")
+        try:
+            value = instance.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(f"{type(instance).__name__!r} object has no attribute {self.name!r}") from None
+        private = instance.__pydantic_private__
+        pending = private.get("_lazy") if private else None
+        if pending and self.name in pending:
+            instance._materialise(self.name)
+        return value
+
+    def __set__(self, instance: Any, value: Any) -> None:  # object.__setattr__; pydantic sets __dict__
+        instance.__dict__[self.name] = value
+
+    def __delete__(self, instance: Any) -> None:
+        try:
+            del instance.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+
 class DeferredFields:
-    """Mixed into :class:`~llmrouter.models.ChatRequest` (before ``BaseModel``): while a field is
-    deferred it is absent from the instance ``__dict__``; reading it converts it, and every
-    pydantic operation that walks ``__dict__`` converts every deferred field first. Assigning a
-    deferred field (validated as usual) drops its raw value."""
+    """Mixed into :class:`~llmrouter.models.ChatRequest` (before ``BaseModel``), whose deferrable
+    fields are :class:`DeferredField` class attributes: while a field is deferred, its ``__dict__``
+    value is the (empty) list its conversion will fill; reading the field converts it, and every
+    pydantic operation that walks ``__dict__`` (dumps, copies, ``==``, ``repr``, ``dict()``,
+    pickling) converts every deferred field first."""
 
     __slots__ = ()
 
     def _materialise(self, field: str | None = None) -> None:
-        """Convert ``field`` (every deferred field when ``None``) into ``__dict__``."""
+        """Convert ``field`` (every deferred field when ``None``) in place, into its placeholder."""
         private = self.__pydantic_private__  # type: ignore[attr-defined]
         pending = private.get("_lazy") if private else None
         if not pending:
             return
-        names = list(pending) if field is None else [field] if field in pending else []
         values = self.__dict__
-        converted = {name: pending[name].materialise() for name in names if name not in values}
-        rest = {name: value for name, value in pending.items() if name not in names}
+        rest = {}
+        for name, value in pending.items():
+            if field is None or name == field:
+                if values.get(name) is value.target:  # else an assignment replaced it: stale
+                    value.materialise()
+            else:
+                rest[name] = value
         private["_lazy"] = rest or None
-        if converted:
-            # Rebuilt in field order, as validation builds it (repr and dict() follow that order).
-            fields = type(self).__pydantic_fields__  # type: ignore[attr-defined]
-            ordered = {name: converted[name] if name in converted else values[name]
-                       for name in fields if name in values or name in converted}
-            ordered.update((k, v) for k, v in values.items() if k not in ordered)
-            object.__setattr__(self, "__dict__", ordered)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in DEFERRABLE:
-            private = object.__getattribute__(self, "__pydantic_private__")
-            pending = private.get("_lazy") if private else None
-            if pending and name in pending:
-                self._materialise(name)
-                return self.__dict__[name]
-        return super().__getattr__(name)  # type: ignore[misc]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
-        if name in DEFERRABLE:
-            private = self.__pydantic_private__  # type: ignore[attr-defined]
-            pending = private.get("_lazy") if private else None
-            if pending and name in pending:
-                private["_lazy"] = {k: v for k, v in pending.items() if k != name} or None
 
     def __eq__(self, other: Any) -> bool:
         self._materialise()

@@ -28,7 +28,7 @@ from pydantic import (
     model_serializer,
 )
 
-from llmrouter.lazy import DeferredFields, deferred
+from llmrouter.lazy import DEFERRABLE, DeferredField, DeferredFields, deferred
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn", "error"]
 Role = Literal["system", "user", "assistant"]
@@ -321,6 +321,10 @@ class ChatRequest(DeferredFields, _Checked):
                         elif isinstance(inner, OpaquePart) and inner.fallback_text is not None:
                             texts.append(inner.fallback_text)
         return texts
+
+
+for _name in DEFERRABLE:  # reading these may convert them (see llmrouter.lazy)
+    setattr(ChatRequest, _name, DeferredField(_name))
 
 
 class ChatResponse(_Checked):

@@ -13,6 +13,7 @@ from unittest import mock
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from llmrouter import lazy as lazy_module
 from llmrouter.engine.capabilities import _has_image
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats import CLIENT_FORMATS, anthropic_request, openai_request
@@ -162,8 +163,9 @@ def parse(fmt: str, messages: list[Any], *, lazy: bool, **top: Any) -> ChatReque
     """The parsed request, or the 400's message."""
     body = {"model": "m", "max_tokens": 10, "messages": messages, **top}
     try:
-        if lazy:
-            return CLIENT_FORMATS[fmt].parse_request(body, {})
+        if lazy:  # every conversation deferred when it can be, however short
+            with mock.patch.object(lazy_module, "SMALL", 0):
+                return CLIENT_FORMATS[fmt].parse_request(body, {})
         with mock.patch.object(openai_request, "deferrable", lambda *a: None), \
                 mock.patch.object(anthropic_request, "deferrable", lambda *a: None), \
                 mock.patch.object(openai_request, "_tool_ok", lambda *a: False), \
@@ -220,8 +222,8 @@ def test_well_formed_lists_are_deferred(fmt: str, data: st.DataObject) -> None:
     """Every shape the converters accept is deferred (tool results in a row and leading system
     messages included), and the deferral is sound."""
     messages = data.draw(SHAPES[fmt](exact, all_dicts))
-    if fmt == "openai" and all(m["role"] in ("system", "developer") for m in messages):
-        messages.append({"role": "user", "content": "hi"})  # else "must contain at least one message"
+    if all(m["role"] in ("system", "developer") for m in messages):
+        messages.append({"role": "user", "content": "hi"})  # else no conversation to defer
     request = parse(fmt, messages, lazy=True)
     assert isinstance(request, ChatRequest) and deferred(request) is not None
     check(fmt, messages)

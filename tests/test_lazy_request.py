@@ -13,6 +13,7 @@ from unittest import mock
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from llmrouter import lazy
 from llmrouter.formats import CLIENT_FORMATS, anthropic_request, openai_request
 from llmrouter.lazy import deferred, message_roles
 from llmrouter.models import ChatRequest, Message, TextPart, ToolResultPart
@@ -67,19 +68,37 @@ def parse(fmt: str, body: dict[str, Any] | None = None, *, lazy: bool = True) ->
     return request
 
 
+@pytest.fixture(autouse=True)
+def defer_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These requests are short: defer them anyway (see test_short_conversations_are_converted_at_once)."""
+    monkeypatch.setattr(lazy, "SMALL", 0)
+
+
 @pytest.fixture(params=["openai", "anthropic"])
 def fmt(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.mark.parametrize("fmt", ["openai", "anthropic"])
+def test_short_conversations_are_converted_at_once(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Deferring a conversation of a few messages would cost more than it saves."""
+    monkeypatch.setattr(lazy, "SMALL", 8)
+    turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i}"} for i in range(9)]
+    system = [{"role": "system", "content": "s"}] if fmt == "openai" else []  # not part of the count
+    short = CLIENT_FORMATS[fmt].parse_request({**BODIES[fmt], "messages": [*system, *turns[:8]]}, {})
+    longer = CLIENT_FORMATS[fmt].parse_request({**BODIES[fmt], "messages": [*system, *turns]}, {})
+    assert deferred(short) is None and len(short.messages) == 8
+    assert deferred(longer) is not None and len(longer.messages) == 9
+
+
 def test_reading_messages_converts_once_and_stores_an_ordinary_field(fmt: str) -> None:
     lazy, eager = parse(fmt), parse(fmt, lazy=False)
-    assert "messages" not in lazy.__dict__
+    placeholder = lazy.__dict__["messages"]
+    assert placeholder == [] and deferred(lazy) is not None  # not converted yet
     messages = lazy.messages
-    assert deferred(lazy) is None and lazy.messages is messages and lazy.__dict__["messages"] is messages
+    assert deferred(lazy) is None and messages is placeholder and lazy.messages is messages
     assert messages == eager.messages and all(type(m) is Message for m in messages)
-    assert list(lazy.__dict__) == [k for k in eager.__dict__ if k != "tools"]  # tools: not read yet
-    assert lazy.tools == eager.tools
+    assert deferred(lazy, "tools") is not None and lazy.tools == eager.tools
     assert list(lazy.__dict__) == list(eager.__dict__)  # field order, as validation builds it
 
 
@@ -104,7 +123,6 @@ def test_tools_are_converted_on_their_own(fmt: str) -> None:
     tools = lazy.tools
     assert tools == eager.tools and tools is lazy.tools and deferred(lazy, "tools") is None
     assert deferred(lazy) is not None  # the conversation is still waiting
-    assert list(lazy.__dict__) == [k for k in eager.__dict__ if k != "messages"]
     assert lazy == eager and list(lazy.__dict__) == list(eager.__dict__)
     lazy = parse(fmt)
     lazy.tools = None
@@ -149,6 +167,20 @@ def test_assigning_messages_is_validated_and_drops_the_raw_conversation(fmt: str
     assert deferred(lazy) is None and isinstance(lazy.messages[0], Message)
     assert lazy.messages[0].content == [TextPart(text="plain")]
     assert lazy.model_dump()["messages"][0]["content"][0]["text"] == "plain"
+
+
+def test_a_failed_then_a_successful_assignment_and_object_setattr(fmt: str) -> None:
+    lazy = parse(fmt)
+    with pytest.raises(ValidationError):
+        lazy.tools = "many"  # type: ignore[assignment]
+    assert deferred(lazy, "tools") is not None and lazy.tools == parse(fmt, lazy=False).tools
+    lazy = parse(fmt)
+    object.__setattr__(lazy, "messages", [])  # bypassing validation, as model_construct-style code may
+    assert deferred(lazy) is None and lazy.messages == [] and lazy.model_dump()["messages"] == []
+    assert not hasattr(ChatRequest, "messages") and not hasattr(ChatRequest, "tools")  # as for any field
+    del lazy.messages
+    with pytest.raises(AttributeError):
+        lazy.messages  # noqa: B018
 
 
 def test_assigning_other_fields_keeps_the_conversation_deferred(fmt: str) -> None:

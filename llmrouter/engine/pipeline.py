@@ -480,11 +480,9 @@ def _shape(request: ChatRequest) -> tuple[Any, ...]:
 
     A conversation (or tool list) not converted yet is not converted for this: its identity is the
     list its conversion will fill (so reading it in a classifier changes nothing), its count known."""
-    conversation, tools = deferred(request), deferred(request, "tools")
-    if conversation is not None:
-        messages, count = conversation.target, conversation.count
-    else:
-        messages = request.messages
-        count = len(messages)
-    tools = tools.target if tools is not None else request.tools
-    return (id(request), request.model, id(messages), count, id(request.system), id(tools), request.stream)
+    conversation = deferred(request)
+    messages = conversation.target if conversation is not None else request.messages
+    count = conversation.count if conversation is not None else len(messages)
+    # A deferred tool list's placeholder is the list it will be converted into: no need to convert.
+    return (id(request), request.model, id(messages), count, id(request.system),
+            id(request.__dict__.get("tools")), request.stream)

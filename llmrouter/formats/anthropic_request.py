@@ -7,6 +7,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
 from llmrouter.lazy import Convert, LazyConversation, LazyList, defer
 from llmrouter.models import (
@@ -124,7 +125,7 @@ class MessagesRequestParser:
         if not isinstance(messages, list):
             _fail("messages", "must be a list")
 
-        lazy = deferrable(messages, self._convert)
+        lazy = deferrable(messages, self._convert) if len(messages) > lazy_module.SMALL else None
         request = ChatRequest(
             model=model,
             max_tokens=max_tokens,

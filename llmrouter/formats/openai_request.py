@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats.base import tool_call_part
 from llmrouter.formats.fields import array as _array
@@ -209,7 +210,7 @@ def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message] |
             break
         system.extend(_text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content"))
         start = i + 1
-    lazy = deferrable(raw_messages, start)
+    lazy = deferrable(raw_messages, start) if len(raw_messages) - start > lazy_module.SMALL else None
     return (system or None), lazy if lazy is not None else _turns(raw_messages, start, len(raw_messages))
 
 
@@ -470,11 +471,11 @@ def parse_chat_request(body: Any) -> ChatRequest:
     model = _string(_require(body, "model", "model"), "model", non_empty=True)
     system, messages = _messages(_require(body, "messages", "messages"))
     extra = _rest(body, _CANONICAL_FIELDS)
-    if isinstance(messages, LazyConversation):
-        request = defer(ChatRequest(model=model, system=system, source_format="openai", extra=extra), "messages",
-                        messages)
-    else:
-        request = ChatRequest(model=model, system=system, messages=messages, source_format="openai", extra=extra)
+    lazy = messages if isinstance(messages, LazyConversation) else None
+    request = ChatRequest(model=model, system=system, messages=[] if lazy is not None else messages,
+                          source_format="openai", extra=extra)
+    if lazy is not None:
+        defer(request, "messages", lazy)
 
     get = {k: v for k, v in body.items() if v is not None}.get
     if get("n") is not None and _integer(get("n"), "n") != 1:
