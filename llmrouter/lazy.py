@@ -209,7 +209,10 @@ class DeferredFields:
                     value.materialise()
             else:
                 rest[name] = value
-        private["_lazy"] = rest or None
+        if rest:
+            private["_lazy"] = rest
+        else:  # gone, as from an eagerly parsed request (the private values take part in ==)
+            del private["_lazy"]
 
     def __eq__(self, other: Any) -> bool:
         self._materialise()

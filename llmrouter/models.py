@@ -266,9 +266,9 @@ class ChatRequest(DeferredFields, _Checked):
     # Set by the pipeline once routing is done and no plugin changed the request: the client's own
     # body (a ``llmrouter.formats.passthrough.ClientBody``), which a provider of the client's format
     # forwards instead of building the body from this model. Never dumped or serialised.
+    # (llmrouter.lazy keeps the raw values of deferred fields under the private key "_lazy" while
+    # there are any: undeclared, so a request that never had any costs nothing for it.)
     _client_body: Any = PrivateAttr(default=None)
-    # The client's messages and tools while not yet converted, by field (see llmrouter.lazy).
-    _lazy: dict[str, Any] | None = PrivateAttr(default=None)
 
     _coerce_system = field_validator("system", mode="before")(_text_parts)
 
