@@ -7,6 +7,7 @@ the client's JSON; see :mod:`llmrouter.formats.passthrough`). So the OpenAI and 
 parsers may leave ``ChatRequest.messages`` unconverted: they keep the client's raw message list in
 a :class:`LazyConversation`, and the first read of ``request.messages`` converts it with the
 parser's own conversion code, stores the list and from then on it is an ordinary field.
+Conversations of at most :data:`SMALL` messages are converted at once.
 
 A parser defers only when a cheap check of the raw messages proves the conversion cannot fail
 (otherwise it converts at once, raising its usual 400), so errors stay eager and identical. The
@@ -17,9 +18,14 @@ that, bounded reads (``iter_text(last_messages=n)``, ``last_user_text()``), the 
 are answered without converting the whole conversation. ``tools`` (20-40 JSON schemas in an agent
 request) is deferred the same way, as a :class:`LazyList`.
 
-:class:`DeferredFields` is the part of :class:`~llmrouter.models.ChatRequest` that makes the
-deferral invisible: every way to read the model's fields (attribute access, dumps, copies,
-equality, ``repr``, ``dict()``, pickling) converts first.
+How the deferral stays invisible: while deferred, the field's value in the instance ``__dict__`` is
+a placeholder, the empty list its conversion will fill in place (so the field order, and the list's
+identity, are those of an eager parse); :class:`DeferredField`, a data descriptor on the class,
+converts it when the field is read; :class:`DeferredFields`, mixed into
+:class:`~llmrouter.models.ChatRequest`, converts first in every pydantic operation that reads
+``__dict__`` itself (dumps, through a wrap serializer in the model; copies, ``==``, ``repr``,
+``dict()``, pickling). Assigning the field is pydantic's validated assignment as ever: it replaces
+the placeholder, which makes the raw value stale (and dropped).
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmrouter.models import ChatRequest, Message
 
-__all__ = ["DEFERRABLE", "SMALL", "DeferredField", "DeferredFields", "LazyConversation", "LazyList", "defer", "deferred",
-           "message_roles"]
+__all__ = ["DEFERRABLE", "SMALL", "DeferredField", "DeferredFields", "LazyConversation", "LazyList", "defer",
+           "deferred", "message_roles"]
 
 DEFERRABLE = ("messages", "tools")
 """The ``ChatRequest`` fields a parser may defer."""
