@@ -12,7 +12,7 @@ import email.utils
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -36,7 +36,7 @@ from llmrouter.models import (
     StreamEvent,
     Usage,
 )
-from llmrouter.upstream.client import send
+from llmrouter.upstream.client import post
 
 log = logging.getLogger("llmrouter.upstream.providers")
 
@@ -91,14 +91,26 @@ class Provider:
     def _request(self, body: dict[str, Any], request: ChatRequest, model: str, stream: bool,
                  url: httpx.URL | None = None) -> httpx.Request:
         content = dumps(body)
+        url, headers = self._target(request, model, stream, url, content)
+        return httpx.Request("POST", url, content=content, headers=headers,
+                             extensions={"timeout": self._timeout_ext})
+
+    def _target(self, request: ChatRequest, model: str, stream: bool, url: httpx.URL | None,
+                content: bytes) -> tuple[httpx.URL, dict[str, str]]:
+        """The URL and headers of one call carrying ``content``."""
         if url is None:
             url = self._url if self._fixed_url else httpx.URL(self.format.url(self._base, model, stream=stream))
         # Host and Content-Length given up front: httpx would otherwise add each after a failed
         # (exception-raising) header lookup, a measurable cost per request.
         host = self._host if url is self._url else url.netloc.decode("ascii")
-        headers = {**self.headers(request), "host": host, "content-length": str(len(content))}
-        return httpx.Request("POST", url, content=content, headers=headers,
-                             extensions={"timeout": self._timeout_ext})
+        return url, {**self.headers(request), "host": host, "content-length": str(len(content))}
+
+    def _post(self, http: httpx.AsyncClient, body: dict[str, Any], request: ChatRequest, model: str,
+              stream: bool, url: httpx.URL | None = None) -> Awaitable[httpx.Response]:
+        """Send the call :meth:`_request` describes (without building it on the default transport)."""
+        content = dumps(body)
+        url, headers = self._target(request, model, stream, url, content)
+        return post(http, url, content, headers, self._timeout_ext, stream=stream)
 
     def info(self, healthy: bool = True, discovered: tuple[str, ...] = (),
              learned: Mapping[str, frozenset[str]] | None = None) -> ProviderInfo:
@@ -179,7 +191,7 @@ class Provider:
         body = self._build(request, model, stream=False)
         try:
             async with asyncio.timeout(self.config.timeout_total_s):
-                response = await send(http, self._request(body, request, model, False))
+                response = await self._post(http, body, request, model, False)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
@@ -203,7 +215,7 @@ class Provider:
         body = self._build(request, model, stream=True)
         try:
             async with asyncio.timeout(self.config.timeout_first_byte_s):
-                response = await send(http, self._request(body, request, model, True), stream=True)
+                response = await self._post(http, body, request, model, True)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
@@ -281,7 +293,7 @@ class Provider:
         url = self._url.copy_with(path=self._url.path + "/count_tokens")
         try:
             async with asyncio.timeout(self.config.timeout_total_s):
-                response = await send(http, self._request(body, request, request.model, False, url))
+                response = await self._post(http, body, request, request.model, False, url)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
         except httpx.HTTPError as exc:
