@@ -31,7 +31,7 @@ _ERROR_CHARS = 200
 def format_line(event: dict[str, Any]) -> str:
     """The access line for one ``complete`` event."""
     ts = event.get("ts_ms")
-    clock = time.strftime("%H:%M:%S", time.localtime(ts / 1000)) if isinstance(ts, int | float) else "--:--:--"
+    clock = _clock(ts) if isinstance(ts, int | float) else "--:--:--"
     requested = event.get("requested_model") or "?"
     provider = event.get("provider")
     if provider:
@@ -52,6 +52,21 @@ def format_line(event: dict[str, Any]) -> str:
         text = " ".join(str(error).split())
         parts.append("error: " + (text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."))
     return printable(" ".join(parts))
+
+
+_last_clock: tuple[float, str] = (-1.0, "")
+
+
+def _clock(ts_ms: float) -> str:
+    """``HH:MM:SS`` local time of ``ts_ms``, formatted once per second of traffic."""
+    global _last_clock
+    second = ts_ms // 1000
+    last = _last_clock
+    if last[0] == second:
+        return last[1]
+    text = time.strftime("%H:%M:%S", time.localtime(second))
+    _last_clock = (second, text)
+    return text
 
 
 def _failovers(attempts: Any) -> list[str]:
