@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from llmrouter.context import Context
@@ -15,6 +16,8 @@ Hook = Callable[[Context], Any]
 async def call_hook(function: Hook, ctx: Context) -> Any:
     """Call a hook implementation, awaiting the result when it is awaitable."""
     result = function(ctx)
-    if inspect.isawaitable(result):
+    if result is None:  # most hooks, most of the time: no awaitable check needed
+        return None
+    if type(result) is CoroutineType or inspect.isawaitable(result):
         result = await result
     return result

@@ -26,7 +26,7 @@ async def read_json(request: web.Request, limit_bytes: int) -> Any:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes") from None
     if len(body) > limit_bytes:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
-    if not body.strip():
+    if not body or body.isspace():  # (not body.strip(): no copy of an agent-sized body)
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
         return loads(body)
@@ -52,7 +52,7 @@ def check_content_type(request: web.Request) -> None:
     :raises UnsupportedMediaType: for any other declared type.
     """
     declared = request.headers.get("Content-Type")
-    if declared is None or not declared.strip():
+    if declared is None or declared == "application/json" or not declared.strip():
         return
     mime = request.content_type
     if mime in _JSON_OR_UNDECLARED or (mime.startswith("application/") and mime.endswith("+json")):
