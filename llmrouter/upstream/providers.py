@@ -37,6 +37,7 @@ from llmrouter.models import (
     Usage,
 )
 from llmrouter.upstream.client import post
+from llmrouter.upstream.deadlines import deadline, deadline_at
 
 log = logging.getLogger("llmrouter.upstream.providers")
 
@@ -190,7 +191,7 @@ class Provider:
             return self.format.offline_response(request, model)
         body = self._build(request, model, stream=False)
         try:
-            async with asyncio.timeout(self.config.timeout_total_s):
+            async with deadline(self.config.timeout_total_s):
                 response = await self._post(http, body, request, model, False)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
@@ -214,7 +215,7 @@ class Provider:
             return iter_events(self.format.offline_stream(request, model))
         body = self._build(request, model, stream=True)
         try:
-            async with asyncio.timeout(self.config.timeout_first_byte_s):
+            async with deadline(self.config.timeout_first_byte_s):
                 response = await self._post(http, body, request, model, True)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
@@ -235,7 +236,7 @@ class Provider:
         (before anything reached the client) when it is no reply at all."""
         assert self.wire is not None
         try:
-            async with asyncio.timeout(self.config.timeout_total_s):
+            async with deadline(self.config.timeout_total_s):
                 content = await response.aread()
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
@@ -256,12 +257,12 @@ class Provider:
         # The total budget is applied read by read: a timeout context must not span a ``yield``,
         # because each event may be pulled by a different task (the server's relay does this), and
         # the expiring context would cancel whichever task happened to enter it.
-        deadline = asyncio.get_running_loop().time() + self.config.timeout_total_s
+        stop_at = asyncio.get_running_loop().time() + self.config.timeout_total_s
         chunks = response.aiter_bytes().__aiter__()
         try:
             while True:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with deadline_at(stop_at):
                         chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
@@ -292,7 +293,7 @@ class Provider:
             raise ValueError(f"provider '{self.name}' ({self.format_name}) cannot count tokens")
         url = self._url.copy_with(path=self._url.path + "/count_tokens")
         try:
-            async with asyncio.timeout(self.config.timeout_total_s):
+            async with deadline(self.config.timeout_total_s):
                 response = await self._post(http, body, request, request.model, False, url)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None

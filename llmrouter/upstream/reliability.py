@@ -41,6 +41,7 @@ from llmrouter.models import ChatRequest, StreamError, StreamEvent
 from llmrouter.observe.events import EventBackend, now_ms
 from llmrouter.upstream.circuits import ANY_MODEL, CircuitBoard, CircuitBreaker, CircuitOpenError, Ticket
 from llmrouter.upstream.circuits import CircuitState as CircuitState  # re-exported: it used to live here
+from llmrouter.upstream.deadlines import deadline
 from llmrouter.upstream.providers import Provider, ProviderConnectTimeout
 
 if TYPE_CHECKING:
@@ -370,7 +371,7 @@ async def open_primed_stream(provider: Provider, request: ChatRequest, model: st
     iterator = events.__aiter__()
     budget = provider.config.timeout_first_byte_s - (time.perf_counter() - started)
     try:
-        async with asyncio.timeout(max(budget, 0.0)):
+        async with deadline(max(budget, 0.0)):
             first = await iterator.__anext__()
     except StopAsyncIteration:
         raise ProviderError(provider.name, f"provider '{provider.name}' ended the stream without any event",
