@@ -27,9 +27,10 @@ Example::
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
-from pydantic import PrivateAttr, field_validator
+from pydantic import field_validator
 
 from llmrouter.context import Context
 from llmrouter.hookspecs import hookimpl
@@ -45,7 +46,6 @@ class Settings(PluginSettings):
     """``[classifiers.keyword]``: ``tags`` maps each tag to its keywords."""
 
     tags: dict[str, tuple[str, ...]] = {}
-    _matchers: tuple[tuple[str, tuple[str, ...]], ...] = PrivateAttr(())
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -55,24 +55,37 @@ class Settings(PluginSettings):
         return value
 
     def model_post_init(self, context: Any) -> None:
-        """Case-fold each tag's keywords once (empty keywords ignored)."""
+        """Case-fold each tag's keywords once, at load."""
+        _ = self.matchers
+
+    @cached_property
+    def matchers(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """``(tag, case-folded keywords)`` in table order, tags without keywords (empty ones are
+        ignored) left out. A plain attribute once computed: read on every request."""
         matchers = []
         for tag, keywords in self.tags.items():
             folded = tuple(dict.fromkeys(k.casefold() for k in keywords if k.strip()))
             if folded:
                 matchers.append((tag, folded))
-        self._matchers = tuple(matchers)
+        return tuple(matchers)
 
     def match(self, haystack: str) -> list[str]:
         """The tags (in table order) with a keyword in the already case-folded ``haystack``."""
-        # Plain substring tests: about 3x faster than one regex alternation per tag on agent text.
-        return [tag for tag, keywords in self._matchers if any(k in haystack for k in keywords)]
+        # Plain substring tests: about 3x faster than one regex alternation per tag on agent text
+        # (and loops rather than any() over a generator: a third faster again on short prompts).
+        found = []
+        for tag, keywords in self.matchers:
+            for keyword in keywords:
+                if keyword in haystack:
+                    found.append(tag)
+                    break
+        return found
 
 
 @hookimpl
 def classify(ctx: Context) -> list[str]:
     """Return the configured tags whose keywords occur in the request's text, in config order."""
     settings: Settings = ctx.settings
-    if not settings._matchers:
+    if not settings.matchers:
         return []
     return settings.match(_SEPARATOR.join(ctx.request.iter_text(last_messages=WINDOW_MESSAGES)).casefold())
