@@ -213,8 +213,15 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
+_MAY_BE_JSON = re.compile(r'[ \t\n\r]*[-{\["0-9tfn]')
+"""How a JSON text can begin (after JSON's own whitespace): anything else, such as prose, is not
+JSON, which this tells without a failed parse (an exception costs more than the whole test)."""
+
+
 def _is_valid_json(text: str) -> bool:
     """Whether ``text`` parses as JSON as it is."""
+    if _MAY_BE_JSON.match(text) is None:
+        return False
     try:
         orjson.loads(text)
     except orjson.JSONDecodeError:
