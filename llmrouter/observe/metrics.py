@@ -134,36 +134,48 @@ class Metrics:
         self.attempts = new(Counter, "llmrouter_upstream_attempts_total")
         self.circuit_open = new(Gauge, "llmrouter_circuit_open", multiprocess_mode="livemax")
         self.in_flight = new(Gauge, "llmrouter_in_flight", multiprocess_mode="livesum")
+        self._live = 0
+        if not multiprocess_dir:
+            # In one process the gauge is read when scraped, not updated twice per request.
+            self.in_flight.set_function(lambda: self._live)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._rows: dict[tuple[str, str, str, str], _Row] = {}
         self._models: set[str] = set()
 
     # -- feeds ------------------------------------------------------------------------------------
 
     def started(self) -> None:
         """A request arrived."""
-        self.in_flight.inc()
+        self._live += 1
+        if self.multiprocess_dir:
+            self.in_flight.inc()
 
     def finished(self, entry: Mapping[str, Any], state: Mapping[str, Any] | None) -> None:
         """A request ended: ``entry`` is its ``complete`` event, ``state`` its ``ctx.state`` (if any)."""
-        self.in_flight.dec()
+        self._live -= 1
+        if self.multiprocess_dir:
+            self.in_flight.dec()
         provider = entry.get("provider") or ""
         model = self._model(entry.get("sent_model") or "")
-        child = self._child
-        child(self.requests, entry.get("endpoint") or "", provider, model, str(entry.get("status"))).inc()
-        child(self.duration, provider).observe(entry["duration_ms"] / 1000)
+        key = (entry.get("endpoint") or "", provider, model, str(entry.get("status")))
+        row = self._rows.get(key)
+        if row is None:  # bounded: model labels are capped, the other labels are the router's own
+            row = self._rows[key] = _Row(self, key)
+        row.requests.inc()
+        row.duration.observe(entry["duration_ms"] / 1000)
         if state is not None:
             ttft = state.get(TTFT_STATE)
             if ttft is not None:
-                child(self.ttft, provider).observe(ttft)
+                row.child(_TTFT, self.ttft, provider).observe(ttft)
         usage = entry.get("usage")
         if usage:
             if usage.get("input_tokens"):
-                child(self.tokens, provider, model, "input").inc(usage["input_tokens"])
+                row.child(_INPUT, self.tokens, provider, model, "input").inc(usage["input_tokens"])
             if usage.get("output_tokens"):
-                child(self.tokens, provider, model, "output").inc(usage["output_tokens"])
+                row.child(_OUTPUT, self.tokens, provider, model, "output").inc(usage["output_tokens"])
         cost = entry.get("cost_usd")
         if cost:
-            child(self.cost, provider, model).inc(cost)
+            row.child(_COST, self.cost, provider, model).inc(cost)
 
     def attempt(self, provider: str, error: ProviderError | None) -> None:
         """One upstream attempt ended (``error`` None on success)."""
@@ -197,6 +209,31 @@ class Metrics:
             return "other"
         models.add(model)
         return model
+
+
+_TTFT, _INPUT, _OUTPUT, _COST = range(4)
+
+
+class _Row:
+    """The label children one kind of request (endpoint, provider, model, status) updates, looked up
+    once per request instead of once per metric. Children a request may not touch (time to first
+    token, tokens, cost) are created when first used, so a scrape shows the same series as before."""
+
+    __slots__ = ("_lazy", "_metrics", "duration", "requests")
+
+    def __init__(self, metrics: Metrics, key: tuple[str, str, str, str]) -> None:
+        endpoint, provider, model, status = key
+        self._metrics = metrics
+        self.requests = metrics._child(metrics.requests, endpoint, provider, model, status)
+        self.duration = metrics._child(metrics.duration, provider)
+        self._lazy: list[Any] = [None, None, None, None]
+
+    def child(self, slot: int, metric: Any, *labels: str) -> Any:
+        """The child of ``metric`` for ``labels``, kept in ``slot``."""
+        found = self._lazy[slot]
+        if found is None:
+            found = self._lazy[slot] = self._metrics._child(metric, *labels)
+        return found
 
 
 def multiprocess_dir() -> str | None:
