@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import json
 from typing import Any
 
 import httpx
 import respx
 from aiohttp import web
 
-from llmrouter.upstream.client import new_http_client, send
+from llmrouter.upstream.client import new_http_client, post, send
 
 
 async def upstream_app(aiohttp_server: Any) -> str:
@@ -81,5 +82,56 @@ async def test_respx_intercepts_the_fast_path() -> None:
             response = await send(client, httpx.Request("POST", "http://provider.test/v1/chat", content=b"{}"))
         assert response.json() == {"mocked": True}
         assert route.called
+    finally:
+        await client.aclose()
+
+
+async def test_post_sends_what_send_would_and_reads_replies_whole(aiohttp_server: Any) -> None:
+    """``post`` (the provider calls' path): headers, body and timeouts reach the upstream as given;
+    a plain reply comes back read, a gzipped one decoded, an error with its ``Retry-After``."""
+    seen: list[tuple[str, str | None, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("x-test"), await request.read()))
+        if request.path == "/busy":
+            return web.json_response({"error": "busy"}, status=429, headers={"Retry-After": "7"})
+        if request.path == "/gzip":
+            return web.Response(body=gzip.compress(b'{"zipped": true}'),
+                                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/{name}", record)
+    server = await aiohttp_server(app)
+    client = new_http_client()
+    timeout = httpx.Timeout(5.0).as_dict()
+    try:
+        for name, status, content in (("plain", 200, {"ok": True}), ("gzip", 200, {"zipped": True}),
+                                      ("busy", 429, {"error": "busy"})):
+            url = httpx.URL(f"http://127.0.0.1:{server.port}/{name}")
+            reply = await post(client, url, b'{"q": 1}', {"content-type": "application/json", "x-test": name},
+                               timeout)
+            assert reply.status_code == status and json.loads(reply.content) == content
+        assert reply.headers.get("retry-after") == "7"
+        assert seen == [(f"/{n}", n, b'{"q": 1}') for n in ("plain", "gzip", "busy")]
+        stream = await post(client, httpx.URL(f"http://127.0.0.1:{server.port}/plain"), b"{}", {}, timeout,
+                            stream=True)
+        assert isinstance(stream, httpx.Response)
+        assert b"".join([chunk async for chunk in stream.aiter_bytes()]) == b'{"ok": true}'
+        await stream.aclose()
+    finally:
+        await client.aclose()
+
+
+async def test_post_through_a_mock_transport_builds_the_request() -> None:
+    """Any transport but the default one gets a real ``httpx.Request`` (respx sees it)."""
+    client = new_http_client()
+    try:
+        with respx.mock(using="httpx") as mock:
+            route = mock.post("http://provider.test/v1/chat").respond(json={"mocked": True})
+            reply = await post(client, httpx.URL("http://provider.test/v1/chat"), b"{}", {"x-test": "1"},
+                               httpx.Timeout(5.0).as_dict())
+        assert reply.json() == {"mocked": True}
+        assert route.calls.last.request.headers["x-test"] == "1"
     finally:
         await client.aclose()

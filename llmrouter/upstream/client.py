@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from typing import Any
 
 import aiohttp
 import httpx
@@ -79,10 +80,12 @@ class ProviderTransport(AiohttpTransport):
         return response
 
     async def exchange(self, method: str, url: str, headers: Iterable[tuple[str, str]] | Mapping[str, str],
-                       content: bytes | None, timeout: ClientTimeout, *, buffered: bool) -> httpx.Response:
+                       content: bytes | None, timeout: ClientTimeout, *, buffered: bool,
+                       light: bool = False) -> httpx.Response | BufferedReply:
         """One HTTP exchange on aiohttp's pool, as an httpx response without a ``request``: read
         whole (``buffered``) or streamed. :func:`post` calls this directly, without building an
-        ``httpx.Request`` first."""
+        ``httpx.Request`` first, and with ``light`` a reply read whole and not content-encoded
+        comes back as a :class:`BufferedReply`."""
         if not isinstance(self.client, ClientSession):
             self.client = self.get_client()
         call = self.client.request(
@@ -106,7 +109,30 @@ class ProviderTransport(AiohttpTransport):
         # Only the headers the router reads: providers send dozens (rate limits, tracing) and
         # httpx normalises every one it is given.
         headers = [(k, v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS]
+        if light and not any(k.lower() == b"content-encoding" for k, _ in headers):
+            return BufferedReply(response.status, headers, body)
         return _buffered_response(response.status, headers, body, None)
+
+
+class BufferedReply:
+    """An upstream reply read whole and not content-encoded, with what the router reads of one, under
+    ``httpx.Response``'s names: ``status_code``, ``content`` and ``headers`` (an ``httpx.Headers``
+    built on first use: replies that succeed are never asked)."""
+
+    __slots__ = ("_headers", "_raw", "content", "status_code")
+
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+        self._raw = raw_headers
+        self._headers: httpx.Headers | None = None
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """The reply's headers (those the router reads; see :data:`_KEPT_HEADERS`)."""
+        if self._headers is None:
+            self._headers = httpx.Headers(self._raw)
+        return self._headers
 
 
 @functools.lru_cache(maxsize=256)
@@ -175,25 +201,24 @@ async def send(client: httpx.AsyncClient, request: httpx.Request, *, stream: boo
     return response
 
 
-async def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes, headers: Mapping[str, str],
-               timeout: Mapping[str, float | None], *, stream: bool = False) -> httpx.Response:
+def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes, headers: Mapping[str, str],
+         timeout: Mapping[str, float | None], *, stream: bool = False) -> Awaitable[Any]:
     """``POST content`` to ``url`` as :func:`send` would send an ``httpx.Request`` built from these
-    arguments (``timeout``: httpx's timeout extension, ``connect``/``read``/``write``/``pool``).
+    arguments (``timeout``: httpx's timeout extension, ``connect``/``read``/``write``/``pool``), and
+    return the awaitable reply: an ``httpx.Response`` (its body read unless ``stream``), or, when not
+    streaming, possibly a :class:`BufferedReply`.
 
     On the default :class:`ProviderTransport` no ``httpx.Request`` is built (about 10 µs per call,
-    most of httpx's remaining cost here) and the response has no ``request``; any other transport
-    (respx's mock, a test's override) gets the request exactly as :func:`send` would.
+    most of httpx's remaining cost here), the response has no ``request``, and a reply read whole is
+    not wrapped in an ``httpx.Response`` unless it needs decoding; any other transport (respx's mock, a
+    test's override) gets the request exactly as :func:`send` would.
     """
     transport = client._transport_for_url(url)
     if type(transport) is ProviderTransport:
-        response = await transport.exchange(
+        # Read whole (buffered) replies are complete when exchange() returns: nothing to read or close.
+        return transport.exchange(
             "POST", str(url), headers, content,
-            client_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")), buffered=not stream)
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        return response
+            client_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")), buffered=not stream,
+            light=True)
     request = httpx.Request("POST", url, content=content, headers=headers, extensions={"timeout": timeout})
-    return await send(client, request, stream=stream)
+    return send(client, request, stream=stream)

@@ -107,8 +107,10 @@ class Provider:
         return url, {**self.headers(request), "host": host, "content-length": str(len(content))}
 
     def _post(self, http: httpx.AsyncClient, body: dict[str, Any], request: ChatRequest, model: str,
-              stream: bool, url: httpx.URL | None = None) -> Awaitable[httpx.Response]:
-        """Send the call :meth:`_request` describes (without building it on the default transport)."""
+              stream: bool, url: httpx.URL | None = None) -> Awaitable[Any]:
+        """Send the call :meth:`_request` describes (without building it on the default transport):
+        an ``httpx.Response``, or a :class:`~llmrouter.upstream.client.BufferedReply` (same names for
+        status, body and headers) for a reply read whole."""
         content = dumps(body)
         url, headers = self._target(request, model, stream, url, content)
         return post(http, url, content, headers, self._timeout_ext, stream=stream)
