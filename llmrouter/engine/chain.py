@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Route
 from llmrouter.engine.capabilities import CandidateCheck, capability_message, settle
-from llmrouter.engine.hooks import Hook, call_hook
+from llmrouter.engine.hooks import Hook, pending
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.errors import NoRoute, PluginFailed, RouterError
@@ -87,16 +87,36 @@ class RuleChain:
 
     async def ask(self, rule: Rule, ctx: Context) -> Route | None:
         """One rule's decision, or None when it passes or names an unknown provider."""
+        decision = self._call(rule, ctx)
+        if pending(decision):
+            decision = await self._await(rule, ctx, decision)
+        return self._checked(rule, decision)
+
+    def _call(self, rule: Rule, ctx: Context) -> Any:
+        """Call the rule's hook (an ``async def`` hook's body runs later, in :meth:`_await`)."""
         ctx.settings = ctx.config_settings = rule.settings
         ctx.plugin_id = rule.type
         try:
-            decision = await call_hook(rule.function, ctx)
+            return rule.function(ctx)
         except RouterError:
             raise
         except Exception as exc:
             raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
         finally:
             ctx.plugin_id = None
+
+    async def _await(self, rule: Rule, ctx: Context, result: Any) -> Any:
+        ctx.plugin_id = rule.type
+        try:
+            return await result
+        except RouterError:
+            raise
+        except Exception as exc:
+            raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+        finally:
+            ctx.plugin_id = None
+
+    def _checked(self, rule: Rule, decision: Any) -> Route | None:
         if decision is None:
             return None
         if not isinstance(decision, Route):
@@ -123,7 +143,10 @@ class RuleChain:
         check = CandidateCheck(ctx.request, blocked, partial(self._blocked, ctx=ctx, blocked=blocked), skipped,
                                lacking)
         for rule in self.rules[start:] if start else self.rules:
-            decision = await self.ask(rule, ctx)
+            decision = self._call(rule, ctx)  # (ask() inlined: most route hooks are plain functions)
+            if pending(decision):
+                decision = await self._await(rule, ctx, decision)
+            decision = self._checked(rule, decision)
             if decision is not None:
                 decision = await settle(partial(self.ask, rule), ctx, decision, check, len(self.providers))
             if decision is not None:

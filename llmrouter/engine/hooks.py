@@ -7,17 +7,25 @@ from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
 
-from llmrouter.context import Context
+from llmrouter.context import Context, Flow, Route
 
 Hook = Callable[[Context], Any]
 """A hook implementation: takes the request's :class:`~llmrouter.context.Context`."""
+
+_PLAIN: frozenset[type] = frozenset({Route, Flow, list, tuple, str, bool})
+"""What hooks return most often, none of it awaitable (told apart without the ABC check)."""
+
+
+def pending(result: Any) -> bool:
+    """Whether a hook's ``result`` must be awaited (a coroutine or another awaitable)."""
+    if result is None or type(result) in _PLAIN:
+        return False
+    return type(result) is CoroutineType or inspect.isawaitable(result)
 
 
 async def call_hook(function: Hook, ctx: Context) -> Any:
     """Call a hook implementation, awaiting the result when it is awaitable."""
     result = function(ctx)
-    if result is None:  # most hooks, most of the time: no awaitable check needed
-        return None
-    if type(result) is CoroutineType or inspect.isawaitable(result):
+    if pending(result):
         result = await result
     return result

@@ -22,7 +22,7 @@ from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Flow, ProviderInfo, Route
 from llmrouter.engine.chain import Gate, RuleChain
 from llmrouter.engine.exchange import CLIENT_BODY, DELIVERED, LOGGED_REQUEST, PLUGIN_PROVIDER, complete_entry
-from llmrouter.engine.hooks import Hook, call_hook
+from llmrouter.engine.hooks import Hook, pending
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.engine.request_plugins import RequestPlugins
@@ -94,6 +94,8 @@ class Pipeline:
             "response_classifiers": self.response_classifier_ids})
         self._infos: Mapping[str, ProviderInfo] | None = None
         self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
+        # A stage without hooks has nothing to run, unless a subclass (tracing) does more per stage.
+        self._skip_empty_stages = type(self)._run_flow_hooks is Pipeline._run_flow_hooks
         self.gate = gate
         self.health: dict[str, bool] = gate.health if gate is not None else {}
         self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
@@ -143,11 +145,18 @@ class Pipeline:
 
         Rebuilt only when a provider's health or discovered models changed since the last call.
         """
-        infos = [p.info(self.health.get(name, True), self.discovered.get(name, ()), self.learned.get(name))
-                 for name, p in self.providers.items()]
+        health, discovered, learned = self.health, self.discovered, self.learned
         cached = self._infos
-        if cached is None or any(a is not b for a, b in zip(infos, cached.values(), strict=True)):
-            cached = self._infos = MappingProxyType({info.name: info for info in infos})
+        if cached is not None:
+            for name, provider in self.providers.items():
+                if provider.info(health.get(name, True), discovered.get(name, ()), learned.get(name)) \
+                        is not cached[name]:
+                    break
+            else:
+                return cached
+        infos = [p.info(health.get(name, True), discovered.get(name, ()), learned.get(name))
+                 for name, p in self.providers.items()]
+        cached = self._infos = MappingProxyType({info.name: info for info in infos})
         return cached
 
     def new_context(self, request: ChatRequest, request_id: str, endpoint: str,
@@ -205,7 +214,9 @@ class Pipeline:
             ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
             had_response = ctx.response is not None
             try:
-                result = await call_hook(step.function, ctx)
+                result = step.function(ctx)
+                if pending(result):
+                    result = await result
                 if not had_response and ctx.response is not None:
                     ctx.mark_modified(step.plugin_id)
             except RouterError:
@@ -226,7 +237,9 @@ class Pipeline:
         return False
 
     async def _classify(self, ctx: Context, steps: list[Step]) -> None:
-        ctx.request.tags = await _collect_tags(ctx, steps, ctx.request.tags, "classifier")
+        tags = await _collect_tags(ctx, steps, ctx.request.tags, "classifier")
+        if tags != ctx.request.tags:  # (an assignment re-validates the list: skipped when nothing changes)
+            ctx.request.tags = tags
 
     async def _route(self, ctx: Context) -> Route:
         return await self.chain.route(ctx)
@@ -266,12 +279,15 @@ class Pipeline:
         plugin_ids = self.plugin_ids
         on_start = self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids)
         pre_request = self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids)
-        stopped = await self._run_flow_hooks(ctx, "on_start", on_start, fatal=True)
+        skip_empty = self._skip_empty_stages
+        stopped = False if skip_empty and not on_start else \
+            await self._run_flow_hooks(ctx, "on_start", on_start, fatal=True)
         if not stopped:
             await self._classify(ctx, self._select(self.classifiers, "classify", overrides, self.classifier_ids))
             self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
                               "tags": list(ctx.request.tags)})
-            stopped = await self._run_flow_hooks(ctx, "pre_request", pre_request, fatal=True)
+            stopped = False if skip_empty and not pre_request else \
+                await self._run_flow_hooks(ctx, "pre_request", pre_request, fatal=True)
         if stopped and ctx.response is None:
             raise PluginFailed("pipeline stopped without producing a response")
         if ctx.response is not None:
@@ -341,19 +357,23 @@ class Pipeline:
         plugin_ids = self.plugin_ids
         if ctx.response is not None:
             post = self._select(self.hooks["post_response"], "post_response", overrides, plugin_ids)
+            classify = bool(self.response_classifiers or overrides)
             if ctx.delivered:
                 # Classify what the client got; late edits must not reach the log either.
-                await self._classify_response(ctx, overrides)
+                if classify:
+                    await self._classify_response(ctx, overrides)
                 if post or self.hooks["on_end"] or overrides:
                     ctx.state[DELIVERED] = (ctx.response, list(ctx.modified_by))
                     ctx.response = ctx.response.model_copy(deep=True)
-            stopped = await self._run_flow_hooks(ctx, "post_response", post, fatal=False)
-            if not ctx.delivered:
+            stopped = False if self._skip_empty_stages and not post else \
+                await self._run_flow_hooks(ctx, "post_response", post, fatal=False)
+            if not ctx.delivered and classify:
                 await self._classify_response(ctx, overrides)
             if stopped:
                 return
-        await self._run_flow_hooks(ctx, "on_end", self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids),
-                                   fatal=False)
+        on_end = self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids)
+        if on_end or not self._skip_empty_stages:
+            await self._run_flow_hooks(ctx, "on_end", on_end, fatal=False)
 
     async def _classify_response(self, ctx: Context, overrides: Mapping[str, dict[str, Any]]) -> None:
         """Run the response classifiers over ``ctx.response`` into ``ctx.response_tags``."""
@@ -464,7 +484,9 @@ async def _collect_tags(ctx: Context, steps: list[Step], initial: list[str], wha
     for step in steps:
         ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
         try:
-            result = await call_hook(step.function, ctx)
+            result = step.function(ctx)
+            if pending(result):
+                result = await result
             if result:
                 tags.extend([result] if isinstance(result, str) else (str(tag) for tag in result))
         except Exception as exc:
