@@ -77,6 +77,10 @@ class ClusterEventBus(EventBus):
             history = self._history_size and complete
             self.node.publish_later(lambda: self._encode(event), self._remember if history else None)
 
+    def listening(self, kind: str) -> bool:
+        """Shared events reach the other nodes whoever listens here."""
+        return self._share or super().listening(kind)
+
     def subscribe(self, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
         """A subscription that also gets every other node's events from now on."""
         if not self._subscribers:

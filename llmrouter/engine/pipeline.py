@@ -75,6 +75,8 @@ class Pipeline:
         self.registry = registry
         self.providers = providers
         self.bus = bus
+        # Events nobody would receive are not built (a backend without listening() gets them all).
+        self._listening: Any = getattr(bus, "listening", None) or _always
         self.request_log = request_log
         self._background: set[asyncio.Task[None]] = set()
         self.http = http
@@ -284,8 +286,9 @@ class Pipeline:
             await self._run_flow_hooks(ctx, "on_start", on_start, fatal=True)
         if not stopped:
             await self._classify(ctx, self._select(self.classifiers, "classify", overrides, self.classifier_ids))
-            self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
-                              "tags": list(ctx.request.tags)})
+            if self._listening("classified"):
+                self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
+                                  "tags": list(ctx.request.tags)})
             stopped = False if skip_empty and not pre_request else \
                 await self._run_flow_hooks(ctx, "pre_request", pre_request, fatal=True)
         if stopped and ctx.response is None:
@@ -305,8 +308,9 @@ class Pipeline:
             # Unchanged: only classifiers and routers ran, which read the request and return tags
             # and routes; the shape check catches one that replaced or resized it anyway.
             ctx.request._client_body = client_body
-        self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(),
-                          "provider": ctx.provider, "model": ctx.sent_model})
+        if self._listening("routed"):
+            self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(),
+                              "provider": ctx.provider, "model": ctx.sent_model})
         if self.keys is not None:
             self.keys.check_provider(ctx.key_name, ctx.provider, ctx.request.model)
 
@@ -414,8 +418,9 @@ class Pipeline:
         self.in_flight += 1
         if self.metrics is not None:
             self.metrics.started()
-        self.bus.publish({"type": "start", "id": request_id, "ts_ms": now_ms(), "model": model,
-                          "endpoint": endpoint, "in_flight": self.in_flight, "key": key})
+        if self._listening("start"):
+            self.bus.publish({"type": "start", "id": request_id, "ts_ms": now_ms(), "model": model,
+                              "endpoint": endpoint, "in_flight": self.in_flight, "key": key})
 
     def record(self, *, ctx: Context | None, request_id: str, endpoint: str, started: float,
                status: int, error: str | None, request_model: str | None = None,
@@ -462,6 +467,10 @@ async def default_stream_call(pipeline: Pipeline, ctx: Context) -> AsyncIterator
     """Open the routed provider's stream once (the reliability layer replaces this)."""
     provider = pipeline.providers[ctx.provider]  # type: ignore[index]
     return await provider.stream(ctx.request, ctx.sent_model, pipeline.http)  # type: ignore[arg-type]
+
+
+def _always(kind: str) -> bool:
+    return True
 
 
 def describe_failure(exc: Exception) -> str:

@@ -229,6 +229,13 @@ class EventBus:
         for subscription in self._subscribers:
             subscription.offer(event)
 
+    def listening(self, kind: str) -> bool:
+        """Whether an event of type ``kind`` published now would reach anything: a subscriber that
+        takes that type, or the history (``complete``). A publisher may skip building the others."""
+        if kind == "complete" and self._history.maxlen:
+            return True
+        return any(s.types is None or kind in s.types for s in self._subscribers)
+
     def subscribe(self, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
         """Start a subscription with a queue of ``maxsize`` events."""
         subscription = Subscription(self, maxsize)
