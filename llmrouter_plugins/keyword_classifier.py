@@ -81,6 +81,36 @@ class Settings(PluginSettings):
                     break
         return found
 
+    @cached_property
+    def seen(self) -> dict[str, frozenset[str]]:
+        """Texts matched lately and their tags (see :func:`classify`); mutable, bounded."""
+        return {}
+
+    @cached_property
+    def per_text(self) -> bool:
+        """Whether texts can be matched one by one (no keyword holds the separator, so none can
+        match across two texts of the joined window)."""
+        return all(_SEPARATOR not in k for _, keywords in self.matchers for k in keywords)
+
+    def tags_of(self, text: str) -> frozenset[str]:
+        """The tags with a keyword in ``text`` (one text of the window), remembered for the next
+        requests: agents resend the conversation, so most of a window was matched before."""
+        seen = self.seen
+        found = seen.get(text)
+        if found is None:
+            found = frozenset(self.match(text.casefold()))
+            if len(text) <= MAX_REMEMBERED_CHARS:
+                if len(seen) >= MAX_REMEMBERED:
+                    del seen[next(iter(seen))]  # the oldest
+                seen[text] = found
+        return found
+
+
+MAX_REMEMBERED = 512
+"""Texts whose tags are remembered (per settings), the oldest forgotten first."""
+MAX_REMEMBERED_CHARS = 64 * 1024
+"""Longer texts are matched every time (the memory kept stays bounded: at most ~32 M characters)."""
+
 
 @hookimpl
 def classify(ctx: Context) -> list[str]:
@@ -88,4 +118,10 @@ def classify(ctx: Context) -> list[str]:
     settings: Settings = ctx.settings
     if not settings.matchers:
         return []
-    return settings.match(_SEPARATOR.join(ctx.request.iter_text(last_messages=WINDOW_MESSAGES)).casefold())
+    texts = ctx.request.iter_text(last_messages=WINDOW_MESSAGES)
+    if not settings.per_text:
+        return settings.match(_SEPARATOR.join(texts).casefold())
+    found: set[str] = set()
+    for text in texts:
+        found.update(settings.tags_of(text))
+    return [tag for tag, _ in settings.matchers if tag in found]
