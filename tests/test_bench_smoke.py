@@ -5,35 +5,18 @@ They check correctness only (what is relayed and counted), never timing.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
 
-BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+from tests.benchmods import load_bench
 
-
-def _load(name: str) -> ModuleType:
-    """Import ``bench/<name>.py`` by path: ``bench`` is a folder of scripts, not a package."""
-    module_name = f"_bench_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, BENCH_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-mock_upstream = _load("mock_upstream")
-floor_proxy = _load("floor_proxy")
-loadgen = _load("loadgen")
+mock_upstream = load_bench("mock_upstream")
+floor_proxy = load_bench("floor_proxy")
+loadgen = load_bench("loadgen")
 
 CHUNKS = 7
 
@@ -209,7 +192,7 @@ def _row(target: str, shape: str, stream: bool, c: int, **numbers: float) -> dic
 
 
 def test_run_summary_and_table_compare_router_with_direct_and_floor(tmp_path: Path) -> None:
-    run_mod = _load("run")
+    run_mod = load_bench("run")
     results = [
         _row("direct", "openai", False, 1, rps=5000.0, lat_p50_ms=0.2, lat_p99_ms=0.4),
         _row("floor", "openai", False, 1, rps=1500.0, lat_p50_ms=0.7, lat_p99_ms=0.9),
@@ -267,7 +250,7 @@ def test_agent_workload_is_agent_sized_in_both_shapes() -> None:
 
 
 def test_run_summary_takes_the_agent_ratio_at_c8() -> None:
-    run_mod = _load("run")
+    run_mod = load_bench("run")
     results = [
         {**_row("floor", "openai", False, 8, rps=600.0, lat_p50_ms=10.0, lat_p99_ms=12.0), "workload": "agent"},
         {**_row("router", "openai", False, 8, rps=420.0, lat_p50_ms=14.0, lat_p99_ms=20.0), "workload": "agent"},

@@ -6,8 +6,6 @@ request takes the canonical path."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,20 +18,10 @@ from llmrouter.hookspecs import hookimpl
 from llmrouter.lazy import LazyConversation, LazyList, deferred
 from llmrouter.models import Message
 from llmrouter.testing import MockProviders
+from tests.benchmods import BENCH_DIR as BENCH
+from tests.benchmods import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _agent_workload() -> Any:
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("_bench_agent_workload_lazy", BENCH / "agent_workload.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-AGENT = _agent_workload()
+AGENT = load_bench("agent_workload")
 OPENAI_URL = "http://127.0.0.1:9101/v1"  # bench/router.toml's providers, answered by respx
 ANTHROPIC_URL = "http://127.0.0.1:9101"
 ENV = {"BENCH_UPSTREAM_KEY": "dummy"}

@@ -6,9 +6,6 @@ the real app a request that a plugin changes (or might change) still takes the c
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,20 +20,9 @@ from llmrouter.hookspecs import hookimpl
 from llmrouter.models import Message, TextPart
 from llmrouter.observe.logfiles import logged_request, read_lines
 from llmrouter.testing import MockProviders
+from tests.benchmods import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _agent_workload() -> Any:
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("_bench_agent_workload", BENCH / "agent_workload.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-AGENT = _agent_workload()
+AGENT = load_bench("agent_workload")
 CALL_ARGS = '{"path": "a.py",  "content": "x = 1"}'  # spaced: the canonical path would compact it
 TOOLS = [{"type": "function", "function": {"name": "read", "description": "Read a file",
                                             "parameters": {"type": "object", "properties": {}}}}]
