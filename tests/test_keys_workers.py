@@ -7,11 +7,13 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import aiohttp
 
+from llmrouter.keys.sqlite_store import SQLiteStore
 from llmrouter.testing import openai_chat
 from tests.conftest import free_port
 
@@ -72,3 +74,33 @@ rpm = 10
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def test_counter_file_opened_by_several_processes_at_once_never_fails(tmp_path: Path) -> None:
+    """Workers open the counter file on their first limited request, often at the same instant.
+    SQLite refuses a concurrent switch to WAL with "database is locked" without waiting for its
+    busy timeout; a store that gave up there would let that request through unchecked."""
+    for round_ in range(40):
+        path = tmp_path / f"round{round_}" / "keys.sqlite3"
+        stores = [SQLiteStore(path) for _ in range(3)]
+        barrier = threading.Barrier(len(stores))
+        errors: list[BaseException] = []
+
+        def open_store(store: SQLiteStore, barrier: threading.Barrier = barrier,
+                       errors: list[BaseException] = errors) -> None:
+            barrier.wait()
+            try:
+                store._db()
+            except BaseException as exc:  # noqa: BLE001 (collected for the assertion)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_store, args=(store,)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for store in stores:
+            if store._conn is not None:
+                store._conn.close()
+            store._executor.shutdown()
+        assert errors == [], f"round {round_}: {errors}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +27,9 @@ CREATE TABLE IF NOT EXISTS spend (key TEXT NOT NULL, period TEXT NOT NULL, usd R
                                   PRIMARY KEY (key, period));
 """
 
+OPEN_TIMEOUT_S = 30.0
+"""How long opening the counter file (and each transaction) waits for other processes."""
+
 
 class SQLiteStore:
     """Counters in the SQLite file ``path`` (created with its folder when missing)."""
@@ -38,10 +42,23 @@ class SQLiteStore:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            # Workers open the file on their first limited request, often at the same instant, and
+            # SQLite answers a concurrent switch to WAL with "database is locked" at once, without
+            # waiting for the busy timeout: try again for as long as that timeout would have waited.
+            deadline = time.monotonic() + OPEN_TIMEOUT_S
+            while True:
+                conn = sqlite3.connect(self.path, timeout=OPEN_TIMEOUT_S, isolation_level=None,
+                                       check_same_thread=False)
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    conn.close()
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
             self._conn = conn
         return self._conn
 
