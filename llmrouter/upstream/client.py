@@ -51,15 +51,10 @@ def httpx_errors() -> Iterator[None]:
     except httpx.HTTPError:
         raise
     except Exception as exc:
-        _raise_as_httpx(exc)
+        for source, target in _ERRORS:
+            if isinstance(exc, source):
+                raise target(str(exc) or type(exc).__name__) from exc
         raise
-
-
-def _raise_as_httpx(exc: Exception) -> None:
-    """Raise the ``httpx.TransportError`` standing for aiohttp's ``exc``; return if there is none."""
-    for source, target in _ERRORS:
-        if isinstance(exc, source):
-            raise target(str(exc) or type(exc).__name__) from exc
 
 
 class ProviderTransport(AiohttpTransport):
@@ -161,41 +156,6 @@ class _ResponseStream(httpx.AsyncByteStream):
         """Release the connection (back to the pool when the body was read to the end)."""
         with httpx_errors():
             self._response.release()
-
-
-class _Chunks:
-    """The chunks of a streamed aiohttp reply as they arrive, errors mapped as :func:`httpx_errors`
-    maps them: what ``aiter_bytes()`` gives for a reply without a content encoding, without httpx's
-    three generator layers, chunkers and identity decoder per chunk."""
-
-    __slots__ = ("_read",)
-
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._read = response.content.readany
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk = await self._read()
-        except httpx.HTTPError:
-            raise
-        except Exception as exc:
-            _raise_as_httpx(exc)
-            raise
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
-
-
-def iter_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """``response.aiter_bytes()``, straight from aiohttp for a reply :class:`ProviderTransport`
-    streams without a content encoding (httpx decodes the others)."""
-    stream = response.stream
-    if type(stream) is _ResponseStream and "content-encoding" not in response.headers:
-        return _Chunks(stream._response)
-    return response.aiter_bytes()
 
 
 def _buffered_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes,
