@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import InvalidRequest, RouterError
+from llmrouter.formats.fields import invalid
 from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.lazy import message_roles
 from llmrouter.models import (
@@ -15,6 +16,7 @@ from llmrouter.models import (
     BlockStop,
     ChatRequest,
     ChatResponse,
+    ImagePart,
     MessageDelta,
     MessageStart,
     MessageStop,
@@ -22,6 +24,7 @@ from llmrouter.models import (
     StreamEvent,
     TextPart,
     ThinkingPart,
+    ToolChoice,
     ToolUsePart,
     Usage,
 )
@@ -44,6 +47,30 @@ def tool_call_part(call_id: str, name: str, arguments: Any, extra: dict[str, Any
         return ToolUsePart(id=call_id, name=name, raw_arguments=arguments, extra=extra)
     return ToolUsePart(id=call_id, name=name, input=parsed, extra=extra)
 
+
+
+def image_part(url: str, path: str, extra: dict[str, Any]) -> ImagePart:
+    """An image given by ``url`` (at ``path`` in the request): a base64 ``data:`` URL becomes inline
+    data with its media type, any other URL stays a URL.
+
+    :raises InvalidRequest: for a ``data:`` URL that is not base64 encoded.
+    """
+    if url.startswith("data:"):
+        header, sep, data = url[5:].partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise invalid(path, "data URLs must be base64 encoded (data:<type>;base64,<data>)")
+        return ImagePart(data=data, media_type=header[: -len(";base64")] or None, extra=extra)
+    return ImagePart(url=url, extra=extra)
+
+
+def apply_parallel_tool_calls(request: ChatRequest, parallel: bool) -> None:
+    """Record a client's ``parallel_tool_calls``: ``false`` disables parallel calls (on an implied
+    ``auto`` choice when the client gave none); ``true`` clears that on a choice it gave."""
+    if not parallel:
+        request.tool_choice = request.tool_choice or ToolChoice(type="auto")
+        request.tool_choice.disable_parallel = True
+    elif request.tool_choice is not None:
+        request.tool_choice.disable_parallel = False
 
 ROUTER_FIELDS = frozenset({"plugins", "tags", "forced_provider", "headers", "source_format", "extra"})
 """Request fields the router owns: never copied from ``request.extra`` into an upstream body,

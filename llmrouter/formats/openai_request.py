@@ -7,7 +7,7 @@ from typing import Any
 
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
-from llmrouter.formats.base import tool_call_part
+from llmrouter.formats.base import apply_parallel_tool_calls, image_part, tool_call_part
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import boolean as _boolean
 from llmrouter.formats.fields import integer as _integer
@@ -99,15 +99,7 @@ def _text_part(raw: dict[str, Any], path: str) -> TextPart:
 def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
     image = _object(_require(raw, "image_url", f"{path}.image_url"), f"{path}.image_url")
     url = _string(_require(image, "url", f"{path}.image_url.url"), f"{path}.image_url.url", non_empty=True)
-    extra = _rest(image, _URL_KEYS)
-    if url.startswith("data:"):
-        header, sep, data = url[5:].partition(",")
-        if not sep or not header.endswith(";base64"):
-            raise _fail(
-                f"{path}.image_url.url", "data URLs must be base64 encoded (data:<type>;base64,<data>)"
-            )
-        return ImagePart(data=data, media_type=header[: -len(";base64")] or None, extra=extra)
-    return ImagePart(url=url, extra=extra)
+    return image_part(url, f"{path}.image_url.url", _rest(image, _URL_KEYS))
 
 
 def _user_parts(content: Any, path: str) -> list[Part]:
@@ -490,12 +482,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if get("tool_choice") is not None:
         request.tool_choice = _tool_choice(get("tool_choice"))
     if get("parallel_tool_calls") is not None:
-        parallel = _boolean(get("parallel_tool_calls"), "parallel_tool_calls")
-        if not parallel:
-            request.tool_choice = request.tool_choice or ToolChoice(type="auto")
-            request.tool_choice.disable_parallel = True
-        elif request.tool_choice is not None:
-            request.tool_choice.disable_parallel = False
+        apply_parallel_tool_calls(request, _boolean(get("parallel_tool_calls"), "parallel_tool_calls"))
     if get("max_completion_tokens") is not None:
         request.max_tokens = _integer(get("max_completion_tokens"), "max_completion_tokens")
         request.extra["max_completion_tokens"] = request.max_tokens  # marker: the client's key

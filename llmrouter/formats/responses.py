@@ -32,7 +32,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmrouter.errors import InvalidRequest, RouterError
-from llmrouter.formats.base import ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
+from llmrouter.formats.base import (
+    ClientFormat,
+    StreamDecoder,
+    StreamRenderer,
+    UpstreamFormat,
+    apply_parallel_tool_calls,
+)
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import boolean as _boolean
 from llmrouter.formats.fields import integer as _integer
@@ -222,11 +228,7 @@ def parse_responses_request(body: Any, store: ResponseStore | None = None) -> Ch
     if get("tool_choice") is not None:
         _tool_choice(get("tool_choice"), request)
     if get("parallel_tool_calls") is not None:
-        if not _boolean(get("parallel_tool_calls"), "parallel_tool_calls"):
-            request.tool_choice = request.tool_choice or ToolChoice(type="auto")
-            request.tool_choice.disable_parallel = True
-        elif request.tool_choice is not None:
-            request.tool_choice.disable_parallel = False
+        apply_parallel_tool_calls(request, _boolean(get("parallel_tool_calls"), "parallel_tool_calls"))
     if get("max_output_tokens") is not None:
         request.max_tokens = _integer(get("max_output_tokens"), "max_output_tokens")
     if get("temperature") is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmrouter.formats.base import tool_call_part
+from llmrouter.formats.base import image_part, tool_call_part
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import invalid as _fail
 from llmrouter.formats.fields import obj as _object
@@ -28,13 +28,7 @@ def _image(raw: dict[str, Any], path: str) -> Part:
     extra = _rest(raw, {"type", "image_url"})
     if url is None:  # a file_id image: only a Responses provider can resolve it
         return OpaquePart(format=FORMAT, data=raw)
-    url = _string(url, f"{path}.image_url", non_empty=True)
-    if url.startswith("data:"):
-        header, sep, data = url[5:].partition(",")
-        if not sep or not header.endswith(";base64"):
-            raise _fail(f"{path}.image_url", "data URLs must be base64 encoded (data:<type>;base64,<data>)")
-        return ImagePart(data=data, media_type=header[: -len(";base64")] or None, extra=extra)
-    return ImagePart(url=url, extra=extra)
+    return image_part(_string(url, f"{path}.image_url", non_empty=True), f"{path}.image_url", extra)
 
 
 def _content(content: Any, path: str, role: str) -> list[Part]:
