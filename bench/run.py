@@ -68,6 +68,7 @@ class Settings:
     pin: bool
     workloads: tuple[str, ...] = ("1kb",)
     dashboard: bool = True
+    full_dashboard: bool = False
 
 
 @dataclass
@@ -290,6 +291,8 @@ def start_subscriber(run: Run, env: dict[str, str]) -> None:
     """A dashboard client reading the router's event stream for the whole run (on the load core)."""
     url = run.services["router"].url + "/dashboard/events"
     cmd = [sys.executable, str(BENCH_DIR / "dashboard_subscriber.py"), "--url", url]
+    if run.settings.full_dashboard:
+        cmd.append("--full")
     proc = subprocess.Popen(pinned(cmd, run.load_cpu), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     run.services["subscriber"] = Service("subscriber", proc, url, run.workdir / "subscriber.log")
@@ -641,7 +644,7 @@ def write_json(run: Run, summary: dict[str, Any], path: Path) -> None:
             "chunk_delay_ms": s.chunk_delay_ms,
             "targets": list(s.targets),
             "workloads": list(s.workloads),
-            "dashboard_subscriber": s.dashboard,
+            "dashboard_subscriber": ("full" if s.full_dashboard else "page") if s.dashboard else None,
         },
         "results": run.results,
         "summary": summary,
@@ -664,6 +667,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workload", choices=(*WORKLOADS, "all"), default="all",
                         help="1kb (short chats), agent (~260 KB agent requests) or all (default)")
     parser.add_argument("--no-dashboard", action="store_true", help="no dashboard subscriber on the router")
+    parser.add_argument("--full-dashboard", action="store_true",
+                        help="the subscriber takes every request whole (as `watch --json`), not the page's previews")
     parser.add_argument(
         "--json",
         nargs="?",
@@ -692,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         pin=not args.no_pin,
         workloads=WORKLOADS if args.workload == "all" else (args.workload,),
         dashboard=not args.no_dashboard,
+        full_dashboard=args.full_dashboard,
     )
     proxy_cpu, load_cpu = pick_cpus(settings.pin)
     started = time.monotonic()

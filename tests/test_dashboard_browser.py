@@ -249,3 +249,38 @@ async def test_dashboard_shows_spend_per_key_in_chromium(router: Any, chromium: 
         cards = loads(await devtools.evaluate("JSON.stringify([...document.querySelectorAll('.card .metrics')]"
                                               ".map(m => m.textContent))"))
         assert any("key bob" in c for c in cards) and any("key alice" in c for c in cards)
+
+
+PROMPT_JS = """JSON.stringify([...document.querySelectorAll('.card')].map(c => ({
+  prompt: c.querySelector('.prompt pre').textContent, excerpt: c.querySelector('.excerpt').textContent,
+  more: !c.querySelector('button.more').hidden})))"""
+
+
+async def test_a_big_request_shows_as_a_preview_until_loaded_in_chromium(router: Any, chromium: str,
+                                                                          tmp_path: Path) -> None:
+    client = await router(CONFIG, environ={"ROUTER_API_KEY": KEY}, plugins={"gate": Gate()})
+    messages = [{"role": "system", "content": "FIRST-SYSTEM-PROMPT " + "rules " * 4000}]
+    for i in range(20):
+        messages += [{"role": "user", "content": f"old question {i} " + "q" * 500},
+                     {"role": "assistant", "content": f"old answer {i} " + "a" * 500}]
+    messages.append({"role": "user", "content": "the latest question"})
+    url = str(client.client.make_url("/dashboard")) + f"?api_key={KEY}"
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    async with launch(chromium, profile, url) as devtools:
+        await devtools.wait_for("document.body && document.body.dataset.connected", lambda v: v == "1")
+        big = await client.openai({"model": "small", "messages": messages}, AUTH)
+        assert big.status == 200
+        (card,) = loads(await devtools.wait_for(PROMPT_JS, lambda v: v and "latest" in v))
+        assert card["more"] is True
+        assert card["excerpt"].startswith("the latest question")
+        assert "38 earlier items" in card["prompt"] and "old answer 19" in card["prompt"]
+        assert "FIRST-SYSTEM-PROMPT" not in card["prompt"]
+        await devtools.evaluate("document.querySelector('button.more').click()")
+        (loaded,) = loads(await devtools.wait_for(PROMPT_JS, lambda v: v and "FIRST-SYSTEM-PROMPT" in v))
+        assert loaded["more"] is False and "old question 0" in loaded["prompt"]
+        # The text filter finds what only the whole request holds, once loaded.
+        await devtools.evaluate("const f = document.getElementById('filter-text'); f.value = 'old question 3 ';"
+                                "f.dispatchEvent(new Event('input'));")
+        hidden = await devtools.evaluate("document.querySelector('.card').hidden")
+        assert hidden is False

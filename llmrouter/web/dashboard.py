@@ -6,7 +6,9 @@ the connection open and a vanished client is noticed; its subscription is then c
 every stream ends at once, so open dashboards never hold the server up.
 
 ``?history=N`` first replays up to ``N`` recent ``complete`` events (the dashboard page uses it to
-show recent traffic when it is opened).
+show recent traffic when it is opened). ``?request_kb=N`` sends a request bigger than N KB as a
+preview (:mod:`llmrouter.web.request_preview`); ``GET /dashboard/requests/{id}`` returns a recent
+request whole.
 """
 
 from __future__ import annotations
@@ -20,30 +22,40 @@ from aiohttp import web
 
 from llmrouter.jsonutil import dumps
 from llmrouter.observe.events import JSONBytes, ParsedJSON, Subscription, SubscriptionClosed
+from llmrouter.web.request_preview import Preview, preview, request_json
 
 SSE_KEEPALIVE_S = 15.0
 SUBSCRIBER_QUEUE = 1000
 MAX_HISTORY = 500
 RETRY_MS = 2000
 
-_STREAMS = web.AppKey("dashboard_streams", set)
-# Frames being sent, by event identity: [event, frame, streams still to ask for it]. The event is
-# kept so its id is not reused while cached; the entry goes once the last stream has its frame.
-_FRAMES: dict[int, list[Any]] = {}
+MAX_REQUEST_KB = 1 << 20
+WRITE_BATCH = 64
+
+# Open streams and the ``request_kb`` limit (in bytes, or None) each asked for.
+_STREAMS = web.AppKey("dashboard_streams", dict)
+# Frames being sent, by event identity and limit: [event, frame, streams still to ask for it]. The
+# event is kept so its id is not reused while cached; the entry goes once the last stream has it.
+_FRAMES: dict[tuple[int, int | None], list[Any]] = {}
 _MAX_FRAMES = 32
+# Previews by the identity of the request's bytes, which a live event and the history's copy of it
+# share: [bytes, {limit: Preview}]. As many as the history keeps, so a replay finds them.
+_PREVIEWS: dict[int, list[Any]] = {}
+_MAX_PREVIEWS = 200
 # Where the request's bytes go in an event serialised without them: orjson never writes a NUL byte.
 _HOLE = b"\x00"
 
 
-def sse_frame(event: dict[str, object], uses: int = 1) -> bytes:
+def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None) -> bytes:
     """One event as an SSE frame, serialised once however many dashboards are subscribed.
 
-    ``uses`` is how many streams will ask for this event's frame: it is kept until the last of them
-    has it (at most :data:`_MAX_FRAMES` frames are kept). A ``request`` kept as the client's bytes
-    (:class:`ParsedJSON`, or :class:`JSONBytes` in the history) is copied into the frame once, not
-    encoded again; its line breaks (whitespace between JSON tokens) become spaces, since a ``data:``
-    line must not contain one."""
-    key = id(event)
+    ``uses`` is how many streams (with this ``limit``) will ask for this event's frame: it is kept
+    until the last of them has it (at most :data:`_MAX_FRAMES` frames are kept). A ``request`` kept
+    as the client's bytes (:class:`ParsedJSON`, or :class:`JSONBytes` in the history) is copied into
+    the frame once, not encoded again; its line breaks (whitespace between JSON tokens) become
+    spaces, since a ``data:`` line must not contain one. With ``limit`` (bytes), a bigger request
+    is sent as its preview."""
+    key = (id(event), limit)
     cached = _FRAMES.get(key)
     if cached is not None and cached[0] is event:
         cached[2] -= 1
@@ -52,7 +64,11 @@ def sse_frame(event: dict[str, object], uses: int = 1) -> bytes:
         return cached[1]
     head = b"event: " + str(event.get("type", "message")).encode() + b"\ndata: "
     request = event.get("request")
-    if isinstance(request, ParsedJSON | JSONBytes):
+    cut = _preview(request, limit) if limit is not None and request is not None else None
+    if cut is not None and cut.omitted is not None:
+        body = dumps({**event, "request": orjson.Fragment(cut.request), "request_omitted": cut.omitted})
+        frame = b"".join((head, body, b"\n\n"))
+    elif isinstance(request, ParsedJSON | JSONBytes):
         raw = request.raw
         before, after = dumps({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
         frame = b"".join((head, before, raw, after, b"\n\n"))
@@ -70,6 +86,21 @@ def sse_frame(event: dict[str, object], uses: int = 1) -> bytes:
     return frame
 
 
+def _preview(request: Any, limit: int) -> Preview:
+    if not isinstance(request, ParsedJSON | JSONBytes):
+        return preview(request, limit)
+    raw = request.raw
+    entry = _PREVIEWS.get(id(raw))
+    if entry is None or entry[0] is not raw:
+        entry = _PREVIEWS[id(raw)] = [raw, {}]
+        if len(_PREVIEWS) > _MAX_PREVIEWS:
+            del _PREVIEWS[next(iter(_PREVIEWS))]
+    found = entry[1].get(limit)
+    if found is None:
+        found = entry[1][limit] = preview(request, limit)
+    return found
+
+
 async def dashboard_page(request: web.Request) -> web.Response:
     """Serve the dashboard page (no external assets)."""
     html = resources.files("llmrouter").joinpath("web/static/dashboard.html").read_bytes()
@@ -84,12 +115,23 @@ def _history_limit(request: web.Request) -> int:
         raise web.HTTPBadRequest(text="history must be an integer") from None
 
 
+def _request_limit(request: web.Request) -> int | None:
+    value = request.query.get("request_kb")
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) > MAX_REQUEST_KB:
+        raise web.HTTPBadRequest(text=f"request_kb must be a whole number of KB (0 to {MAX_REQUEST_KB}), "
+                                      f"not {value!r}")
+    return int(value) * 1024
+
+
 async def dashboard_events(request: web.Request) -> web.StreamResponse:
     """Stream every bus event as SSE, with keep-alive comments, until the client or server goes away."""
     from llmrouter.web.app import BUS
 
     bus = request.app[BUS]
     limit = _history_limit(request)
+    request_limit = _request_limit(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
@@ -97,12 +139,12 @@ async def dashboard_events(request: web.Request) -> web.StreamResponse:
     recent = getattr(bus, "recent_compact", bus.recent)  # the bytes are all a frame needs
     backlog = recent(limit)
     subscription = bus.subscribe(SUBSCRIBER_QUEUE)
-    streams: set[Subscription] = request.app[_STREAMS]
-    streams.add(subscription)
+    streams: dict[Subscription, int | None] = request.app[_STREAMS]
+    streams[subscription] = request_limit
     try:
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
         if backlog:
-            await response.write(b"".join(sse_frame(event) for event in backlog))
+            await response.write(b"".join(sse_frame(event, limit=request_limit) for event in backlog))
         while True:
             event = subscription.poll()
             if event is None:
@@ -112,13 +154,43 @@ async def dashboard_events(request: web.Request) -> web.StreamResponse:
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-            await response.write(sse_frame(event, len(streams)))
+            uses = sum(1 for other in streams.values() if other == request_limit)
+            frames = [sse_frame(event, uses, request_limit)]
+            # Under load several events are waiting by now: one write (one system call) for all.
+            while len(frames) < WRITE_BATCH and (event := subscription.poll()) is not None:
+                frames.append(sse_frame(event, uses, request_limit))
+            await response.write(frames[0] if len(frames) == 1 else b"".join(frames))
     except (ConnectionError, SubscriptionClosed):
         pass  # the client went away, or the server is shutting down
     finally:
         subscription.close()
-        streams.discard(subscription)
+        streams.pop(subscription, None)
     return response
+
+
+async def dashboard_request(request: web.Request) -> web.Response:
+    """One recent request whole, as the client sent it (JSON), while the bus's history holds it."""
+    from llmrouter.web.app import BUS
+
+    bus = request.app[BUS]
+    wanted = request.match_info["id"]
+    recent = getattr(bus, "recent_compact", bus.recent)
+    for event in reversed(recent(MAX_HISTORY)):
+        if event.get("id") != wanted:
+            continue
+        body = event.get("request")
+        if body is None:
+            why = "was rejected before its body was read" if "bodies_omitted" not in event \
+                else "came from another node without its body"
+            return _not_found(f"request {wanted} has no request to show: it {why}")
+        return web.Response(body=request_json(body), content_type="application/json")
+    return _not_found(f"request {wanted} is not among the last {MAX_HISTORY} requests this node keeps; "
+                      "the request log has every request")
+
+
+def _not_found(message: str) -> web.Response:
+    return web.Response(status=404, body=dumps({"error": {"type": "not_found_error", "message": message}}),
+                        content_type="application/json")
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -128,7 +200,8 @@ async def _close_streams(app: web.Application) -> None:
 
 def add_dashboard_routes(app: web.Application) -> None:
     """Mount the dashboard routes on ``app``."""
-    app[_STREAMS] = set()
+    app[_STREAMS] = {}
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/dashboard/events", dashboard_events)
+    app.router.add_get("/dashboard/requests/{id}", dashboard_request)
