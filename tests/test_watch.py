@@ -272,3 +272,29 @@ async def test_history_brings_back_an_agent_sized_request_in_full(live: LiveServ
             event = await anext(stream_events(session, live.url, history=1))
     assert event["type"] == "complete" and event["id"] == rid
     assert logged_request(event) == parse_chat_request(body)
+
+
+def test_events_url_asks_for_history_and_previews() -> None:
+    from llmrouter.cli.watch import events_url
+
+    assert events_url("http://h:1/") == "http://h:1/dashboard/events"
+    assert events_url("http://h:1", 5) == "http://h:1/dashboard/events?history=5"
+    assert events_url("http://h:1", 5, 16) == "http://h:1/dashboard/events?history=5&request_kb=16"
+    assert events_url("http://h:1", request_kb=0) == "http://h:1/dashboard/events?request_kb=0"
+
+
+async def test_a_preview_still_carries_the_last_user_message_watch_shows(live: LiveServer) -> None:
+    """The human views take big requests as previews; the line they print is the same."""
+    from llmrouter.cli.watch import PREVIEW_KB, prompt_text, stream_events
+
+    body = {"model": "m", "messages": [{"role": "system", "content": "be brief " * 1000}]
+            + [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "words " * 100}
+               for i in range(41)]}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(live.url + "/v1/chat/completions", data=dumps(body),
+                                headers={"content-type": "application/json"}) as resp:
+            assert resp.status == 200
+        async with asyncio.timeout(10):
+            event = await anext(stream_events(session, live.url, history=1, request_kb=PREVIEW_KB))
+    assert event["request_omitted"]["items"] > 30
+    assert prompt_text(event["request"]) == prompt_text(body) == "turn 40 " + "words " * 100

@@ -24,7 +24,16 @@ from textual.containers import Horizontal, Vertical
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Header, Input, Label, RichLog, Static
 
-from llmrouter.cli.watch import DEFAULT_URL, WatchError, excerpt, follow, prompt_text, reply_text, short_id
+from llmrouter.cli.watch import (
+    DEFAULT_URL,
+    PREVIEW_KB,
+    WatchError,
+    excerpt,
+    follow,
+    prompt_text,
+    reply_text,
+    short_id,
+)
 from llmrouter.jsonutil import dumps, loads
 
 RECENT_ROWS = 200
@@ -220,7 +229,8 @@ class RouterTUI(App[None]):
     async def follow_events(self) -> None:
         """Apply every event from the router as it arrives (reconnecting as needed)."""
         try:
-            async for event in follow(self.url, self.api_key, history=HISTORY, on_status=self._status):
+            async for event in follow(self.url, self.api_key, history=HISTORY, on_status=self._status,
+                                      request_kb=PREVIEW_KB):
                 self.handle_event(event)
         except WatchError as exc:
             self.fatal = str(exc)

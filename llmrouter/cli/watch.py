@@ -25,6 +25,9 @@ RETRY_INITIAL_S = 0.25
 RETRY_MAX_S = 5.0
 # Keep-alives arrive every 15 s; a connection silent for much longer than that is dead.
 READ_TIMEOUT_S = 60.0
+# The human views (watch's lines, the TUI) show a request's last user message only, so they take
+# a request over this many KB as a preview (as the dashboard page does); ``watch --json`` takes all.
+PREVIEW_KB = 16
 
 Event = dict[str, Any]
 
@@ -36,14 +39,19 @@ class WatchError(Exception):
 # -- reading the stream -----------------------------------------------------------------------------
 
 
-def events_url(base_url: str, history: int = 0) -> str:
-    """The SSE endpoint of the router at ``base_url``."""
+def events_url(base_url: str, history: int = 0, request_kb: int | None = None) -> str:
+    """The SSE endpoint of the router at ``base_url``; with ``request_kb``, requests over that many
+    KB arrive as previews (their last messages, see docs/events-and-logs.md)."""
     url = base_url.rstrip("/") + "/dashboard/events"
-    return f"{url}?history={history}" if history else url
+    query = [f"history={history}"] if history else []
+    if request_kb is not None:
+        query.append(f"request_kb={request_kb}")
+    return url + "?" + "&".join(query) if query else url
 
 
 async def stream_events(session: Any, base_url: str, api_key: str | None = None, history: int = 0,
-                        on_open: Callable[[], None] | None = None) -> AsyncIterator[Event]:
+                        on_open: Callable[[], None] | None = None,
+                        request_kb: int | None = None) -> AsyncIterator[Event]:
     """Yield events from one connection until it ends; ``on_open`` is called once it is established.
 
     :raises WatchError: on 401, 403 or 404. :raises aiohttp.ClientError: when the connection fails.
@@ -54,7 +62,7 @@ async def stream_events(session: Any, base_url: str, api_key: str | None = None,
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=READ_TIMEOUT_S)
-    async with session.get(events_url(base_url, history), headers=headers, timeout=timeout) as resp:
+    async with session.get(events_url(base_url, history, request_kb), headers=headers, timeout=timeout) as resp:
         if resp.status == 401:
             if api_key:
                 raise WatchError(f"{base_url}: the router refused the API key (check --api-key or ROUTER_API_KEY)")
@@ -93,11 +101,13 @@ async def _error_message(resp: Any) -> str:
 
 
 async def follow(base_url: str, api_key: str | None = None, *, history: int = 0,
-                 on_status: Callable[[str, bool], None] | None = None) -> AsyncIterator[Event]:
+                 on_status: Callable[[str, bool], None] | None = None,
+                 request_kb: int | None = None) -> AsyncIterator[Event]:
     """Yield events forever, reconnecting with backoff when the connection drops.
 
     ``on_status(message, connected)`` hears about connects and disconnects. Only the first
-    attempt asks for ``history``, so a reconnect does not repeat old events.
+    attempt asks for ``history``, so a reconnect does not repeat old events. ``request_kb`` asks
+    for previews of bigger requests (for views that show only the last message).
 
     :raises WatchError: when retrying cannot help.
     """
@@ -115,7 +125,7 @@ async def follow(base_url: str, api_key: str | None = None, *, history: int = 0,
 
         while True:
             try:
-                async for event in stream_events(session, base_url, api_key, history, opened):
+                async for event in stream_events(session, base_url, api_key, history, opened, request_kb):
                     yield event
                 reason = "stream ended"
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
@@ -267,7 +277,9 @@ async def _watch(url: str, api_key: str | None, as_json: bool, history: int) -> 
     def status(message: str, connected: bool) -> None:
         click.echo(f"[watch] {message}", err=True)
 
-    async for event in follow(url, api_key, history=history, on_status=status):
+    # One line per event shows only the last user message: a preview of a big request holds it.
+    async for event in follow(url, api_key, history=history, on_status=status,
+                              request_kb=None if as_json else PREVIEW_KB):
         click.echo(dumps_str(event) if as_json else format_event(event, colour=True))
 
 
