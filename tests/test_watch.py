@@ -254,19 +254,29 @@ async def test_watch_reports_a_disabled_dashboard(tmp_path: Path) -> None:
         await server.stop()
 
 
+def agent_body(turns: int, words: int) -> dict[str, Any]:
+    """A long conversation: a system prompt, then ``turns`` alternating user/assistant messages."""
+    return {"model": "m", "messages": [{"role": "system", "content": "be brief " * 1000}]
+            + [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "words " * words}
+               for i in range(turns)]}
+
+
+async def post_chat(session: aiohttp.ClientSession, live: LiveServer, body: dict[str, Any]) -> str:
+    """Send ``body`` to the live router's Chat Completions endpoint; its request id."""
+    async with session.post(live.url + "/v1/chat/completions", data=dumps(body),
+                            headers={"content-type": "application/json"}) as resp:
+        assert resp.status == 200
+        return resp.headers["X-Router-Request-Id"]
+
+
 async def test_history_brings_back_an_agent_sized_request_in_full(live: LiveServer) -> None:
     """``watch --history N`` (and the dashboard) get whole requests, however large, from the server."""
     from llmrouter.cli.watch import stream_events
     from llmrouter.formats.openai import parse_chat_request
 
-    body = {"model": "m", "messages": [{"role": "system", "content": "be brief " * 1000}]
-            + [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "words " * 500}
-               for i in range(101)]}
+    body = agent_body(turns=101, words=500)
     async with aiohttp.ClientSession() as session:
-        async with session.post(live.url + "/v1/chat/completions", data=dumps(body),
-                                headers={"content-type": "application/json"}) as resp:
-            assert resp.status == 200
-            rid = resp.headers["X-Router-Request-Id"]
+        rid = await post_chat(session, live, body)
         assert len(dumps(body)) > 300_000
         async with asyncio.timeout(10):
             event = await anext(stream_events(session, live.url, history=1))
@@ -287,13 +297,9 @@ async def test_a_preview_still_carries_the_last_user_message_watch_shows(live: L
     """The human views take big requests as previews; the line they print is the same."""
     from llmrouter.cli.watch import PREVIEW_KB, prompt_text, stream_events
 
-    body = {"model": "m", "messages": [{"role": "system", "content": "be brief " * 1000}]
-            + [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} " + "words " * 100}
-               for i in range(41)]}
+    body = agent_body(turns=41, words=100)
     async with aiohttp.ClientSession() as session:
-        async with session.post(live.url + "/v1/chat/completions", data=dumps(body),
-                                headers={"content-type": "application/json"}) as resp:
-            assert resp.status == 200
+        await post_chat(session, live, body)
         async with asyncio.timeout(10):
             event = await anext(stream_events(session, live.url, history=1, request_kb=PREVIEW_KB))
     assert event["request_omitted"]["items"] > 30
