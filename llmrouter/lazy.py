@@ -15,8 +15,10 @@ check also records where each canonical message starts in the raw list (OpenAI's
 ``tool`` messages become one canonical message), its role and whether any part is an image; with
 that, bounded reads (``iter_text(last_messages=n)``, ``last_user_text()``), the roles
 :func:`~llmrouter.formats.base.check_request` looks at and the images capability routing looks for
-are answered without converting the whole conversation. ``tools`` (20-40 JSON schemas in an agent
-request) is deferred the same way, as a :class:`LazyList`.
+are answered without converting the whole conversation; the texts those bounded reads return are
+read straight from the raw messages by the parser's own reader (:data:`Texts`), which gives up
+(and the span is converted) at any shape it does not know. ``tools`` (20-40 JSON schemas in an
+agent request) is deferred the same way, as a :class:`LazyList`.
 
 How the deferral stays invisible: while deferred, the field's value in the instance ``__dict__`` is
 a placeholder, the empty list its conversion will fill in place (so the field order, and the list's
@@ -36,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmrouter.models import ChatRequest, Message
 
-__all__ = ["DEFERRABLE", "SMALL", "DeferredField", "DeferredFields", "LazyConversation", "LazyList", "defer",
-           "deferred", "message_roles"]
+__all__ = ["DEFERRABLE", "SMALL", "DeferredField", "DeferredFields", "LazyConversation", "LazyList", "Texts",
+           "defer", "deferred", "message_roles"]
 
 DEFERRABLE = ("messages", "tools")
 """The ``ChatRequest`` fields a parser may defer."""
@@ -52,6 +54,13 @@ Convert = Callable[[list[Any], int, int], "list[Message]"]
 """``convert(raw, start, stop)``: the canonical messages of ``raw[start:stop]``, where ``start`` is
 where a canonical message begins and ``stop`` where one begins or ``len(raw)``."""
 
+Texts = Callable[[list[Any], int, int, bool], "list[str] | None"]
+"""``texts(raw, start, stop, nested)``, over the same spans as :data:`Convert`: the texts of the
+canonical messages ``convert`` would give, read straight from the raw messages, in order. With
+``nested``, what ``ChatRequest.iter_text`` reads in them (text parts, opaque blocks' fallback text,
+the text inside tool results); without, their own text parts alone (what ``Message.text()`` joins).
+``None`` when a message is not of a shape it knows (the caller then converts)."""
+
 
 class LazyConversation:
     """The client's raw message list and what is needed to convert it, wholly or in part.
@@ -60,18 +69,20 @@ class LazyConversation:
     runs from ``starts[0]`` to the end of ``raw``), ``roles[i]`` its canonical role and ``images``
     whether any message carries an image. ``target`` is the list object the conversion fills, made
     up front so that the list's identity is known before it exists (the pipeline's check that no
-    stage replaced the conversation compares it).
+    stage replaced the conversation compares it). ``texts``, when given, reads the text of a span
+    without converting it (bounded text reads need no models).
     """
 
-    __slots__ = ("convert", "images", "raw", "roles", "starts", "target")
+    __slots__ = ("convert", "images", "raw", "roles", "starts", "target", "texts")
 
     def __init__(self, raw: list[Any], starts: Sequence[int], roles: Sequence[str], convert: Convert,
-                 *, images: bool) -> None:
+                 *, images: bool, texts: Texts | None = None) -> None:
         self.raw = raw
         self.starts = starts
         self.roles = roles
         self.convert = convert
         self.images = images
+        self.texts = texts
         self.target: list[Message] = []
 
     @property
@@ -101,6 +112,24 @@ class LazyConversation:
             if self.roles[index] == role:
                 return self._span(index, index + 1)[0]
         return None
+
+    def tail_texts(self, n: int) -> list[str] | None:
+        """What ``ChatRequest.iter_text`` reads in :meth:`tail` ``(n)`` (system prompt aside), read
+        from the raw messages; ``None`` when :attr:`texts` cannot tell (convert the tail instead)."""
+        first = max(0, self.count - n)
+        if self.texts is None or first >= self.count:
+            return None
+        return self.texts(self.raw, self.starts[first], len(self.raw), True)
+
+    def last_text(self, role: str) -> str:
+        """``Message.text()`` of the last message of ``role`` (``""`` when there is none), read from
+        the raw message when :attr:`texts` can, else converted."""
+        for index in range(self.count - 1, -1, -1):
+            if self.roles[index] == role:
+                stop = self.starts[index + 1] if index + 1 < self.count else len(self.raw)
+                texts = self.texts(self.raw, self.starts[index], stop, False) if self.texts else None
+                return "".join(texts) if texts is not None else self._span(index, index + 1)[0].text()
+        return ""
 
 
 class LazyList:

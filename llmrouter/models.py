@@ -286,9 +286,8 @@ class ChatRequest(DeferredFields, _Checked):
     def last_user_text(self) -> str:
         """Text of the last user message, or an empty string."""
         conversation = deferred(self)
-        if conversation is not None:  # convert that message alone
-            last = conversation.last_of_role("user")
-            return last.text() if last is not None else ""
+        if conversation is not None:  # read (or convert) that message alone
+            return conversation.last_text("user")  # type: ignore[no-any-return]
         for message in reversed(self.messages):
             if message.role == "user":
                 return message.text()
@@ -305,7 +304,11 @@ class ChatRequest(DeferredFields, _Checked):
         texts = [p.text for p in self.system or []]
         conversation = deferred(self)
         if conversation is not None and last_messages is not None and 0 <= last_messages < conversation.count:
-            messages = conversation.tail(last_messages) if last_messages else []  # converts only those
+            tail = conversation.tail_texts(last_messages) if last_messages else []  # read from the raw messages
+            if tail is not None:
+                texts.extend(tail)
+                return texts
+            messages = conversation.tail(last_messages)  # converts only those
         else:
             messages = self.messages if last_messages is None else self.messages[-last_messages:] if last_messages else []
         for message in messages:

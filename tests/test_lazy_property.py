@@ -1,8 +1,8 @@
 """The deferral checks are sound (llmrouter/lazy.py): for generated message lists, valid and subtly
 invalid, whenever a parser defers the conversion, converting at once succeeds and gives what the
 deferred conversion gives, wholly and in part (iter_text's window, last_user_text, the roles and
-images looked at without converting); a list it does not defer gets the eager parse's outcome,
-error message included."""
+images looked at without converting, the texts read straight from the raw messages); a list it does
+not defer gets the eager parse's outcome, error message included."""
 
 from __future__ import annotations
 
@@ -175,7 +175,13 @@ def parse(fmt: str, messages: list[Any], *, lazy: bool, **top: Any) -> ChatReque
         return exc.message
 
 
-def check(fmt: str, messages: list[Any]) -> None:
+def _no_conversion(*args: Any) -> Any:
+    raise AssertionError("converted")
+
+
+def check(fmt: str, messages: list[Any], *, raw_texts: bool = False) -> None:
+    """Deferred or not, the lazy parse matches the eager one; with ``raw_texts``, the bounded text
+    reads of a deferred conversation must come from the raw messages (no conversion)."""
     eager = parse(fmt, messages, lazy=False)
     lazy = parse(fmt, messages, lazy=True)
     conversation = deferred(lazy) if isinstance(lazy, ChatRequest) else None
@@ -187,6 +193,12 @@ def check(fmt: str, messages: list[Any]) -> None:
     expected = eager.messages
     assert list(message_roles(lazy)) == [m.role for m in expected]
     assert conversation.images == _has_image(eager)
+    if raw_texts:
+        convert, conversation.convert = conversation.convert, _no_conversion
+        assert lazy.last_user_text() == eager.last_user_text()
+        for n in range(len(expected)):
+            assert lazy.iter_text(last_messages=n) == eager.iter_text(last_messages=n)
+        conversation.convert = convert
     assert lazy.last_user_text() == eager.last_user_text()
     for n in range(len(expected)):
         assert lazy.iter_text(last_messages=n) == eager.iter_text(last_messages=n)
@@ -220,13 +232,13 @@ def test_deferral_is_sound_for_subtly_invalid_lists(fmt: str, data: st.DataObjec
 @given(st.sampled_from(["openai", "anthropic"]), st.data())
 def test_well_formed_lists_are_deferred(fmt: str, data: st.DataObject) -> None:
     """Every shape the converters accept is deferred (tool results in a row and leading system
-    messages included), and the deferral is sound."""
+    messages included), the deferral is sound, and bounded text reads convert nothing."""
     messages = data.draw(SHAPES[fmt](exact, all_dicts))
     if all(m["role"] in ("system", "developer") for m in messages):
         messages.append({"role": "user", "content": "hi"})  # else no conversation to defer
     request = parse(fmt, messages, lazy=True)
     assert isinstance(request, ChatRequest) and deferred(request) is not None
-    check(fmt, messages)
+    check(fmt, messages, raw_texts=True)
 
 
 SCHEMA = st.dictionaries(TEXT, JSON, max_size=2)

@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from llmrouter import lazy
+from llmrouter.errors import InvalidRequest
 from llmrouter.formats import CLIENT_FORMATS, anthropic_request, openai_request
 from llmrouter.lazy import deferred, message_roles
 from llmrouter.models import ChatRequest, Message, TextPart, ToolResultPart
@@ -136,6 +137,41 @@ def test_bounded_reads_leave_the_conversation_unconverted(fmt: str) -> None:
     lazy.last_user_text()
     message_roles(lazy)
     assert deferred(lazy) is not None
+
+
+def _no_conversion(*args: Any) -> Any:
+    raise AssertionError("converted")
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4])
+def test_bounded_text_reads_build_no_models(fmt: str, window: int) -> None:
+    """The classifier's window and the last user text are read from the client's own messages."""
+    lazy, eager = parse(fmt), parse(fmt, lazy=False)
+    deferred(lazy).convert = _no_conversion
+    assert lazy.iter_text(last_messages=window) == eager.iter_text(last_messages=window)
+    assert lazy.last_user_text() == eager.last_user_text()
+
+
+@pytest.mark.parametrize("odd", [7, None, [{"type": "text", "text": 5}], [{"type": ["text"]}], [3],
+                                 [{"type": "mystery", "text": "x"}]])
+def test_bounded_text_reads_of_unknown_shapes_convert(fmt: str, odd: Any) -> None:
+    """A message the raw reading does not know (here, one made invalid after the parse) is
+    converted, as before: the reads fail as the conversion does."""
+    lazy = parse(fmt)
+    conversation = deferred(lazy)
+    last_user = max(i for i, role in enumerate(conversation.roles) if role == "user")
+    conversation.raw[conversation.starts[last_user]]["content"] = odd
+    window = conversation.count - last_user
+    assert conversation.tail_texts(window) is None
+
+    def outcome(read: Any) -> str:
+        with pytest.raises(InvalidRequest) as caught:
+            read()
+        return caught.value.message
+
+    eager = outcome(lambda: CLIENT_FORMATS[fmt].parse_request({**BODIES[fmt], "messages": conversation.raw}, {}))
+    assert outcome(lambda: lazy.iter_text(last_messages=window)) == eager
+    assert outcome(lazy.last_user_text) == eager
 
 
 def test_equality_either_way_round_and_between_lazy_requests(fmt: str) -> None:

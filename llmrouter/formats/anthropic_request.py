@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from llmrouter import lazy as lazy_module
@@ -405,7 +405,64 @@ def deferrable(messages: list[Any], convert: Convert) -> LazyConversation | None
         elif type(content) is not str:
             return None
         roles.append(role)
-    return LazyConversation(messages, range(len(messages)), roles, convert, images=images)
+    return LazyConversation(messages, range(len(messages)), roles, convert, images=images, texts=_texts)
+
+
+_NO_TEXT = frozenset({"image", "tool_use", "thinking", "redacted_thinking"})
+"""Top-level blocks without text (tool results, documents and search results may hold some)."""
+
+
+def _texts(messages: list[Any], start: int, stop: int, nested: bool) -> list[str] | None:
+    """The texts of ``messages[start:stop]`` as :meth:`MessagesRequestParser._message` would
+    convert them (see :data:`llmrouter.lazy.Texts`); ``None`` at anything unexpected."""
+    texts: list[str] = []
+    add = texts.append
+    for i in range(start, stop):
+        message = messages[i]
+        content = message.get("content") if type(message) is dict else None
+        if type(content) is str:
+            add(content)
+            continue
+        if type(content) is not list:
+            return None
+        for block in content:
+            kind = block.get("type") if type(block) is dict else None
+            if kind == "text" and type(block.get("text")) is str:
+                add(block["text"])
+            elif type(kind) is not str:
+                return None
+            elif kind in _NO_TEXT:
+                continue
+            elif kind == "tool_result":
+                if nested and not _result_texts(block.get("content"), add):
+                    return None
+            elif kind in OPAQUE_BLOCK_TYPES:
+                text = _fallback_text(block) if nested else None
+                if text is not None:
+                    add(text)
+            else:
+                return None
+    return texts
+
+
+def _result_texts(content: Any, add: Callable[[str], None]) -> bool:
+    """Add the texts of a tool result's ``content``; ``False`` at anything unexpected."""
+    if type(content) is str:
+        add(content)
+    elif type(content) is list:
+        for block in content:
+            kind = block.get("type") if type(block) is dict else None
+            if kind == "text" and type(block.get("text")) is str:
+                add(block["text"])
+            elif type(kind) is not str:
+                return False
+            elif kind in OPAQUE_TOOL_RESULT_BLOCK_TYPES:
+                text = _fallback_text(block)
+                if text is not None:
+                    add(text)
+            elif kind != "image":
+                return False
+    return content is None or type(content) in (str, list)
 
 
 def _block_ok(block: Any, *, nested: bool) -> bool | None:

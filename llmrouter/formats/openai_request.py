@@ -288,7 +288,46 @@ def deferrable(raw_messages: list[Any], start: int) -> LazyConversation | None:
             starts.append(i)
             roles.append(_ROLES[role])
         previous = role
-    return LazyConversation(raw_messages, starts, roles, _turns, images=images)
+    return LazyConversation(raw_messages, starts, roles, _turns, images=images, texts=_texts)
+
+
+_NO_TEXT = {"user": OPAQUE_PART_TYPES | {"image_url"}, "assistant": frozenset({"refusal"})}
+"""The parts without text each role may hold (any other role: text parts only)."""
+_NONE: frozenset[str] = frozenset()
+
+
+def _texts(raw_messages: list[Any], start: int, stop: int, nested: bool) -> list[str] | None:
+    """The texts of ``raw_messages[start:stop]`` as :func:`_turns` would convert them (see
+    :data:`llmrouter.lazy.Texts`): tool results (``nested`` only) and user/system text as written,
+    an assistant's text unless empty; ``None`` at anything unexpected."""
+    texts: list[str] = []
+    add = texts.append
+    for i in range(start, stop):
+        raw = raw_messages[i]
+        if type(raw) is not dict:
+            return None
+        role = raw.get("role")
+        content = raw.get("content")
+        if type(role) is not str or role not in _ROLES:
+            return None
+        if role == "tool" and (not nested or content is None):
+            continue
+        if type(content) is str:
+            if content or role != "assistant":
+                add(content)
+            continue
+        if content is None and role == "assistant":
+            continue
+        if type(content) is not list:
+            return None
+        skip = _NO_TEXT.get(role, _NONE)
+        for part in content:
+            kind = part.get("type") if type(part) is dict else None
+            if kind == "text" and type(part.get("text")) is str:
+                add(part["text"])
+            elif type(kind) is not str or kind not in skip:
+                return None
+    return texts
 
 
 def _texts_ok(content: Any) -> bool:
