@@ -6,6 +6,7 @@ the real app a request that a plugin changes (or might change) still takes the c
 from __future__ import annotations
 
 import copy
+import gzip
 from typing import Any
 
 import orjson
@@ -269,3 +270,28 @@ async def test_log_keeps_the_clients_raw_bytes(router: Any, mock_providers: Mock
     assert logged_request(entry).messages[-1].text() == "hello"
     event = next(e for e in reply.events if e["type"] == "complete")
     assert event["request"] == body and event["request_format"] == fmt
+
+
+@pytest.mark.parametrize("arrival", ["pieces", "gzip", "gzip-pieces"])
+async def test_a_body_arriving_in_pieces_or_compressed_is_read_whole(router: Any, mock_providers: MockProviders,
+                                                                    arrival: str) -> None:
+    """However the body arrives (chunked transfer in small pieces, gzip-compressed), the router
+    reads all of it: the upstream gets the forwarded conversation and the log the client's bytes."""
+    oa = mock_providers.add_openai("http://oa.test/v1")
+    client = await router(_config())
+    body = AGENT.openai_body("gpt-client", False)
+    raw = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+    data = gzip.compress(raw) if arrival.startswith("gzip") else raw
+
+    async def pieces() -> Any:
+        for start in range(0, len(data), 7_001):
+            yield data[start:start + 7_001]
+
+    headers = {"content-type": "application/json", **({"content-encoding": "gzip"} if "gzip" in arrival else {})}
+    resp = await client.client.post("/v1/chat/completions", data=pieces() if "pieces" in arrival else data,
+                                    headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert mock_providers.sent_json(oa)["messages"] == body["messages"]
+    client.pipeline.request_log.wait_idle()
+    lines = [line for _, _, line in read_lines(client.pipeline.request_log.path)]
+    assert len(lines) == 1 and raw.replace(b"\n", b" ") in lines[0]

@@ -18,7 +18,7 @@ from llmrouter.formats.base import check_request
 from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
 from llmrouter.jsonutil import dumps
 from llmrouter.web.appkeys import CLUSTER, KEYRING, LIMITER, LIVE, METRICS, PRINCIPAL, RELIABILITY
-from llmrouter.web.limits import check_content_type, check_limits, read_json
+from llmrouter.web.limits import check_content_type, check_limits, decode_json, read_body
 from llmrouter.web.replies import (
     body_model,
     error_headers,
@@ -47,7 +47,8 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
         try:
             try:
                 check_content_type(request)
-                body = await read_json(request, int(config.server.max_body_mb * 1024 * 1024))
+                raw = await read_body(request, int(config.server.max_body_mb * 1024 * 1024))
+                body = decode_json(raw)
                 check_limits(body, config.server.max_json_depth, config.server.max_messages)
                 chat_request = fmt.parse_request(body, request.headers)
                 check_request(chat_request)
@@ -55,9 +56,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 pipeline.publish_start(request_id, body_model(body), endpoint, key_name)
                 raise
             pipeline.publish_start(request_id, chat_request.model, endpoint, key_name)
-            # aiohttp keeps the bytes it read: this is the body read_json parsed, not a second read.
-            client_body = ClientBody(fmt.name, body, await request.read()) if fmt.name in PASSTHROUGH_FORMATS \
-                else None
+            client_body = ClientBody(fmt.name, body, raw) if fmt.name in PASSTHROUGH_FORMATS else None
             ctx = pipeline.new_context(chat_request, request_id, endpoint, request.headers, client_body)
             ctx.key_name = key_name
             if principal is not None and principal.key is not None:

@@ -13,19 +13,40 @@ _JSON_OR_UNDECLARED = frozenset({"application/json", "application/octet-stream"}
 
 
 async def read_json(request: web.Request, limit_bytes: int) -> Any:
-    """Read and decode the body, enforcing the size limit.
+    """Read and decode the body, enforcing the size limit (see :func:`read_body`)."""
+    return decode_json(await read_body(request, limit_bytes))
 
-    :raises PayloadTooLarge: over the limit. :raises InvalidRequest: empty or invalid JSON.
+
+async def read_body(request: web.Request, limit_bytes: int) -> bytes:
+    """The request body's bytes (decompressed, de-chunked), enforcing the size limit.
+
+    Read from the payload stream and joined once: aiohttp's ``request.read()`` copies an agent-sized
+    body twice more (into a growing bytearray, then into bytes). Read this way, the body is not
+    kept by aiohttp: a later ``request.read()`` gives ``b""``, so callers pass these bytes on.
+
+    :raises PayloadTooLarge: over the limit.
     """
     if request.content_length is not None and request.content_length > limit_bytes:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit_bytes} bytes")
-    try:
-        # The app's client_max_size is limit_bytes + 1, so aiohttp stops reading past the limit.
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes") from None
-    if len(body) > limit_bytes:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+    stream = request.content
+    raise_limits = getattr(stream, "set_read_chunk_size", None)  # (aiohttp >= 3.14; its read() does this)
+    if raise_limits is not None:
+        raise_limits(limit_bytes + 1)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.readany():
+        size += len(chunk)
+        if size > limit_bytes:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON value of a request body.
+
+    :raises InvalidRequest: empty or invalid JSON.
+    """
     if not body or body.isspace():  # (not body.strip(): no copy of an agent-sized body)
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
