@@ -200,6 +200,21 @@ async def _wait_health(url: str, proc: asyncio.subprocess.Process, timeout_s: fl
             await asyncio.sleep(0.05)
 
 
+async def _until_every_worker(session: aiohttp.ClientSession, url: str, workers: int, deadline: float,
+                              done: Any) -> list[dict[str, Any]]:
+    """Poll /health on new connections (the kernel spreads them over the workers) until ``workers``
+    distinct processes have answered with a config for which ``done(config)`` holds; their configs."""
+    finished: dict[int, dict[str, Any]] = {}
+    while len(finished) < workers:
+        assert time.monotonic() < deadline, f"only {len(finished)} of {workers} workers got there"
+        async with session.get(url + "/health") as resp:
+            body = await resp.json()
+        if done(body["config"]):
+            finished[body["pid"]] = body["config"]
+        await asyncio.sleep(0.02)
+    return list(finished.values())
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_sighup_reloads_a_running_server(tmp_path: Path, workers: int) -> None:
     port = free_port()
@@ -217,23 +232,18 @@ async def test_sighup_reloads_a_running_server(tmp_path: Path, workers: int) -> 
         deadline = time.monotonic() + 20
         # A new connection per request, so the kernel spreads them over the workers.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-            # Every worker answers with the new config (several tries reach both workers).
-            seen_new = 0
-            while seen_new < 6:
-                assert time.monotonic() < deadline, "the reload did not reach every worker"
-                async with session.get(url + "/health") as resp:
-                    seen_new = seen_new + 1 if (await resp.json())["config"]["hash"] != first["hash"] else 0
-                await asyncio.sleep(0.02)
+            # Every worker (told apart by /health's pid) answers with the new config.
+            await _until_every_worker(session, url, workers, deadline,
+                                      lambda config: config["hash"] != first["hash"])
             async with session.post(url + "/v1/chat/completions", json=openai_chat("hi")) as resp:
                 assert resp.status == 200 and resp.headers["X-Router-Provider"] == "two"
             current = (await _wait_health(url, proc))["config"]["hash"]
             path.write_text("[[providers]]\nname = 'broken'\n")  # no format: refused
             proc.send_signal(signal.SIGHUP)
-            await asyncio.sleep(1.0)
-            for _ in range(6):
-                async with session.get(url + "/health") as resp:
-                    body = await resp.json()
-                    assert body["config"]["hash"] == current and "format" in body["config"]["last_error"]
+            # Every worker refuses it and keeps serving the config it had.
+            configs = await _until_every_worker(session, url, workers, time.monotonic() + 20,
+                                                lambda config: "format" in (config.get("last_error") or ""))
+            assert {config["hash"] for config in configs} == {current}
             async with session.post(url + "/v1/chat/completions", json=openai_chat("hi")) as resp:
                 assert resp.status == 200 and resp.headers["X-Router-Provider"] == "two"
     finally:

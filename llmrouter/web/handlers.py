@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -139,14 +140,15 @@ async def model_handler(request: web.Request) -> web.Response:
 
 
 async def health_handler(request: web.Request) -> web.Response:
-    """``GET /health``: liveness, per-provider status, the config's load time and hash, the cluster link."""
+    """``GET /health``: liveness, the answering process (``pid``: one of ``--workers``), per-provider
+    status, the config's load time and hash, the cluster link."""
     live = request.app[LIVE]
     pipeline = live.current.pipeline
     circuits = request.app[RELIABILITY].snapshot()
     providers = {name: {"format": info.format, "healthy": info.healthy, "models": list(info.models),
                         "circuit": circuits.get(name)}
                  for name, info in pipeline.provider_infos().items()}
-    body: dict[str, Any] = {"status": "ok", "in_flight": live.in_flight, "providers": providers,
+    body: dict[str, Any] = {"status": "ok", "pid": os.getpid(), "in_flight": live.in_flight, "providers": providers,
                             "config": live.describe()}
     cluster = request.app.get(CLUSTER)
     if cluster is not None:
