@@ -48,13 +48,22 @@ def httpx_errors() -> Iterator[None]:
     """Re-raise aiohttp's transport errors as the matching ``httpx.TransportError``."""
     try:
         yield
-    except httpx.HTTPError:
-        raise
     except Exception as exc:
-        for source, target in _ERRORS:
-            if isinstance(exc, source):
-                raise target(str(exc) or type(exc).__name__) from exc
-        raise
+        mapped = _as_httpx_error(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+def _as_httpx_error(exc: Exception) -> Exception:
+    """``exc`` as the matching ``httpx.TransportError``; ``exc`` itself when it is an httpx error
+    already or no transport error (to be re-raised as it is)."""
+    if isinstance(exc, httpx.HTTPError):
+        return exc
+    for source, target in _ERRORS:
+        if isinstance(exc, source):
+            return target(str(exc) or type(exc).__name__)
+    return exc
 
 
 class ProviderTransport(AiohttpTransport):
@@ -103,13 +112,24 @@ class ProviderTransport(AiohttpTransport):
                 response = await call.__aenter__()
             return httpx.Response(status_code=response.status, headers=response.raw_headers,
                                   stream=_ResponseStream(response))
-        with httpx_errors():
+        try:  # (httpx_errors() inlined: a generator context manager per call costs more than the rest)
             async with call as response:
                 body = await response.read()
+        except Exception as exc:
+            mapped = _as_httpx_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         # Only the headers the router reads: providers send dozens (rate limits, tracing) and
         # httpx normalises every one it is given.
-        headers = [(k, v) for k, v in response.raw_headers if k.lower() in _KEPT_HEADERS]
-        if light and not any(k.lower() == b"content-encoding" for k, _ in headers):
+        headers = []
+        encoded = False
+        for k, v in response.raw_headers:
+            name = k.lower()
+            if name in _KEPT_HEADERS:
+                headers.append((k, v))
+                encoded = encoded or name == b"content-encoding"
+        if light and not encoded:
             return BufferedReply(response.status, headers, body)
         return _buffered_response(response.status, headers, body, None)
 
@@ -202,7 +222,7 @@ async def send(client: httpx.AsyncClient, request: httpx.Request, *, stream: boo
 
 
 def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes, headers: Mapping[str, str],
-         timeout: Mapping[str, float | None], *, stream: bool = False) -> Awaitable[Any]:
+         timeout: Mapping[str, float | None], *, stream: bool = False, url_text: str | None = None) -> Awaitable[Any]:
     """``POST content`` to ``url`` as :func:`send` would send an ``httpx.Request`` built from these
     arguments (``timeout``: httpx's timeout extension, ``connect``/``read``/``write``/``pool``), and
     return the awaitable reply: an ``httpx.Response`` (its body read unless ``stream``), or, when not
@@ -211,13 +231,14 @@ def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes, headers: Map
     On the default :class:`ProviderTransport` no ``httpx.Request`` is built (about 10 µs per call,
     most of httpx's remaining cost here), the response has no ``request``, and a reply read whole is
     not wrapped in an ``httpx.Response`` unless it needs decoding; any other transport (respx's mock, a
-    test's override) gets the request exactly as :func:`send` would.
+    test's override) gets the request exactly as :func:`send` would. ``url_text``: ``str(url)``
+    when the caller has it already.
     """
     transport = client._transport_for_url(url)
     if type(transport) is ProviderTransport:
         # Read whole (buffered) replies are complete when exchange() returns: nothing to read or close.
         return transport.exchange(
-            "POST", str(url), headers, content,
+            "POST", url_text or str(url), headers, content,
             client_timeout(timeout.get("connect"), timeout.get("read"), timeout.get("pool")), buffered=not stream,
             light=True)
     request = httpx.Request("POST", url, content=content, headers=headers, extensions={"timeout": timeout})

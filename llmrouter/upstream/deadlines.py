@@ -87,7 +87,7 @@ class Deadline:
         self._cancelling = 0
 
     async def __aenter__(self) -> Deadline:
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._watch._loop)  # (the loop given: no second running-loop lookup)
         if task is None:
             raise RuntimeError("a deadline must be used inside a task")
         self._task = task

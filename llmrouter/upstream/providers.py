@@ -71,6 +71,7 @@ class Provider:
         self.url = fmt.url(self._base, "", stream=False) if not fmt.offline else ""
         self._url = httpx.URL(self.url) if not fmt.offline else None
         self._host = self._url.netloc.decode("ascii") if self._url is not None else ""
+        self._url_text = str(self._url) if self._url is not None else None
         self.timeout = httpx.Timeout(
             connect=config.timeout_connect_s,
             read=config.timeout_first_byte_s,
@@ -113,7 +114,8 @@ class Provider:
         status, body and headers) for a reply read whole."""
         content = dumps(body)
         url, headers = self._target(request, model, stream, url, content)
-        return post(http, url, content, headers, self._timeout_ext, stream=stream)
+        return post(http, url, content, headers, self._timeout_ext, stream=stream,
+                    url_text=self._url_text if url is self._url else None)
 
     def info(self, healthy: bool = True, discovered: tuple[str, ...] = (),
              learned: Mapping[str, frozenset[str]] | None = None) -> ProviderInfo:

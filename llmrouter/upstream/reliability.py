@@ -196,9 +196,10 @@ class Reliability:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    async def complete(self, pipeline: Pipeline, ctx: Context) -> Any:
-        """``provider_call``: a non-streaming reply, with retries and failover."""
-        return await self._run(pipeline, ctx, _complete)
+    def complete(self, pipeline: Pipeline, ctx: Context) -> Awaitable[Any]:
+        """``provider_call``: a non-streaming reply, with retries and failover (an awaitable: no
+        coroutine of its own around :meth:`_run`)."""
+        return self._run(pipeline, ctx, _complete)
 
     async def stream(self, pipeline: Pipeline, ctx: Context) -> AsyncIterator[StreamEvent]:
         """``stream_call``: a stream whose first event has arrived, with retries and failover before it."""
@@ -303,8 +304,8 @@ def _attempt(provider: str, model: str, status: int | None, started: float, erro
             "duration_ms": round((time.perf_counter() - started) * 1000, 3), "error": error}
 
 
-async def _complete(provider: Provider, request: ChatRequest, model: str, http: httpx.AsyncClient) -> Any:
-    return await provider.complete(request, model, http)
+def _complete(provider: Provider, request: ChatRequest, model: str, http: httpx.AsyncClient) -> Awaitable[Any]:
+    return provider.complete(request, model, http)
 
 
 # -- streams: wait for the first event before committing to a provider -----------------------------------

@@ -50,9 +50,8 @@ from llmrouter.web.handlers import (
 )
 from llmrouter.web.middleware import (
     OPEN_BY_DEFAULT,
-    auth_middleware,
     check_exposure,
-    error_middleware,
+    inbound_middleware,
     resolve_api_key,
 )
 from llmrouter.web.reload import Builder, Live
@@ -104,7 +103,7 @@ def create_app(config: Config, *, registry: PluginRegistry | None = None, enviro
     if cluster is not None:
         cluster.bind(live)
 
-    app = web.Application(middlewares=[error_middleware, auth_middleware],
+    app = web.Application(middlewares=[inbound_middleware],
                           client_max_size=int(config.server.max_body_mb * 1024 * 1024) + 1)
     app[CONFIG] = config
     app[PIPELINE] = pipeline

@@ -89,7 +89,9 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                             status=500, error=err.message, request_model=body_model(body), key=key_name)
             return error_response(fmt, err, router_headers(request_id, ctx))
         pipeline.record(ctx=ctx, request_id=request_id, endpoint=endpoint, started=started, status=200, error=None)
-        return web.Response(body=reply_body, content_type="application/json", headers=reply_headers(request_id, ctx))
+        headers = reply_headers(request_id, ctx)
+        headers["Content-Type"] = "application/json"  # (last, where content_type= would put it)
+        return web.Response(body=reply_body, headers=headers)
 
     return handle
 

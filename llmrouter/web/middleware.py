@@ -72,16 +72,14 @@ def _refuse(request: web.Request, error: RouterError) -> web.Response:
     return error_response(format_for_path(request.path), error, headers)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                          ) -> web.StreamResponse:
+def authenticate(request: web.Request) -> web.Response | None:
     """Require a known key on every route except ``/health``, ``/``, ``/api/hello``
     (and ``/metrics`` when ``[metrics] public = true``); with
     ``[[keys]]``, the admin routes (``/admin``, ``/dashboard``) require the admin key. The principal
-    is left on the request."""
+    is left on the request; a refusal is returned (None: the request may go on)."""
     keyring = request.app.get(KEYRING)
     if keyring is None or not keyring.enabled or request.path in request.app.get(OPEN_PATHS, OPEN_BY_DEFAULT):
-        return await handler(request)
+        return None
     presented = presented_key(request)
     principal = keyring.authenticate(presented) if presented is not None else None
     if principal is None:
@@ -89,14 +87,19 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
     if not principal.admin and request.path.startswith(_ADMIN_PREFIXES):
         return _refuse(request, Forbidden(f"key '{principal.name}' may not use {request.path}: it needs the admin key"))
     request[PRINCIPAL] = principal
-    return await handler(request)
+    return None
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                           ) -> web.StreamResponse:
-    """Render aiohttp's own HTTP errors (404, 405) in the client's error shape."""
+async def inbound_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                             ) -> web.StreamResponse:
+    """:func:`authenticate`, then the handler, with aiohttp's own HTTP errors (404, 405) rendered in
+    the client's error shape. (One middleware rather than two: each level is a coroutine that every
+    request enters and that every resumption of the handler passes through.)"""
     try:
+        refusal = authenticate(request)
+        if refusal is not None:
+            return refusal
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400 or request.path.startswith("/dashboard"):
