@@ -135,3 +135,45 @@ async def test_post_through_a_mock_transport_builds_the_request() -> None:
         assert route.calls.last.request.headers["x-test"] == "1"
     finally:
         await client.aclose()
+
+
+async def test_post_maps_transport_errors_to_the_matching_httpx_errors(aiohttp_server: Any) -> None:
+    """Replies read whole (``post``'s fast path): a refused connection is an ``httpx.ConnectError``
+    and a reply cut off a ``RemoteProtocolError``, each caused by aiohttp's own error; anything that
+    is not a transport error comes out as it was raised."""
+    async def cut(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.close()
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/cut", cut)
+    server = await aiohttp_server(app)
+    client = new_http_client()
+    timeout = httpx.Timeout(5.0).as_dict()
+    try:
+        for url, expected in (("http://127.0.0.1:9/none", httpx.ConnectError),
+                              (f"http://127.0.0.1:{server.port}/cut", httpx.RemoteProtocolError)):
+            try:
+                await post(client, httpx.URL(url), b"{}", {}, timeout)
+            except httpx.HTTPError as exc:
+                assert type(exc) is expected, (url, exc)
+                assert exc.__cause__ is not None and not isinstance(exc.__cause__, httpx.HTTPError)
+            else:
+                raise AssertionError(f"expected {expected.__name__} for {url}")
+        broken = ValueError("not a transport error")
+
+        async def boom(*args: Any, **kwargs: Any) -> Any:
+            raise broken
+
+        session = client._transport.get_client()  # type: ignore[attr-defined]
+        client._transport.client = session  # type: ignore[attr-defined]
+        session._request = boom  # type: ignore[method-assign]
+        try:
+            await post(client, httpx.URL(f"http://127.0.0.1:{server.port}/cut"), b"{}", {}, timeout)
+        except ValueError as exc:
+            assert exc is broken and exc.__cause__ is None
+        else:
+            raise AssertionError("expected the ValueError itself")
+    finally:
+        await client.aclose()
