@@ -160,3 +160,28 @@ async def test_quiet_or_access_log_false_prints_nothing(aiohttp_server: Any, tmp
     finally:
         stdout, _ = await stop(proc)
     assert stdout == ""
+
+
+async def test_a_line_after_a_quiet_spell_goes_out_at_once_and_a_burst_gathers_into_one_write() -> None:
+    bus = EventBus()
+    out = Writes()
+    access = AccessLog(bus, out, batch_s=0.3)
+    access.start()
+
+    def complete(model: str) -> None:
+        bus.publish({"type": "complete", "endpoint": "/v1/messages", "requested_model": model, "status": 200})
+
+    complete("first")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(out.writes) == 1 and " first " in out.writes[0]  # not held back for the batch window
+    for i in range(3):
+        complete(f"burst{i}")
+        await asyncio.sleep(0.01)
+    assert len(out.writes) == 1  # the burst waits for the window after the last write...
+    await asyncio.sleep(0.4)
+    assert len(out.writes) == 2 and out.writes[1].count("\n") == 3  # ...and then goes out in one write
+    complete("last")
+    await access.stop()  # stopping writes what is queued, in order, without waiting
+    assert [line.split(" ")[2] for text in out.writes for line in text.splitlines()] == [
+        "first", "burst0", "burst1", "burst2", "last"]
