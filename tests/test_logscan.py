@@ -285,3 +285,31 @@ def test_a_bare_bytes_value_with_a_kelvin_sign_key_is_redacted(tmp_path: Path, r
     line = rlog.encode({"type": "complete", "request": raw})
     rlog.close()
     assert VALUE.encode() not in line and list(loads(line)["request"].values()) == [REDACTED]
+
+
+def test_line_may_hold_secret_key_sees_every_spelling_and_skips_the_regex_for_a_plain_entry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check of an entry's own keys (outside the client's body): every credential name in any
+    ASCII case or escaped is seen next to the ``"key"`` and ``"input_tokens"`` every entry has, and
+    a plain entry never runs the costly regex (its ``"key"`` once sent every line to it)."""
+    plain = orjson.dumps({"type": "complete", "key": None, "usage": {"input_tokens": 1, "output_tokens": 2},
+                          "response": {"content": [{"type": "text", "text": "the api_key field, monkey"}]}})
+    for name in logscan.SECRET_KEYS:
+        spellings = [name, name.upper(), name.title(), name.swapcase(), "".join(f"\\u{ord(c):04x}" for c in name),
+                     name[:-1] + f"\\u{ord(name[-1]):04X}"]
+        if "k" in name:
+            spellings.append(name.replace("k", "\u212a"))
+        for spelling in spellings:
+            for line in (plain[:-1] + b',"' + spelling.encode() + b'": "v"}',
+                         plain[:-1] + b',"extra": {"' + spelling.encode() + b'" : 1}}'):
+                assert logscan.line_may_hold_secret_key(line), line
+    searched: list[bytes] = []
+
+    class Counting:
+        def search(self, line: bytes) -> Any:
+            searched.append(line)
+            return None
+
+    monkeypatch.setattr(logscan, "_SECRET_KEY_RE", Counting())
+    assert not logscan.line_may_hold_secret_key(plain)
+    assert searched == []

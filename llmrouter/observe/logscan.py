@@ -91,10 +91,13 @@ def line_may_hold_secret_key(line: bytes) -> bool:
     """Whether a serialised JSON ``line`` may hold a credential-like key (no false negatives; a key
     spelled with ``\\u`` escapes always counts)."""
     lowered = line.lower()
-    # Cheap substring tests first: the regex costs ~10 us per line and almost never matches.
-    if (b'authorization"' in lowered or b'key"' in lowered) and _SECRET_KEY_RE.search(line):
+    # Cheap substring tests first: the regex costs ~10 us per line and almost never matches. Every
+    # name it matches ends in one of these, quote included (``"key"`` alone, which every entry has,
+    # does not: it names the virtual key, never the key itself).
+    if (b'authorization"' in lowered or b'api-key"' in lowered or b'api_key"' in lowered
+            or b'apikey"' in lowered) and _SECRET_KEY_RE.search(line):
         return True
-    return _NAME_ESCAPE_RE.search(line) is not None or (b"\xe2" in line and _KELVIN in line)
+    return (b"\\u" in line and _NAME_ESCAPE_RE.search(line) is not None) or (b"\xe2" in line and _KELVIN in line)
 
 
 def may_hold_secret_key(data: bytes) -> bool:
