@@ -134,6 +134,18 @@ async def test_large_bodies_cross_the_cluster_without_request_and_response(make_
     assert complete["status"] == 200 and complete["provider"] == "echo"
 
 
+async def test_another_nodes_request_is_fetched_whole_only_if_its_body_crossed(make_node: MakeNode) -> None:
+    (client_a, _), (client_b, app_b) = await make_node(event_body_limit_kb=4), await make_node()
+    sub_b = app_b[BUS].subscribe(1000)
+    _, small = await chat(client_a, text="small one")
+    _, big = await chat(client_a, text="x" * 10_000)
+    await collect(sub_b, big, 4)
+    got = await client_b.get(f"/dashboard/requests/{small}")
+    assert got.status == 200 and (await got.json())["messages"][-1]["content"] == "small one"
+    missing = await client_b.get(f"/dashboard/requests/{big}")
+    assert missing.status == 404 and "another node" in (await missing.json())["error"]["message"]
+
+
 async def test_a_provider_failing_through_a_is_open_on_b(make_node: MakeNode) -> None:
     (client_a, _), (client_b, _) = await make_node(), await make_node()
     status, _ = await chat(client_a, model="dead/x")
