@@ -284,3 +284,24 @@ async def test_a_big_request_shows_as_a_preview_until_loaded_in_chromium(router:
                                 "f.dispatchEvent(new Event('input'));")
         hidden = await devtools.evaluate("document.querySelector('.card').hidden")
         assert hidden is False
+
+
+async def test_a_codex_request_shows_its_input_in_chromium(router: Any, chromium: str, tmp_path: Path) -> None:
+    client = await router(CONFIG, environ={"ROUTER_API_KEY": KEY}, plugins={"gate": Gate()})
+    body = {"model": "small", "instructions": "CODEX-INSTRUCTIONS",
+            "input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be terse"}]},
+                      {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+                      {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"},
+                      {"type": "function_call_output", "call_id": "c1", "output": "a.txt"},
+                      {"role": "user", "content": "now read a.txt"}]}
+    url = str(client.client.make_url("/dashboard")) + f"?api_key={KEY}"
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    async with launch(chromium, profile, url) as devtools:
+        await devtools.wait_for("document.body && document.body.dataset.connected", lambda v: v == "1")
+        assert (await client.responses(body, AUTH)).status == 200
+        (card,) = loads(await devtools.wait_for(PROMPT_JS, lambda v: v and "read a.txt" in v))
+        assert card["excerpt"].startswith("now read a.txt")
+        assert "instructions: CODEX-INSTRUCTIONS" in card["prompt"]
+        assert 'assistant: → exec_command({"cmd":"ls"})' in card["prompt"]
+        assert "tool: [tool result] a.txt" in card["prompt"] and "user: list files" in card["prompt"]

@@ -250,6 +250,25 @@ async def test_logged_responses_requests_replay_without_differences(router: Any,
                                         "tools": TOOLS, "reasoning": {"effort": "low"}})
         assert reply.status == 200
     entries = client.log_lines()
-    assert [e["request"]["source_format"] for e in entries] == ["openai-responses"] * 3
+    # Logged as the client sent them (Codex's resent conversations stay cheap to log and to show).
+    assert [e["request_format"] for e in entries] == ["openai-responses"] * 3
+    assert entries[0]["request"]["input"][1] == {"role": "user", "content": "hi"}
     report = await replay(entries, client.config, environ={})
     assert report.differences == [] and [r.replayed.status for r in report.results] == [200, 200, 200]
+
+
+async def test_a_request_continuing_a_stored_one_is_logged_in_canonical_form(router: Any) -> None:
+    """Replay has no response store, so such a request is logged with its stored turns filled in."""
+    from llmrouter.observe.logfiles import logged_request
+
+    client: RouterClient = await router({**CONFIG, "responses": {"store": True}}, environ={"RS_KEY": "k"})
+    first = await client.responses({"model": "echo/m", "input": "remember 42"})
+    assert first.status == 200
+    second = await client.responses({"model": "echo/m", "input": "what number?",
+                                     "previous_response_id": first.body["id"]})
+    assert second.status == 200
+    entries = client.log_lines()
+    assert entries[0]["request_format"] == "openai-responses" and entries[0]["request"]["input"] == "remember 42"
+    assert "request_format" not in entries[1]
+    texts = [m.text() for m in logged_request(entries[1]).messages]
+    assert texts == ["remember 42", "remember 42", "what number?"]

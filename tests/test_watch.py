@@ -304,3 +304,17 @@ async def test_a_preview_still_carries_the_last_user_message_watch_shows(live: L
             event = await anext(stream_events(session, live.url, history=1, request_kb=PREVIEW_KB))
     assert event["request_omitted"]["items"] > 30
     assert prompt_text(event["request"]) == prompt_text(body) == "turn 40 " + "words " * 100
+
+
+def test_prompt_text_reads_a_responses_request_as_sent() -> None:
+    from llmrouter.cli.watch import prompt_text
+
+    assert prompt_text({"model": "m", "input": "just a string"}) == "just a string"
+    items = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
+             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "first"}]},
+             {"type": "function_call", "call_id": "c1", "name": "ls", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "a.txt"},
+             {"role": "user", "content": "the latest"}]
+    assert prompt_text({"model": "m", "input": items}) == "the latest"
+    assert prompt_text({"model": "m", "input": items[:2]}) == "first"
+    assert prompt_text({"model": "m", "input": 7}) == ""

@@ -155,7 +155,7 @@ def _parts_text(parts: Any) -> str:
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
-        if kind == "text":
+        if kind in ("text", "input_text", "output_text"):  # canonical and wire parts; Responses parts
             out.append(str(part.get("text", "")))
         elif kind == "tool_use":
             out.append(f"[tool {part.get('name')}]")
@@ -167,10 +167,16 @@ def _parts_text(parts: Any) -> str:
 
 
 def prompt_text(request: Any) -> str:
-    """The last user message of a logged request (what the user just asked)."""
+    """The last user message of a logged request (what the user just asked): its ``messages``, or
+    a Responses request's ``input`` (a string, or items of which messages have a role)."""
     if not isinstance(request, dict):
         return ""
-    for message in reversed(request.get("messages") or []):
+    conversation = request.get("messages") or request.get("input") or []
+    if isinstance(conversation, str):
+        return conversation
+    if not isinstance(conversation, list):
+        return ""
+    for message in reversed(conversation):
         if isinstance(message, dict) and message.get("role") == "user":
             return _parts_text(message.get("content"))
     return ""

@@ -29,7 +29,7 @@ from llmrouter.engine.request_plugins import RequestPlugins
 from llmrouter.engine.streams import transform
 from llmrouter.errors import PluginFailed, RouterError
 from llmrouter.formats.base import iter_events, response_to_events
-from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
+from llmrouter.formats.passthrough import ClientBody
 from llmrouter.keys.limiter import KeyLimiter
 from llmrouter.lazy import deferred
 from llmrouter.models import ChatRequest, ChatResponse, StreamEvent
@@ -166,11 +166,12 @@ class Pipeline:
                     client_body: ClientBody | None = None) -> Context:
         """A fresh context for one request (``inbound_headers``: the client's HTTP headers, which a
         tracing pipeline reads ``traceparent`` from; ``client_body``: the body ``request`` was
-        parsed from, which the log keeps as it was sent and which a provider of the client's
+        parsed from, given when the log keeps it as sent (see
+        :func:`~llmrouter.formats.passthrough.kept_as_sent`), which a provider of the client's
         format may forward when no plugin changes the request)."""
         ctx = Context(request=request, request_id=request_id, providers=self.provider_infos(),
                       http=self.http, endpoint=endpoint)
-        if client_body is not None and client_body.format in PASSTHROUGH_FORMATS:
+        if client_body is not None:
             ctx.state[CLIENT_BODY] = client_body
             ctx.state[_SHAPE] = _shape(request)
         # The log keeps the request as the client sent it, so replay re-runs it. Only on_start and

@@ -31,11 +31,23 @@ from typing import Any
 
 from llmrouter.formats.base import ROUTER_FIELDS
 
-__all__ = ["PASSTHROUGH_FORMATS", "ClientBody", "forward_body"]
+__all__ = ["PASSTHROUGH_FORMATS", "ClientBody", "forward_body", "kept_as_sent"]
 
 PASSTHROUGH_FORMATS = frozenset({"openai", "anthropic"})
 """Client formats whose parsed body can be forwarded to a provider of the same format, and whose
 raw bytes are what the request log keeps (their parse needs nothing but the body)."""
+
+_KEPT_AS_SENT = PASSTHROUGH_FORMATS | {"openai-responses"}
+
+
+def kept_as_sent(format_name: str, extra: dict[str, Any]) -> bool:
+    """Whether the log and the events keep a request of ``format_name`` as the client's own JSON
+    (``extra`` is the parsed request's): the pass-through formats, and a Responses request unless
+    it continues a stored one (``previous_response_id``): replay has no response store, so that one
+    is logged in canonical form, the stored turns included."""
+    if format_name == "openai-responses":
+        return "_previous_response_id" not in extra
+    return format_name in _KEPT_AS_SENT
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,8 +233,9 @@ def read_log(path: str | Path, problems: list[str] | None = None) -> Iterator[di
 def logged_request(entry: dict[str, Any]) -> ChatRequest:
     """The canonical request of a log entry or ``complete`` event.
 
-    ``request`` holds the client's own JSON when ``request_format`` names its wire format (the
-    OpenAI and Anthropic endpoints), else the canonical request (``/v1/responses``, older logs).
+    ``request`` holds the client's own JSON when ``request_format`` names its wire format (every
+    chat endpoint), else the canonical request (a Responses request continuing a stored one,
+    older logs).
 
     :raises ValueError: when the logged request is not a valid request of its format.
     """

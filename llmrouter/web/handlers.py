@@ -16,7 +16,7 @@ from llmrouter.engine.plugin_settings import referenced_models
 from llmrouter.errors import NotFound, RouterError
 from llmrouter.formats import CLIENT_FORMATS, ClientFormat
 from llmrouter.formats.base import check_request
-from llmrouter.formats.passthrough import PASSTHROUGH_FORMATS, ClientBody
+from llmrouter.formats.passthrough import ClientBody, kept_as_sent
 from llmrouter.jsonutil import dumps
 from llmrouter.web.appkeys import CLUSTER, KEYRING, LIMITER, LIVE, METRICS, PRINCIPAL, RELIABILITY
 from llmrouter.web.limits import check_content_type, check_limits, decode_json, read_body
@@ -57,7 +57,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 pipeline.publish_start(request_id, body_model(body), endpoint, key_name)
                 raise
             pipeline.publish_start(request_id, chat_request.model, endpoint, key_name)
-            client_body = ClientBody(fmt.name, body, raw) if fmt.name in PASSTHROUGH_FORMATS else None
+            client_body = ClientBody(fmt.name, body, raw) if kept_as_sent(fmt.name, chat_request.extra) else None
             ctx = pipeline.new_context(chat_request, request_id, endpoint, request.headers, client_body)
             ctx.key_name = key_name
             if principal is not None and principal.key is not None:
