@@ -261,3 +261,15 @@ def test_run_summary_takes_the_agent_ratio_at_c8() -> None:
     agent = run_mod.summarize_all(results, ("1kb", "agent"))["agent"]["openai"]
     assert agent["router_over_floor_rps_loaded"] == pytest.approx(0.7)
     assert agent["router_minus_floor_p50_ms_c1"] == pytest.approx(0.7)
+
+
+def test_inprocess_cost_sends_the_agent_conversation_in_the_responses_shape() -> None:
+    from llmrouter.formats import CLIENT_FORMATS
+
+    cost, loadgen = load_bench("inprocess_cost"), load_bench("loadgen")
+    chat = CLIENT_FORMATS["openai"].parse_request(loadgen.request_body("openai", False, workload="agent"), {})
+    responses = CLIENT_FORMATS["openai-responses"].parse_request(cost.responses_body(), {})
+    assert [m.role for m in responses.messages] == [m.role for m in chat.messages]
+    assert list(responses.iter_text()) == list(chat.iter_text())
+    assert [t.name for t in responses.tools] == [t.name for t in chat.tools]
+    assert responses.system_text() == chat.system_text()
