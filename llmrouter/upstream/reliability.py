@@ -285,7 +285,14 @@ class Reliability:
 
     def _model_outcome(self, provider: str, model: str, breaker: CircuitBreaker | None, ticket: Ticket,
                        ok: bool | None) -> None:
-        """Record an attempt's outcome on the model's breaker: success, failure, or None (no outcome)."""
+        """Record an attempt's outcome on the model's breaker: success, failure, or None (no outcome).
+
+        ``breaker`` is the one the attempt started with; an ordinary attempt's outcome goes to the
+        model's breaker as it is now (one may have been created, or dropped, while it ran), so that
+        "consecutive" means consecutive in the order outcomes arrive.
+        """
+        if ticket is Ticket.NORMAL:
+            breaker = self.circuits.models.get((provider, model)) if self.circuits.models else None
         if ok is False:
             breaker = breaker or self.circuits.model_breaker(provider, model)
             breaker.failure(ticket)
