@@ -45,33 +45,27 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
     error: str | None = None
     status = 200
     iterator = events.__aiter__()
-    pending: asyncio.Future[Any] | None = None
-    loop = asyncio.get_running_loop()
+    watch = _Watch(request, response, renderer)
     first_byte = True
     try:
         await response.prepare(request)
-        # Keep-alives follow the client's silence, not the upstream's: a renderer may hold output
-        # back (Anthropic tool arguments) while the upstream is busy.
-        last_write = loop.time()
+        watch.start()
         while True:
-            pending = asyncio.ensure_future(iterator.__anext__())
-            while not pending.done():
-                # aiohttp does not cancel handlers when clients leave (unless handler_cancellation is
-                # on), so a silent upstream would otherwise be held until the next write fails.
-                if request.transport is None or request.transport.is_closing():
-                    raise ConnectionResetError("client disconnected")
-                idle = loop.time() - last_write
-                if idle >= KEEPALIVE_S:
-                    await response.write(renderer.keepalive())
-                    last_write = loop.time()
-                else:
-                    await asyncio.wait({pending}, timeout=min(KEEPALIVE_S - idle, DISCONNECT_POLL_S))
+            # aiohttp does not cancel handlers when clients leave (unless handler_cancellation is
+            # on): look before asking the upstream for more; the watch looks during its silences.
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                raise ConnectionResetError("client disconnected")
+            watch.waiting = True
             try:
-                event = pending.result()
+                event = await iterator.__anext__()
             except StopAsyncIteration:
                 break
+            except asyncio.CancelledError:
+                watch.raise_if_ours()
+                raise
             finally:
-                pending = None
+                watch.waiting = False
             accumulator.feed(event)
             if isinstance(event, StreamError):
                 err = _stream_error(ctx, event)
@@ -81,7 +75,7 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
             data = renderer.render(event)
             if data:
                 await response.write(data)
-                last_write = loop.time()
+                watch.wrote()
                 if first_byte:
                     first_byte = False
                     ctx.state[TTFT_STATE] = time.perf_counter() - started
@@ -91,7 +85,8 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
     except (ConnectionError, asyncio.CancelledError) as exc:
         error, status = "client disconnected", 499
         if isinstance(exc, asyncio.CancelledError):
-            _finish_after_disconnect(pipeline, ctx, accumulator, answered_by_plugin, started, iterator, pending)
+            watch.stop()
+            _finish_after_disconnect(pipeline, ctx, accumulator, answered_by_plugin, started, iterator, None)
             raise
     except Exception as exc:  # a bug mid-stream: the client still gets an error event and the log a line
         log.exception("unexpected error streaming request %s", ctx.request_id)
@@ -99,8 +94,7 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
         error, status = internal.message, internal.status
         await _write_error(response, renderer, internal)
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
+        watch.stop()
         await _close_iterator(iterator)
     if not answered_by_plugin:
         ctx.response = accumulator.result()
@@ -118,6 +112,101 @@ async def relay_stream(request: web.Request, fmt: ClientFormat, pipeline: Pipeli
     except ConnectionError:
         pass
     return response
+
+
+class _Watch:
+    """Keep-alives and disconnect checks for one stream while its upstream is silent, on one timer.
+
+    The relay awaits the upstream directly (no task or wait per event). While it waits (``waiting``),
+    the timer, re-armed each time it fires, does what the relay cannot: after ``KEEPALIVE_S`` of
+    silence towards the client it sends a keep-alive (following the client's silence, not the
+    upstream's: a renderer may hold output back, such as Anthropic tool arguments, while the upstream
+    is busy), and every ``DISCONNECT_POLL_S`` it checks the client's connection; a client that left
+    (or a keep-alive that could not be written) cancels the relay's wait, which :meth:`raise_if_ours`
+    turns back into the error the relay handles (``ConnectionResetError`` for a client that left).
+    """
+
+    __slots__ = ("_cancelled", "_failure", "_handle", "_keepalive", "_last_write", "_loop", "_relay",
+                 "_renderer", "_request", "_response", "waiting")
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, renderer: StreamRenderer) -> None:
+        self._request, self._response, self._renderer = request, response, renderer
+        self._loop = asyncio.get_running_loop()
+        self._last_write = self._loop.time()
+        self._relay: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._cancelled = False
+        self._failure: BaseException | None = None
+        self.waiting = False
+
+    def start(self) -> None:
+        """Watch on behalf of the current task (the relay), from now."""
+        self._relay = asyncio.current_task()
+        self._last_write = self._loop.time()
+        self._arm(min(KEEPALIVE_S, DISCONNECT_POLL_S))
+
+    def wrote(self) -> None:
+        """The relay just sent the client something."""
+        self._last_write = self._loop.time()
+
+    def raise_if_ours(self) -> None:
+        """Called with the relay's ``CancelledError`` in hand: if this watch cancelled it, raise what
+        the relay must handle instead; otherwise return (someone else cancelled the relay)."""
+        if not self._cancelled or self._relay is None:
+            return
+        self._cancelled = False
+        self._relay.uncancel()
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        raise ConnectionResetError("client disconnected")
+
+    def stop(self) -> None:
+        """Stop watching (idempotent)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._keepalive is not None and not self._keepalive.done():
+            self._keepalive.cancel()
+        self._keepalive = None
+        self._relay = None
+
+    def _arm(self, delay: float) -> None:
+        self._handle = self._loop.call_later(max(delay, 0.0), self._tick)
+
+    def _tick(self) -> None:
+        self._handle = None
+        if self._relay is None:
+            return
+        idle = self._loop.time() - self._last_write
+        if self.waiting and self._keepalive is None:
+            transport = self._request.transport
+            if transport is None or transport.is_closing():
+                self._interrupt(None)
+                return
+            if idle >= KEEPALIVE_S:
+                self._keepalive = self._loop.create_task(self._send_keepalive())
+                idle = 0.0
+        self._arm(min(KEEPALIVE_S - idle if idle < KEEPALIVE_S else KEEPALIVE_S, DISCONNECT_POLL_S))
+
+    async def _send_keepalive(self) -> None:
+        try:
+            if self.waiting and self._relay is not None:
+                await self._response.write(self._renderer.keepalive())
+                self._last_write = self._loop.time()
+        except Exception as exc:  # as if the relay's own write had raised it
+            self._interrupt(exc)
+        finally:
+            self._keepalive = None
+
+    def _interrupt(self, failure: BaseException | None) -> None:
+        """End the relay's wait: the client left (``failure`` None) or a keep-alive write failed."""
+        if self._relay is None or not self.waiting or self._cancelled:
+            return
+        self._cancelled = True
+        self._failure = failure
+        self._relay.cancel()
 
 
 _PLUGIN_ERROR_STATUS = {"invalid_request_error": 400, "permission_error": 403, "not_found_error": 404,
