@@ -175,7 +175,7 @@ class OpenAIStreamRenderer(StreamRenderer):
 
     def __init__(self, request: ChatRequest) -> None:
         self._request = request
-        self._id = completion_id(None)
+        self._id: str | None = None  # the upstream's (MessageStart), else one made when first needed
         self._created = now()
         self._model = request.model
         self._started = False
@@ -183,6 +183,10 @@ class OpenAIStreamRenderer(StreamRenderer):
         self._done = False
         self._usage = Usage()
         self._tool_ordinals: dict[int, int] = {}
+
+    def _new_id(self) -> str:
+        self._id = completion_id(None)
+        return self._id
 
     def render(self, event: StreamEvent) -> bytes:
         """The frames for one canonical event (``b""`` when OpenAI has nothing to send)."""
@@ -224,7 +228,7 @@ class OpenAIStreamRenderer(StreamRenderer):
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         chunk: dict[str, Any] = {
-            "id": self._id,
+            "id": self._id or self._new_id(),
             "object": "chat.completion.chunk",
             "created": self._created,
             "model": self._model,
@@ -282,7 +286,7 @@ class OpenAIStreamRenderer(StreamRenderer):
         if self._request.include_usage:
             out += sse(
                 {
-                    "id": self._id,
+                    "id": self._id or self._new_id(),
                     "object": "chat.completion.chunk",
                     "created": self._created,
                     "model": self._model,
@@ -384,13 +388,13 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
     def _delta(self, delta: dict[str, Any], events: list[StreamEvent]) -> None:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
-            index = self._switch("thinking", ThinkingPart(), events)
+            index = self._switch("thinking", events)
             events.append(BlockDelta(index=index, thinking=reasoning))
         for key in ("content", "refusal"):
             text = delta.get(key)
             if isinstance(text, str) and text:
                 self._refused = self._refused or key == "refusal"
-                index = self._switch("text", TextPart(text=""), events)
+                index = self._switch("text", events)
                 events.append(BlockDelta(index=index, text=text))
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
@@ -442,12 +446,13 @@ class OpenAIStreamDecoder(SSEStreamDecoder):
         self._last_tool = key
         return key
 
-    def _switch(self, key: str, part: TextPart | ThinkingPart, events: list[StreamEvent]) -> int:
-        """Return the block index for ``key``, closing the open text/reasoning block if needed."""
+    def _switch(self, key: str, events: list[StreamEvent]) -> int:
+        """Return the block index for ``key`` (``text`` or ``thinking``), closing the open text/reasoning
+        block and starting one of this kind if needed."""
         if self._open is not None and self._open[0] == key:
             return self._open[1]
         self._close_open(events)
-        index = self._new_block(part, events)
+        index = self._new_block(TextPart(text="") if key == "text" else ThinkingPart(), events)
         self._open = (key, index)
         return index
 
