@@ -7,10 +7,11 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import respx
 from aiohttp import web
 
-from llmrouter.upstream.client import new_http_client, post, send
+from llmrouter.upstream.client import iter_chunks, new_http_client, post, send
 
 
 async def upstream_app(aiohttp_server: Any) -> str:
@@ -175,5 +176,43 @@ async def test_post_maps_transport_errors_to_the_matching_httpx_errors(aiohttp_s
             assert exc is broken and exc.__cause__ is None
         else:
             raise AssertionError("expected the ValueError itself")
+    finally:
+        await client.aclose()
+
+
+async def test_streamed_chunks_straight_from_aiohttp_and_encoded_ones_through_httpx(aiohttp_server: Any) -> None:
+    """``iter_chunks`` gives what ``aiter_bytes()`` gives: pieces as they arrive, a gzipped stream
+    decoded, and a reply cut short as an httpx error."""
+
+    async def gzipped(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(b"zipped stream"), headers={"Content-Encoding": "gzip"})
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b"only part")
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    base = await upstream_app(aiohttp_server)
+    app = web.Application()
+    app.router.add_post("/gzip", gzipped)
+    app.router.add_post("/cut", cut)
+    other = await aiohttp_server(app)
+    client = new_http_client()
+    timeout = httpx.Timeout(5.0).as_dict()
+    try:
+        for url, expected in ((f"{base}/chunks", b"one two three"),
+                              (f"http://127.0.0.1:{other.port}/gzip", b"zipped stream")):
+            response = await post(client, httpx.URL(url), b"{}", {}, timeout, stream=True)
+            assert b"".join([chunk async for chunk in iter_chunks(response)]) == expected
+            await response.aclose()
+        response = await post(client, httpx.URL(f"http://127.0.0.1:{other.port}/cut"), b"{}", {}, timeout,
+                              stream=True)
+        with pytest.raises(httpx.HTTPError):
+            async for _ in iter_chunks(response):
+                pass
+        await response.aclose()
     finally:
         await client.aclose()

@@ -178,6 +178,41 @@ class _ResponseStream(httpx.AsyncByteStream):
             self._response.release()
 
 
+class _Chunks:
+    """The chunks of a streamed aiohttp reply as they arrive, errors mapped as :func:`httpx_errors`
+    maps them: what ``aiter_bytes()`` gives for a reply without a content encoding, without httpx's
+    three generator layers, chunkers and identity decoder per chunk."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._read = response.content.readany
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._read()
+        except Exception as exc:
+            mapped = _as_httpx_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+
+def iter_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """``response.aiter_bytes()``, straight from aiohttp for a reply :class:`ProviderTransport`
+    streams without a content encoding (httpx decodes the others)."""
+    stream = response.stream
+    if type(stream) is _ResponseStream and "content-encoding" not in response.headers:
+        return _Chunks(stream._response)
+    return response.aiter_bytes()
+
+
 def _buffered_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes,
                        request: httpx.Request | None) -> httpx.Response:
     """An httpx response around a body read whole. Without a content encoding the body is attached

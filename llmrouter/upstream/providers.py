@@ -36,7 +36,7 @@ from llmrouter.models import (
     StreamEvent,
     Usage,
 )
-from llmrouter.upstream.client import post
+from llmrouter.upstream.client import iter_chunks, post
 from llmrouter.upstream.deadlines import deadline, deadline_at
 
 log = logging.getLogger("llmrouter.upstream.providers")
@@ -262,7 +262,7 @@ class Provider:
         # because each event may be pulled by a different task (the server's relay does this), and
         # the expiring context would cancel whichever task happened to enter it.
         stop_at = asyncio.get_running_loop().time() + self.config.timeout_total_s
-        chunks = response.aiter_bytes().__aiter__()
+        chunks = iter_chunks(response).__aiter__()
         try:
             while True:
                 try:
