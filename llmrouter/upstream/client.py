@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import httpx
@@ -49,10 +49,16 @@ def httpx_errors() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        mapped = _as_httpx_error(exc)
-        if mapped is exc:
-            raise
-        raise mapped from exc
+        _reraise_as_httpx(exc)
+
+
+def _reraise_as_httpx(exc: Exception) -> NoReturn:
+    """Raise ``exc`` as the matching ``httpx.TransportError`` (``exc`` itself when there is none).
+    A plain function, so the hot paths can use it in an ``except`` without a context manager."""
+    mapped = _as_httpx_error(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from exc
 
 
 def _as_httpx_error(exc: Exception) -> Exception:
@@ -112,14 +118,11 @@ class ProviderTransport(AiohttpTransport):
                 response = await call.__aenter__()
             return httpx.Response(status_code=response.status, headers=response.raw_headers,
                                   stream=_ResponseStream(response))
-        try:  # (httpx_errors() inlined: a generator context manager per call costs more than the rest)
+        try:  # (not httpx_errors(): a generator context manager per call costs more than the rest)
             async with call as response:
                 body = await response.read()
         except Exception as exc:
-            mapped = _as_httpx_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            _reraise_as_httpx(exc)
         # Only the headers the router reads: providers send dozens (rate limits, tracing) and
         # httpx normalises every one it is given.
         headers = []
@@ -195,10 +198,7 @@ class _Chunks:
         try:
             chunk = await self._read()
         except Exception as exc:
-            mapped = _as_httpx_error(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            _reraise_as_httpx(exc)
         if not chunk:
             raise StopAsyncIteration
         return chunk
