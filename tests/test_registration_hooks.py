@@ -208,12 +208,19 @@ def test_commands_are_added_without_replacing_builtins(monkeypatch: pytest.Monke
     assert {"check", "plugins", "serve", "shout"} <= set(group.list_commands(click.Context(group)))
 
 
-def test_provider_request_uses_format_url_per_model() -> None:
+async def test_provider_request_uses_format_url_per_model() -> None:
+    import respx
+
     from llmrouter.config import ProviderConfig
     from llmrouter.upstream.providers import Provider
 
     provider = Provider(ProviderConfig(name="p", format="shout", base_url="http://s.test/"), "k", ShoutFormat())
-    req = provider._request({"say": "x"}, ChatRequest(model="a", messages=[]), "model-b", True)
+    with respx.mock(using="httpx") as mock:
+        route = mock.post(url__startswith="http://s.test/").respond(200, text="")
+        async with httpx.AsyncClient() as http:
+            response = await provider._post(http, {"say": "x"}, ChatRequest(model="a", messages=[]), "model-b", True)
+            await response.aclose()
+        req = route.calls.last.request
     assert str(req.url) == "http://s.test/shout/model-b?stream=1"
     assert req.headers["host"] == "s.test" and req.headers["x-shout-key"] == "k"
     assert isinstance(req, httpx.Request)

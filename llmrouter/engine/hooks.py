@@ -1,4 +1,5 @@
-"""Calling plugin hook implementations: plain functions and coroutines alike."""
+"""Calling plugin hook implementations: plain functions and coroutines alike (call the hook, then
+await its result when :func:`pending` says so)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,3 @@ def pending(result: Any) -> bool:
     if result is None or type(result) in _PLAIN:
         return False
     return type(result) is CoroutineType or inspect.isawaitable(result)
-
-
-async def call_hook(function: Hook, ctx: Context) -> Any:
-    """Call a hook implementation, awaiting the result when it is awaitable."""
-    result = function(ctx)
-    if pending(result):
-        result = await result
-    return result

@@ -90,13 +90,6 @@ class Provider:
         self._passthrough = kind.body is ProviderFormat.body and (
             kind.build_request is OpenAIFormat.build_request or kind.build_request is AnthropicFormat.build_request)
 
-    def _request(self, body: dict[str, Any], request: ChatRequest, model: str, stream: bool,
-                 url: httpx.URL | None = None) -> httpx.Request:
-        content = dumps(body)
-        url, headers = self._target(request, model, stream, url, content)
-        return httpx.Request("POST", url, content=content, headers=headers,
-                             extensions={"timeout": self._timeout_ext})
-
     def _target(self, request: ChatRequest, model: str, stream: bool, url: httpx.URL | None,
                 content: bytes) -> tuple[httpx.URL, dict[str, str]]:
         """The URL and headers of one call carrying ``content``."""
@@ -109,9 +102,9 @@ class Provider:
 
     def _post(self, http: httpx.AsyncClient, body: dict[str, Any], request: ChatRequest, model: str,
               stream: bool, url: httpx.URL | None = None) -> Awaitable[Any]:
-        """Send the call :meth:`_request` describes (without building it on the default transport):
-        an ``httpx.Response``, or a :class:`~llmrouter.upstream.client.BufferedReply` (same names for
-        status, body and headers) for a reply read whole."""
+        """POST ``body`` (serialised) to the provider, with the headers of :meth:`_target`: an
+        ``httpx.Response``, or a :class:`~llmrouter.upstream.client.BufferedReply` (same names for
+        status, body and headers) for a reply read whole (see :func:`~llmrouter.upstream.client.post`)."""
         content = dumps(body)
         url, headers = self._target(request, model, stream, url, content)
         return post(http, url, content, headers, self._timeout_ext, stream=stream,
