@@ -90,12 +90,23 @@ class LazyConversation:
         """How many canonical messages the conversation has."""
         return len(self.starts)
 
+    def _bound(self, index: int) -> int:
+        """Where canonical message ``index`` begins in ``raw`` (``len(raw)`` for ``index == count``)."""
+        return self.starts[index] if index < len(self.starts) else len(self.raw)
+
     def _span(self, first: int, last: int) -> list[Message]:
         """Canonical messages ``first`` to ``last`` (exclusive), converted afresh."""
         if first >= last:
             return []
-        stop = self.starts[last] if last < len(self.starts) else len(self.raw)
-        return self.convert(self.raw, self.starts[first], stop)
+        return self.convert(self.raw, self.starts[first], self._bound(last))
+
+    def _last_index(self, role: str) -> int | None:
+        """The index of the last canonical message of ``role``, or ``None``."""
+        roles = self.roles
+        for index in range(len(roles) - 1, -1, -1):
+            if roles[index] == role:
+                return index
+        return None
 
     def materialise(self) -> list[Message]:
         """Every message, converted into :attr:`target` (in place)."""
@@ -108,10 +119,8 @@ class LazyConversation:
 
     def last_of_role(self, role: str) -> Message | None:
         """The last message of ``role``, converted afresh, or ``None``."""
-        for index in range(self.count - 1, -1, -1):
-            if self.roles[index] == role:
-                return self._span(index, index + 1)[0]
-        return None
+        index = self._last_index(role)
+        return self._span(index, index + 1)[0] if index is not None else None
 
     def tail_texts(self, n: int) -> list[str] | None:
         """What ``ChatRequest.iter_text`` reads in :meth:`tail` ``(n)`` (system prompt aside), read
@@ -119,17 +128,16 @@ class LazyConversation:
         first = max(0, self.count - n)
         if self.texts is None or first >= self.count:
             return None
-        return self.texts(self.raw, self.starts[first], len(self.raw), True)
+        return self.texts(self.raw, self.starts[first], self._bound(self.count), True)
 
     def last_text(self, role: str) -> str:
         """``Message.text()`` of the last message of ``role`` (``""`` when there is none), read from
         the raw message when :attr:`texts` can, else converted."""
-        for index in range(self.count - 1, -1, -1):
-            if self.roles[index] == role:
-                stop = self.starts[index + 1] if index + 1 < self.count else len(self.raw)
-                texts = self.texts(self.raw, self.starts[index], stop, False) if self.texts else None
-                return "".join(texts) if texts is not None else self._span(index, index + 1)[0].text()
-        return ""
+        index = self._last_index(role)
+        if index is None:
+            return ""
+        texts = self.texts(self.raw, self.starts[index], self._bound(index + 1), False) if self.texts else None
+        return "".join(texts) if texts is not None else self._span(index, index + 1)[0].text()
 
 
 class LazyList:

@@ -56,11 +56,25 @@ def image_part(url: str, path: str, extra: dict[str, Any]) -> ImagePart:
     :raises InvalidRequest: for a ``data:`` URL that is not base64 encoded.
     """
     if url.startswith("data:"):
-        header, sep, data = url[5:].partition(",")
-        if not sep or not header.endswith(";base64"):
+        inline = _base64_data(url)
+        if inline is None:
             raise invalid(path, "data URLs must be base64 encoded (data:<type>;base64,<data>)")
-        return ImagePart(data=data, media_type=header[: -len(";base64")] or None, extra=extra)
+        media_type, data = inline
+        return ImagePart(data=data, media_type=media_type or None, extra=extra)
     return ImagePart(url=url, extra=extra)
+
+
+def image_url_ok(url: str) -> bool:
+    """Whether :func:`image_part` takes ``url`` without raising (for checks that must not convert)."""
+    return not url.startswith("data:") or _base64_data(url) is not None
+
+
+def _base64_data(url: str) -> tuple[str, str] | None:
+    """``(media type, data)`` of a base64 ``data:`` URL; ``None`` when it is not base64 encoded."""
+    header, sep, data = url[5:].partition(",")
+    if not sep or not header.endswith(";base64"):
+        return None
+    return header[: -len(";base64")], data
 
 
 def apply_parallel_tool_calls(request: ChatRequest, parallel: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
-from llmrouter.formats.base import apply_parallel_tool_calls, image_part, tool_call_part
+from llmrouter.formats.base import apply_parallel_tool_calls, image_part, image_url_ok, tool_call_part
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import boolean as _boolean
 from llmrouter.formats.fields import integer as _integer
@@ -356,12 +356,8 @@ def _user_content_ok(content: Any) -> bool | None:
             return None
         image = part.get("image_url")
         url = image.get("url") if type(image) is dict else None
-        if type(url) is not str or not url:
+        if type(url) is not str or not url or not image_url_ok(url):
             return None
-        if url.startswith("data:"):
-            header, sep, _ = url[5:].partition(",")
-            if not sep or not header.endswith(";base64"):
-                return None
         images = True
     return images
 
