@@ -156,10 +156,13 @@ async def test_a_published_plain_dict_request_is_measured_by_its_json(router: An
     client = await router(ECHO)
     resp = await open_events(client, "?request_kb=1")
     request = agent_chat(turns=5)
+    small = openai_chat("small")
     client.app[BUS].publish({"type": "complete", "id": "plain", "request": request})
-    (event,) = await completes(resp, 1)
+    client.app[BUS].publish({"type": "complete", "id": "plain-small", "request": small})
+    event, whole = await completes(resp, 2)
     assert event["request"]["messages"] == request["messages"][-4:]
     assert event["request_omitted"]["bytes"] == len(dumps(request))
+    assert whole["request"] == small and "request_omitted" not in whole
     resp.close()
 
 

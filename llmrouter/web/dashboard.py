@@ -65,9 +65,12 @@ def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None)
     head = b"event: " + str(event.get("type", "message")).encode() + b"\ndata: "
     request = event.get("request")
     cut = _preview(request, limit) if limit is not None and request is not None else None
-    if cut is not None and cut.omitted is not None:
-        body = dumps({**event, "request": orjson.Fragment(cut.request), "request_omitted": cut.omitted})
-        frame = b"".join((head, body, b"\n\n"))
+    if cut is not None and (cut.omitted is not None or not isinstance(request, ParsedJSON | JSONBytes)):
+        # A preview, or a request the preview serialised anyway to measure it: not encoded again.
+        fields: dict[str, Any] = {"request": orjson.Fragment(cut.request)}
+        if cut.omitted is not None:
+            fields["request_omitted"] = cut.omitted
+        frame = b"".join((head, dumps({**event, **fields}), b"\n\n"))
     elif isinstance(request, ParsedJSON | JSONBytes):
         raw = request.raw
         before, after = dumps({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
