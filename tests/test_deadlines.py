@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from llmrouter.upstream.deadlines import deadline, deadline_at
+from llmrouter.upstream.deadlines import Deadline, deadline, deadline_at
 
 
 async def test_a_block_that_ends_in_time_is_left_alone() -> None:
@@ -99,3 +99,51 @@ async def test_the_outer_of_two_nested_blocks_converts_its_own_expiry() -> None:
             async with deadline(5) as inner:
                 await asyncio.sleep(5)
     assert outer.expired() and not inner.expired()
+
+
+# The upstream calls use the plain ``with`` form (no coroutines to enter and leave): same behaviour.
+
+
+async def test_a_plain_with_block_that_ends_in_time_is_left_alone() -> None:
+    with deadline(5) as block:
+        await asyncio.sleep(0)
+    assert not block.expired()
+    await asyncio.sleep(0)
+
+
+async def test_an_overdue_plain_with_block_raises_timeout_error() -> None:
+    started = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        with deadline(0.05) as block:
+            await asyncio.sleep(5)
+    assert block.expired() and 0.04 <= time.perf_counter() - started < 1.0
+    await asyncio.sleep(0)
+
+
+async def test_an_outside_cancellation_of_a_plain_with_block_stays_a_cancellation() -> None:
+    async def worker() -> None:
+        with deadline(5):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(worker())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_nested_plain_with_blocks_raise_out_of_the_one_that_expired() -> None:
+    with pytest.raises(TimeoutError):
+        with deadline(5) as outer, deadline_at(asyncio.get_running_loop().time() + 0.02) as inner:
+            await asyncio.sleep(5)
+    assert inner.expired() and not outer.expired()
+
+
+def test_a_plain_with_block_outside_a_task_is_refused() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match="inside a task"):
+            with Deadline(0.0, loop):
+                pass
+    finally:
+        loop.close()

@@ -64,6 +64,7 @@ from llmrouter.formats.anthropic_stream import (
     usage_to_wire,
 )
 from llmrouter.formats.base import ROUTER_FIELDS, ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
+from llmrouter.formats.checked import checked_response
 from llmrouter.models import (
     ChatRequest,
     ChatResponse,
@@ -182,13 +183,13 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
         if not isinstance(content, list):
             raise ValueError("Anthropic reply has no content list")
         sequence = body.get("stop_sequence")
-        return ChatResponse(
-            id=body.get("id") if isinstance(body.get("id"), str) else "",
-            model=body.get("model") if isinstance(body.get("model"), str) else "",
-            content=[part for part in map(response_block_to_part, content) if part is not None],
-            stop_reason=stop_reason_from_wire(body.get("stop_reason")),
+        return checked_response(
+            body.get("id") if isinstance(body.get("id"), str) else "",
+            body.get("model") if isinstance(body.get("model"), str) else "",
+            [part for part in map(response_block_to_part, content) if part is not None],
+            stop_reason_from_wire(body.get("stop_reason")),
+            usage_from_wire(body.get("usage")),
             stop_sequence=sequence if isinstance(sequence, str) else None,
-            usage=usage_from_wire(body.get("usage")),
         )
 
     def stream_decoder(self) -> StreamDecoder:

@@ -38,6 +38,7 @@ from typing import Any, TypeGuard
 
 from llmrouter.errors import ProviderError, RouterError
 from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
+from llmrouter.formats.checked import checked_usage
 from llmrouter.jsonutil import dumps, dumps_str, loads, loads_object_or_none
 from llmrouter.models import (
     BlockDelta,
@@ -131,9 +132,8 @@ def usage_from_wire(usage: Any) -> Usage:
         value = usage.get(key)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    return Usage(input_tokens=count("input_tokens") or 0, output_tokens=count("output_tokens") or 0,
-                 cache_read_input_tokens=count("cache_read_input_tokens"),
-                 cache_creation_input_tokens=count("cache_creation_input_tokens"))
+    return checked_usage(count("input_tokens") or 0, count("output_tokens") or 0, count("cache_read_input_tokens"),
+                         count("cache_creation_input_tokens"))
 
 
 def error_type_for(error: RouterError) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from llmrouter.errors import RouterError
 from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
+from llmrouter.formats.checked import checked_usage
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.models import (
     BlockDelta,
@@ -140,11 +141,7 @@ def usage_from_openai(data: Any) -> Usage:
     prompt = _int(data.get("prompt_tokens"))
     details = data.get("prompt_tokens_details")
     cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return Usage(
-        input_tokens=max(prompt - cached, 0),
-        output_tokens=_int(data.get("completion_tokens")),
-        cache_read_input_tokens=cached or None,
-    )
+    return checked_usage(max(prompt - cached, 0), _int(data.get("completion_tokens")), cached or None)
 
 
 def _int(value: Any) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.formats.base import ROUTER_FIELDS, tool_call_part
+from llmrouter.formats.checked import checked_response
 from llmrouter.formats.openai_stream import (
     stop_reason,
     usage_from_openai,
@@ -262,11 +263,5 @@ def parse_chat_response(body: Any) -> ChatResponse:
     if isinstance(refusal, str) and refusal and reason == "end_turn":
         reason = "refusal"
     extra = {k: body[k] for k in ("system_fingerprint", "service_tier") if body.get(k) is not None}
-    return ChatResponse(
-        id=str(body.get("id") or ""),
-        model=str(body.get("model") or ""),
-        content=content,
-        stop_reason=reason,
-        usage=usage_from_openai(body.get("usage")),
-        extra=extra,
-    )
+    return checked_response(str(body.get("id") or ""), str(body.get("model") or ""), content, reason,
+                            usage_from_openai(body.get("usage")), extra=extra)

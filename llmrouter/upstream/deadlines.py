@@ -73,9 +73,12 @@ def _watch(loop: asyncio.AbstractEventLoop) -> _Watch:
 
 
 class Deadline:
-    """An ``async with`` block that must end by loop time ``when`` (see the module docs); raises
-    ``TimeoutError`` out of the block when it does not, exactly where ``asyncio.timeout_at(when)``
-    would."""
+    """A block that must end by loop time ``when`` (see the module docs); raises ``TimeoutError`` out
+    of the block when it does not, exactly where ``asyncio.timeout_at(when)`` would.
+
+    Entering and leaving need no awaiting, so inside a coroutine a plain ``with`` block does what
+    ``async with`` does, without creating two coroutines per block (~1 µs); both are supported.
+    """
 
     __slots__ = ("_cancelling", "_expired", "_task", "_watch", "when")
 
@@ -86,7 +89,7 @@ class Deadline:
         self._expired = False
         self._cancelling = 0
 
-    async def __aenter__(self) -> Deadline:
+    def __enter__(self) -> Deadline:
         task = asyncio.current_task(self._watch._loop)  # (the loop given: no second running-loop lookup)
         if task is None:
             raise RuntimeError("a deadline must be used inside a task")
@@ -95,14 +98,21 @@ class Deadline:
         self._watch.add(self)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._watch.discard(self)
         if self._expired:
             assert self._task is not None
             if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
                 # No other cancellation arrived meanwhile: this one is ours.
                 raise TimeoutError from exc
+
+    async def __aenter__(self) -> Deadline:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
 
     def expire(self) -> None:
         """The deadline passed while the block was running: cancel its task."""

@@ -161,7 +161,7 @@ class Provider:
         forwarded from the client's own JSON when that gives the same body (see
         :mod:`llmrouter.formats.passthrough`)."""
         assert self.wire is not None
-        client = request._client_body
+        client = client_body(request)
         if client is not None and self._passthrough and client.format == self.format_name:
             body = forward_body(client, model, request.stream)
             if body is not None:
@@ -188,7 +188,7 @@ class Provider:
             return self.format.offline_response(request, model)
         body = self._build(request, model, stream=False)
         try:
-            async with deadline(self.config.timeout_total_s):
+            with deadline(self.config.timeout_total_s):
                 response = await self._post(http, body, request, model, False)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
@@ -212,7 +212,7 @@ class Provider:
             return iter_events(self.format.offline_stream(request, model))
         body = self._build(request, model, stream=True)
         try:
-            async with deadline(self.config.timeout_first_byte_s):
+            with deadline(self.config.timeout_first_byte_s):
                 response = await self._post(http, body, request, model, True)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
@@ -233,7 +233,7 @@ class Provider:
         (before anything reached the client) when it is no reply at all."""
         assert self.wire is not None
         try:
-            async with deadline(self.config.timeout_total_s):
+            with deadline(self.config.timeout_total_s):
                 content = await response.aread()
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
@@ -259,7 +259,7 @@ class Provider:
         try:
             while True:
                 try:
-                    async with deadline_at(stop_at):
+                    with deadline_at(stop_at):
                         chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
@@ -290,7 +290,7 @@ class Provider:
             raise ValueError(f"provider '{self.name}' ({self.format_name}) cannot count tokens")
         url = self._url.copy_with(path=self._url.path + "/count_tokens")
         try:
-            async with deadline(self.config.timeout_total_s):
+            with deadline(self.config.timeout_total_s):
                 response = await self._post(http, body, request, request.model, False, url)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise self._timeout(exc) from None
@@ -341,6 +341,13 @@ class Provider:
         retry_after = _retry_after(headers.get("retry-after"))
         return ProviderError(self.name, f"provider '{self.name}' returned {status}: {excerpt}",
                              upstream_status=status, retry_after=retry_after)
+
+
+def client_body(request: ChatRequest) -> Any:
+    """``request._client_body``, read without pydantic's attribute fallback (a private attribute is
+    found by ``__getattr__`` after a failed lookup: two caught ``AttributeError`` per read, ~1.5 µs)."""
+    private = request.__pydantic_private__
+    return private.get("_client_body") if private else None
 
 
 def credential_headers(format_name: str, api_key: str | None) -> dict[str, str]:

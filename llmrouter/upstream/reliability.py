@@ -379,7 +379,7 @@ async def open_primed_stream(provider: Provider, request: ChatRequest, model: st
     iterator = events.__aiter__()
     budget = provider.config.timeout_first_byte_s - (time.perf_counter() - started)
     try:
-        async with deadline(max(budget, 0.0)):
+        with deadline(max(budget, 0.0)):
             first = await iterator.__anext__()
     except StopAsyncIteration:
         raise ProviderError(provider.name, f"provider '{provider.name}' ended the stream without any event",

@@ -43,8 +43,11 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
         started = time.perf_counter()
         ctx: Context | None = None
         body: Any = None
-        principal = request.get(PRINCIPAL)
-        key_name = principal.name if principal is not None and request.app[KEYRING].virtual else None
+        keyring = request.app[KEYRING]
+        # Only authenticate() sets a principal, and only when keys are on (without, request.get()
+        # would raise and catch a KeyError for every request).
+        principal = request.get(PRINCIPAL) if keyring.enabled else None
+        key_name = principal.name if principal is not None and keyring.virtual else None
         try:
             try:
                 check_content_type(request)

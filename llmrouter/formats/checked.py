@@ -1,0 +1,78 @@
+"""Canonical reply models built from values a format's reply parser has already checked.
+
+Every upstream reply becomes a :class:`~llmrouter.models.ChatResponse` with its
+:class:`~llmrouter.models.Usage`. The parsers check each value's type themselves (an id is a
+string, parts are part models, a stop reason is one of the canonical names), so pydantic's
+validation of the finished objects repeats work already done: about 3 µs per reply on a quiet core,
+more under load. :func:`checked_response` and :func:`checked_usage` build the same objects without
+it, as pydantic's ``model_construct`` does but without its per-field default lookup: equal to the
+validated objects, with the same ``model_fields_set`` (the keywords given) and the same dumps.
+Assignments to the results are still validated (the models' ``validate_assignment``).
+
+Only for values of the declared types: anything else must go through the model's constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmrouter.models import ChatResponse, Part, StopReason, Usage
+
+__all__ = ["checked_response", "checked_usage"]
+
+_UNSET: Any = object()
+_new = object.__new__
+_set = object.__setattr__
+
+for _model in (ChatResponse, Usage):  # (no private attributes or extras to initialise)
+    assert not _model.__private_attributes__ and _model.model_config.get("extra") == "forbid"
+
+
+def _built(cls: type[Any], values: dict[str, Any], fields_set: set[str]) -> Any:
+    """An instance of ``cls`` holding ``values`` (every field, in declaration order)."""
+    obj = _new(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", fields_set)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+def checked_response(id: str, model: str, content: list[Part], stop_reason: StopReason | None, usage: Usage,
+                     stop_sequence: str | None = _UNSET, extra: dict[str, Any] = _UNSET) -> ChatResponse:
+    """``ChatResponse(id=..., model=..., ...)`` with these keywords (``stop_sequence`` and ``extra``
+    count as set only when given), for values of the declared types. ``content`` and ``extra``
+    become the reply's own (not copied)."""
+    fields_set = {"id", "model", "content", "stop_reason", "usage"}
+    if stop_sequence is _UNSET:
+        stop_sequence = None
+    else:
+        fields_set.add("stop_sequence")
+    if extra is _UNSET:
+        extra = {}
+    else:
+        fields_set.add("extra")
+    values = {"id": id, "model": model, "content": content, "stop_reason": stop_reason,
+              "stop_sequence": stop_sequence, "usage": usage, "extra": extra}
+    response: ChatResponse = _built(ChatResponse, values, fields_set)
+    return response
+
+
+def checked_usage(input_tokens: int, output_tokens: int, cache_read_input_tokens: int | None = _UNSET,
+                  cache_creation_input_tokens: int | None = _UNSET) -> Usage:
+    """``Usage(...)`` with these keywords (the cache figures count as set only when given), for
+    ``int`` counts (``None`` for an unknown cache figure)."""
+    fields_set = {"input_tokens", "output_tokens"}
+    if cache_read_input_tokens is _UNSET:
+        cache_read_input_tokens = None
+    else:
+        fields_set.add("cache_read_input_tokens")
+    if cache_creation_input_tokens is _UNSET:
+        cache_creation_input_tokens = None
+    else:
+        fields_set.add("cache_creation_input_tokens")
+    values = {"input_tokens": input_tokens, "output_tokens": output_tokens,
+              "cache_read_input_tokens": cache_read_input_tokens,
+              "cache_creation_input_tokens": cache_creation_input_tokens}
+    usage: Usage = _built(Usage, values, fields_set)
+    return usage

@@ -1,0 +1,107 @@
+"""Replies built without pydantic's validation (llmrouter.formats.checked) are the validated objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from llmrouter.formats.anthropic import AnthropicFormat
+from llmrouter.formats.checked import checked_response, checked_usage
+from llmrouter.formats.openai import OpenAIFormat
+from llmrouter.models import ChatResponse, TextPart, Usage
+
+OPENAI_REPLIES: list[dict[str, Any]] = [
+    {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello.", "refusal": None},
+                  "logprobs": None, "finish_reason": "stop"}],
+     "usage": {"prompt_tokens": 18, "completion_tokens": 225, "total_tokens": 243}, "system_fingerprint": "fp_x"},
+    {"id": "chatcmpl-2", "model": "m", "service_tier": "default",
+     "choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
+         {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}},
+         {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "not json"}}]},
+         "finish_reason": "tool_calls"}],
+     "usage": {"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 60}}},
+    {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                              "reasoning_content": "thought", "refusal": "no"}, "finish_reason": "length"}]},
+    {"id": None, "model": None, "choices": [{"message": {"function_call": {"name": "h", "arguments": "{}"}},
+                                             "finish_reason": "function_call"}], "usage": None},
+]
+
+ANTHROPIC_REPLIES: list[dict[str, Any]] = [
+    {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-latest",
+     "content": [{"type": "text", "text": "Hello."}], "stop_reason": "end_turn", "stop_sequence": None,
+     "usage": {"input_tokens": 18, "output_tokens": 225}},
+    {"id": "msg_2", "type": "message", "model": "claude-sonnet-4",
+     "content": [{"type": "thinking", "thinking": "t", "signature": "sig"},
+                 {"type": "redacted_thinking", "data": "xyz"},
+                 {"type": "text", "text": "x", "citations": [{"type": "char_location"}]},
+                 {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": [1, 2]}},
+                 {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"q": "x"}}],
+     "stop_reason": "stop_sequence", "stop_sequence": "END",
+     "usage": {"input_tokens": 3, "output_tokens": 4, "cache_read_input_tokens": 10,
+               "cache_creation_input_tokens": 0}},
+    {"content": [], "stop_reason": "model_context_window_exceeded", "usage": {"input_tokens": True}},
+    {"content": [{"type": "text", "text": ""}], "stop_reason": None},
+]
+
+
+def validated(model: BaseModel) -> BaseModel:
+    """The same object built by the model's validating constructor from the fields it has set."""
+    values = {name: getattr(model, name) for name in model.model_fields_set}
+    for name, value in values.items():
+        if isinstance(value, BaseModel):
+            values[name] = validated(value)
+    return type(model)(**values)
+
+
+def assert_same(built: BaseModel, reference: BaseModel) -> None:
+    assert built == reference
+    assert built.model_fields_set == reference.model_fields_set
+    assert list(built.__dict__) == list(type(built).model_fields)  # every field, in declaration order
+    assert built.model_dump() == reference.model_dump()
+    assert built.model_dump_json(exclude_unset=True) == reference.model_dump_json(exclude_unset=True)
+    assert repr(built) == repr(reference)
+    assert built.model_copy(deep=True) == reference
+
+
+@pytest.mark.parametrize("body", OPENAI_REPLIES)
+def test_an_openai_reply_is_the_validated_response(body: dict[str, Any]) -> None:
+    reply = OpenAIFormat().parse_response(body)
+    assert_same(reply, validated(reply))
+    assert reply.model_fields_set == {"id", "model", "content", "stop_reason", "usage", "extra"}
+    assert_same(reply.usage, validated(reply.usage))
+
+
+@pytest.mark.parametrize("body", ANTHROPIC_REPLIES)
+def test_an_anthropic_reply_is_the_validated_response(body: dict[str, Any]) -> None:
+    reply = AnthropicFormat().parse_response(body)
+    assert_same(reply, validated(reply))
+    assert reply.model_fields_set == {"id", "model", "content", "stop_reason", "stop_sequence", "usage"}
+    assert_same(reply.usage, validated(reply.usage))
+
+
+def test_the_keywords_given_are_the_fields_set() -> None:
+    usage = checked_usage(1, 2)
+    assert usage.model_fields_set == {"input_tokens", "output_tokens"}
+    assert_same(usage, Usage(input_tokens=1, output_tokens=2))
+    full = checked_usage(1, 2, None, 7)
+    assert_same(full, Usage(input_tokens=1, output_tokens=2, cache_read_input_tokens=None,
+                            cache_creation_input_tokens=7))
+    part = TextPart(text="x")
+    assert_same(checked_response("i", "m", [part], "end_turn", usage),
+                ChatResponse(id="i", model="m", content=[part], stop_reason="end_turn", usage=usage))
+    assert_same(checked_response("i", "m", [part], None, usage, stop_sequence=None, extra={"k": 1}),
+                ChatResponse(id="i", model="m", content=[part], stop_reason=None, usage=usage, stop_sequence=None,
+                             extra={"k": 1}))
+
+
+def test_assignments_to_a_built_reply_are_still_validated() -> None:
+    reply = OpenAIFormat().parse_response(OPENAI_REPLIES[0])
+    with pytest.raises(ValidationError):
+        reply.stop_reason = "finished"  # type: ignore[assignment]
+    reply.content = "plain"  # type: ignore[assignment]
+    assert reply.content == [TextPart(text="plain")]
+    reply.usage.output_tokens = 3  # (Usage does not validate assignments, built or not)
+    assert "content" in reply.model_fields_set and reply.usage.total_tokens == 18 + 3
