@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from llmrouter.formats import (
+    anthropic,
+    anthropic_request,
+    anthropic_stream,
+    openai_request,
+    openai_stream,
+    openai_upstream,
+)
 from llmrouter.formats.anthropic import AnthropicFormat
-from llmrouter.formats.checked import checked_response, checked_usage
+from llmrouter.formats.checked import (
+    _UNSET,
+    checked_message,
+    checked_request,
+    checked_response,
+    checked_usage,
+)
 from llmrouter.formats.openai import OpenAIFormat
-from llmrouter.models import ChatResponse, TextPart, Usage
+from llmrouter.models import ChatRequest, ChatResponse, Message, TextPart, Usage
+from tests.benchmods import load_bench
+from tests.test_passthrough import ANTHROPIC_CORPUS, OPENAI_CORPUS
 
 OPENAI_REPLIES: list[dict[str, Any]] = [
     {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
@@ -47,6 +64,33 @@ ANTHROPIC_REPLIES: list[dict[str, Any]] = [
 ]
 
 
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not _UNSET}
+
+
+VALIDATING = {
+    "checked_request": lambda **fields: ChatRequest(**fields),
+    "checked_message": lambda role, content, name=_UNSET, extra=_UNSET: Message(
+        **_given(role=role, content=content, name=name, extra=extra)),
+    "checked_response": lambda id, model, content, stop_reason, usage, stop_sequence=_UNSET, extra=_UNSET: ChatResponse(
+        **_given(id=id, model=model, content=content, stop_reason=stop_reason, usage=usage,
+                 stop_sequence=stop_sequence, extra=extra)),
+    "checked_usage": lambda i, o, r=_UNSET, c=_UNSET: Usage(
+        **_given(input_tokens=i, output_tokens=o, cache_read_input_tokens=r, cache_creation_input_tokens=c)),
+}
+MODULES = [openai_request, anthropic_request, openai_upstream, openai_stream, anthropic, anthropic_stream]
+
+
+def parsed_by_validating_constructors(parse: Callable[[], Any]) -> Any:
+    """What ``parse()`` returns when the parsers build their models with pydantic's constructors."""
+    with pytest.MonkeyPatch.context() as patch:
+        for module in MODULES:
+            for name, builder in VALIDATING.items():
+                if hasattr(module, name):
+                    patch.setattr(module, name, builder)
+        return parse()
+
+
 def validated(model: BaseModel) -> BaseModel:
     """The same object built by the model's validating constructor from the fields it has set."""
     values = {name: getattr(model, name) for name in model.model_fields_set}
@@ -69,6 +113,7 @@ def assert_same(built: BaseModel, reference: BaseModel) -> None:
 @pytest.mark.parametrize("body", OPENAI_REPLIES)
 def test_an_openai_reply_is_the_validated_response(body: dict[str, Any]) -> None:
     reply = OpenAIFormat().parse_response(body)
+    assert_same(reply, parsed_by_validating_constructors(lambda: OpenAIFormat().parse_response(body)))
     assert_same(reply, validated(reply))
     assert reply.model_fields_set == {"id", "model", "content", "stop_reason", "usage", "extra"}
     assert_same(reply.usage, validated(reply.usage))
@@ -77,6 +122,7 @@ def test_an_openai_reply_is_the_validated_response(body: dict[str, Any]) -> None
 @pytest.mark.parametrize("body", ANTHROPIC_REPLIES)
 def test_an_anthropic_reply_is_the_validated_response(body: dict[str, Any]) -> None:
     reply = AnthropicFormat().parse_response(body)
+    assert_same(reply, parsed_by_validating_constructors(lambda: AnthropicFormat().parse_response(body)))
     assert_same(reply, validated(reply))
     assert reply.model_fields_set == {"id", "model", "content", "stop_reason", "stop_sequence", "usage"}
     assert_same(reply.usage, validated(reply.usage))
@@ -105,3 +151,76 @@ def test_assignments_to_a_built_reply_are_still_validated() -> None:
     assert reply.content == [TextPart(text="plain")]
     reply.usage.output_tokens = 3  # (Usage does not validate assignments, built or not)
     assert "content" in reply.model_fields_set and reply.usage.total_tokens == 18 + 3
+
+
+# -- requests and their messages (built by the client parsers) ----------------------------------------
+
+LOADGEN = load_bench("loadgen")
+REQUEST_HEADERS = {"anthropic-beta": "b1", "anthropic-version": "2023-06-01", "x-other": "o"}
+EXTRA_OPENAI = [
+    {"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u", "name": "n"}],
+     "temperature": 1, "top_p": 0, "max_completion_tokens": 5, "stream": True, "metadata": {"a": "b"}, "seed": 3},
+    {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "t"},
+                                                            {"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+                                 "custom": 1}]},
+]
+EXTRA_ANTHROPIC = [
+    {"model": "c", "max_tokens": 3, "temperature": 1, "top_p": 1, "system": [{"type": "text", "text": "s"}],
+     "messages": [{"role": "user", "content": "u", "custom": True}, {"role": "assistant", "content": "a"}]},
+]
+
+
+def _openai_bodies() -> list[dict[str, Any]]:
+    return ([body for body, _ in OPENAI_CORPUS] + EXTRA_OPENAI
+            + [LOADGEN.request_body("openai", stream, workload=w) for stream in (False, True) for w in ("1kb", "agent")])
+
+
+def _anthropic_bodies() -> list[dict[str, Any]]:
+    return ([body for body, _ in ANTHROPIC_CORPUS] + EXTRA_ANTHROPIC
+            + [LOADGEN.request_body("anthropic", stream, workload=w) for stream in (False, True) for w in ("1kb", "agent")])
+
+
+def assert_same_request(request: ChatRequest, reference: ChatRequest) -> None:
+    """``request`` is ``reference`` (both converted), down to each message."""
+    assert len(request.messages) == len(reference.messages)
+    for message, expected in zip(request.messages, reference.messages, strict=True):
+        assert_same(message, expected)
+        assert_same(message, validated(message))
+    assert_same(request, reference)
+    assert request.__pydantic_private__ == reference.__pydantic_private__
+    assert request.temperature is None or type(request.temperature) is float
+    assert request.top_p is None or type(request.top_p) is float
+
+
+@pytest.mark.parametrize("index", range(len(_openai_bodies())))
+def test_an_openai_request_is_the_validated_request(index: int) -> None:
+    body = _openai_bodies()[index]
+    request = OpenAIFormat().parse_request(body, {})
+    assert {"model", "system", "messages", "source_format", "extra"} <= request.model_fields_set
+    assert_same_request(request, parsed_by_validating_constructors(lambda: OpenAIFormat().parse_request(body, {})))
+
+
+@pytest.mark.parametrize("index", range(len(_anthropic_bodies())))
+def test_an_anthropic_request_is_the_validated_request(index: int) -> None:
+    body = _anthropic_bodies()[index]
+    request = AnthropicFormat().parse_request(body, REQUEST_HEADERS)
+    assert {"model", "max_tokens", "messages", "system", "temperature", "top_p", "source_format", "extra",
+            "headers"} <= request.model_fields_set
+    assert request.headers == {"anthropic-beta": "b1", "anthropic-version": "2023-06-01"}
+    assert_same_request(request, parsed_by_validating_constructors(
+        lambda: AnthropicFormat().parse_request(body, REQUEST_HEADERS)))
+
+
+def test_a_built_request_is_checked_on_assignment_and_coerces_integers() -> None:
+    request = checked_request(model="m", temperature=1, top_p=0)
+    assert type(request.temperature) is float and type(request.top_p) is float
+    assert_same(request, ChatRequest(model="m", temperature=1, top_p=0))
+    with pytest.raises(ValidationError):
+        request.max_tokens = "many"  # type: ignore[assignment]
+    request.system = "plain"  # type: ignore[assignment]
+    assert request.system == [TextPart(text="plain")]
+    message = checked_message("user", [TextPart(text="x")])
+    assert_same(message, Message(role="user", content=[TextPart(text="x")]))
+    message.content = "y"  # type: ignore[assignment]
+    assert message.content == [TextPart(text="y")]
+    assert checked_request(model="m").messages is not checked_request(model="m").messages  # fresh defaults

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
+from llmrouter.formats.checked import checked_message, checked_request
 from llmrouter.lazy import Convert, LazyConversation, LazyList, defer
 from llmrouter.models import (
     ChatRequest,
@@ -126,7 +127,7 @@ class MessagesRequestParser:
             _fail("messages", "must be a list")
 
         lazy = deferrable(messages, self._convert) if len(messages) > lazy_module.SMALL else None
-        request = ChatRequest(
+        request = checked_request(
             model=model,
             max_tokens=max_tokens,
             messages=[] if lazy is not None else self._convert(messages, 0, len(messages)),
@@ -208,7 +209,7 @@ class MessagesRequestParser:
             parts = [self._block(b, f"{path}.content[{i}]") for i, b in enumerate(content)]
         else:
             _fail(f"{path}.content", "must be a string or a list of content blocks")
-        return Message(role=role, content=parts, extra=_extra(message, self._MESSAGE))
+        return checked_message(role, parts, extra=_extra(message, self._MESSAGE))
 
     def _block(self, block: Any, path: str, *, nested: bool = False) -> Part:
         if not isinstance(block, dict):

@@ -8,6 +8,7 @@ from typing import Any
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats.base import apply_parallel_tool_calls, image_part, image_url_ok, tool_call_part
+from llmrouter.formats.checked import checked_message, checked_request
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import boolean as _boolean
 from llmrouter.formats.fields import integer as _integer
@@ -222,14 +223,7 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
             messages.append(Message(role="system", content=list(parts), name=_name(raw, path), extra=extra))
         elif role == "user":
             parts = _user_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
-            messages.append(
-                Message(
-                    role="user",
-                    content=parts,
-                    name=_name(raw, path),
-                    extra=_rest(raw, _MESSAGE_KEYS),
-                )
-            )
+            messages.append(checked_message("user", parts, _name(raw, path), _rest(raw, _MESSAGE_KEYS)))
         elif role == "assistant":
             messages.append(_assistant(raw, path))
         elif role == "tool":
@@ -499,8 +493,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
     system, messages = _messages(_require(body, "messages", "messages"))
     extra = _rest(body, _CANONICAL_FIELDS)
     lazy = messages if isinstance(messages, LazyConversation) else None
-    request = ChatRequest(model=model, system=system, messages=[] if lazy is not None else messages,
-                          source_format="openai", extra=extra)
+    request = checked_request(model=model, system=system, messages=[] if lazy is not None else messages,
+                              source_format="openai", extra=extra)
     if lazy is not None:
         defer(request, "messages", lazy)
 
