@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmrouter.errors import RouterError
+from llmrouter.formats import gate
 from llmrouter.formats.anthropic_request import (
     OPAQUE_BLOCK_TYPES,
     OPAQUE_TOOL_RESULT_BLOCK_TYPES,
@@ -65,6 +66,7 @@ from llmrouter.formats.anthropic_stream import (
 )
 from llmrouter.formats.base import ROUTER_FIELDS, ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
 from llmrouter.formats.checked import checked_response
+from llmrouter.formats.gate import Gated
 from llmrouter.models import (
     ChatRequest,
     ChatResponse,
@@ -97,9 +99,13 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
 
     # -- client side --------------------------------------------------------------------------
 
-    def parse_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+    def gate(self, body: Any) -> Gated | None:
+        """The C-speed gate's verdict on a Messages ``body`` (see :func:`gate.anthropic`)."""
+        return gate.anthropic(body)
+
+    def parse_request(self, body: Any, headers: Mapping[str, str], gated: Gated | None = None) -> ChatRequest:
         """Validate and convert a Messages request body (see :class:`ClientFormat`)."""
-        return MessagesRequestParser().parse(body, headers)
+        return MessagesRequestParser().parse(body, headers, gated)
 
     def parse_count_tokens_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
         """Validate and convert a ``/v1/messages/count_tokens`` body: a Messages request without

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats.checked import checked_message, checked_request
+from llmrouter.formats.gate import Gated
 from llmrouter.lazy import Convert, LazyConversation, LazyList, defer
 from llmrouter.models import (
     ChatRequest,
@@ -106,7 +107,9 @@ class MessagesRequestParser:
     def __init__(self, *, require_max_tokens: bool = True) -> None:
         self.require_max_tokens = require_max_tokens
 
-    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+    def parse(self, body: Any, headers: Mapping[str, str], gated: Gated | None = None) -> ChatRequest:
+        """The canonical request; ``gated``: what :func:`llmrouter.formats.gate.anthropic` proved
+        about ``body``, if it ran (its messages and tools then need no deferral check)."""
         if not isinstance(body, dict):
             _fail("body", "must be a JSON object")
         model = body.get("model")
@@ -126,7 +129,10 @@ class MessagesRequestParser:
         if not isinstance(messages, list):
             _fail("messages", "must be a list")
 
-        lazy = deferrable(messages, self._convert) if len(messages) > lazy_module.SMALL else None
+        lazy = None
+        if len(messages) > lazy_module.SMALL:
+            lazy = deferrable(messages, self._convert) if gated is None else \
+                LazyConversation(messages, gated.starts, gated.roles, self._convert, images=False, texts=_texts)
         request = checked_request(
             model=model,
             max_tokens=max_tokens,
@@ -144,7 +150,7 @@ class MessagesRequestParser:
         if tools is not None:
             if not isinstance(tools, list):
                 _fail("tools", "must be a list")
-            if tools and all(map(_tool_ok, tools)):
+            if (gated is not None and gated.tools) or (tools and all(map(_tool_ok, tools))):
                 defer(request, "tools", LazyList(tools, self._tools))  # converted when read
             else:
                 request.tools = self._tools(tools)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import InvalidRequest, RouterError
 from llmrouter.formats.fields import invalid
+from llmrouter.formats.gate import Gated
 from llmrouter.jsonutil import loads_object_or_none
 from llmrouter.lazy import message_roles
 from llmrouter.models import (
@@ -165,9 +166,15 @@ class ClientFormat(ABC):
 
     name: str
 
+    def gate(self, body: Any) -> Gated | None:
+        """What the C-speed gate (:mod:`llmrouter.formats.gate`) proves about a decoded ``body``,
+        or ``None`` (nothing proven: every check runs in Python). The default proves nothing."""
+        return None
+
     @abstractmethod
-    def parse_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
-        """Convert a decoded JSON body into a :class:`ChatRequest`.
+    def parse_request(self, body: Any, headers: Mapping[str, str], gated: Gated | None = None) -> ChatRequest:
+        """Convert a decoded JSON body into a :class:`ChatRequest`; ``gated``: what :meth:`gate`
+        proved about ``body`` (the parse then skips those checks, with the same result).
 
         :raises llmrouter.errors.InvalidRequest: with a message naming the offending field
             (e.g. ``messages[2].content[0].type: unknown content type 'foo'``).

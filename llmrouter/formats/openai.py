@@ -41,7 +41,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.errors import RouterError
+from llmrouter.formats import gate
 from llmrouter.formats.base import ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
+from llmrouter.formats.gate import Gated
 from llmrouter.formats.openai_stream import (
     OpenAIStreamDecoder,
     OpenAIStreamRenderer,
@@ -123,9 +125,13 @@ class OpenAIFormat(ClientFormat, UpstreamFormat):
         """This format with the provider's ``late_system`` setting (itself when it matches)."""
         return self if config.late_system == self.late_system else type(self)(config.late_system)
 
-    def parse_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+    def gate(self, body: Any) -> Gated | None:
+        """The C-speed gate's verdict on a Chat Completions ``body`` (see :func:`gate.openai`)."""
+        return gate.openai(body)
+
+    def parse_request(self, body: Any, headers: Mapping[str, str], gated: Gated | None = None) -> ChatRequest:
         """Parse a client's Chat Completions body; raises ``InvalidRequest`` naming the field."""
-        return parse_chat_request(body)
+        return parse_chat_request(body, gated)
 
     def render_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
         """A ``chat.completion`` object for the client."""

@@ -19,6 +19,7 @@ from llmrouter.formats.fields import obj as _object
 from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
+from llmrouter.formats.gate import Gated
 from llmrouter.lazy import LazyConversation, LazyList, defer
 from llmrouter.models import (
     ChatRequest,
@@ -187,10 +188,11 @@ def _tool_result(raw: dict[str, Any], path: str) -> ToolResultPart:
     )
 
 
-def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message] | LazyConversation]:
+def _messages(raw_messages: Any, gated: Gated | None = None) -> tuple[list[TextPart] | None,
+                                                                     list[Message] | LazyConversation]:
     """The system prompt (the leading system/developer messages) and the conversation after it:
-    converted at once, or deferred (:mod:`llmrouter.lazy`) when :func:`deferrable` proves that its
-    conversion cannot fail."""
+    converted at once, or deferred (:mod:`llmrouter.lazy`) when :func:`deferrable` (or the gate,
+    ``gated``) proves that its conversion cannot fail."""
     raw_messages = _array(raw_messages, "messages")
     if not raw_messages:
         raise _fail("messages", "must contain at least one message")
@@ -203,7 +205,12 @@ def _messages(raw_messages: Any) -> tuple[list[TextPart] | None, list[Message] |
             break
         system.extend(_text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content"))
         start = i + 1
-    lazy = deferrable(raw_messages, start) if len(raw_messages) - start > lazy_module.SMALL else None
+    lazy = None
+    if len(raw_messages) - start > lazy_module.SMALL:
+        if gated is not None and gated.start == start:
+            lazy = LazyConversation(raw_messages, gated.starts, gated.roles, _turns, images=False, texts=_texts)
+        else:
+            lazy = deferrable(raw_messages, start)
     return (system or None), lazy if lazy is not None else _turns(raw_messages, start, len(raw_messages))
 
 
@@ -482,15 +489,16 @@ def _plugins(raw: Any) -> list[dict[str, Any]]:
     return plugins
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
-    """Validate an OpenAI Chat Completions request body and convert it to a :class:`ChatRequest`.
+def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
+    """Validate an OpenAI Chat Completions request body and convert it to a :class:`ChatRequest`
+    (``gated``: what :func:`llmrouter.formats.gate.openai` proved about ``body``, if it ran).
 
     :raises InvalidRequest: naming the offending field path.
     """
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, got {kind_of(body)}")
     model = _string(_require(body, "model", "model"), "model", non_empty=True)
-    system, messages = _messages(_require(body, "messages", "messages"))
+    system, messages = _messages(_require(body, "messages", "messages"), gated)
     extra = _rest(body, _CANONICAL_FIELDS)
     lazy = messages if isinstance(messages, LazyConversation) else None
     request = checked_request(model=model, system=system, messages=[] if lazy is not None else messages,
@@ -504,7 +512,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
     raw_tools = get("tools")
     if raw_tools is not None:
-        if type(raw_tools) is list and raw_tools and all(map(_tool_ok, raw_tools)):
+        if (gated is not None and gated.tools) or (type(raw_tools) is list and raw_tools
+                                                    and all(map(_tool_ok, raw_tools))):
             defer(request, "tools", LazyList(raw_tools, _tools))  # converted when read
         else:
             request.tools = _tools(raw_tools)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmrouter.formats.base import ROUTER_FIELDS
+from llmrouter.formats.gate import Gated
 
 __all__ = ["PASSTHROUGH_FORMATS", "ClientBody", "forward_body", "kept_as_sent"]
 
@@ -53,20 +54,22 @@ def kept_as_sent(format_name: str, extra: dict[str, Any]) -> bool:
 @dataclass(frozen=True, slots=True)
 class ClientBody:
     """A chat request as the client sent it: its wire ``format``, the parsed JSON ``body`` and the
-    ``raw`` bytes it was parsed from. Never modified."""
+    ``raw`` bytes it was parsed from, and what the C-speed gate proved about it (``gated``, see
+    :mod:`llmrouter.formats.gate`). Never modified."""
 
     format: str
     body: dict[str, Any]
     raw: bytes
+    gated: Gated | None = None
 
 
 def forward_body(client: ClientBody, model: str, stream: bool) -> dict[str, Any] | None:
     """The upstream body for a provider of ``client.format`` sending ``model``, or ``None`` when the
     canonical path must build it (see the module notes). ``stream`` is the request's ``stream``."""
     if client.format == "openai":
-        return _openai(client.body, model, stream)
+        return _openai(client.body, model, stream, client.gated)
     if client.format == "anthropic":
-        return _anthropic(client.body, model, stream)
+        return _anthropic(client.body, model, stream, client.gated)
     return None
 
 
@@ -83,12 +86,14 @@ _OPENAI_TOP = frozenset({
 _OPENAI_NEVER = ROUTER_FIELDS | {"max_tokens", "max_completion_tokens", "stream", "stream_options"}
 
 
-def _openai(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any] | None:
+def _openai(body: dict[str, Any], model: str, stream: bool, gated: Gated | None = None) -> dict[str, Any] | None:
     messages = body["messages"]
-    if not _openai_messages_ok(messages) or _present(body, "response_format"):
+    if not (gated is not None and gated.passthrough or _openai_messages_ok(messages)) \
+            or _present(body, "response_format"):
         return None
     tools = body.get("tools")
-    if tools is not None and not (tools and all(_openai_tool_ok(t) for t in tools)):
+    if tools is not None and not (gated is not None and gated.tools
+                                  or tools and all(_openai_tool_ok(t) for t in tools)):
         return None
     out: dict[str, Any] = {"model": model, "messages": messages}
     if tools:
@@ -190,17 +195,17 @@ _PLAIN_BLOCKS = frozenset({"text", "tool_use", "redacted_thinking"})
 _CHOICE_KEYS = frozenset({"type", "name", "disable_parallel_tool_use"})
 
 
-def _anthropic(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any] | None:
+def _anthropic(body: dict[str, Any], model: str, stream: bool, gated: Gated | None = None) -> dict[str, Any] | None:
     output_config = body.get("output_config")
     if output_config is not None and ("format" in output_config or not output_config):
         return None
     tools = body.get("tools")
-    if tools is not None and not all(_anthropic_tool_ok(t) for t in tools):
+    if tools is not None and not (gated is not None and gated.tools or all(_anthropic_tool_ok(t) for t in tools)):
         return None
     choice = body.get("tool_choice")
     if choice is not None and not _anthropic_choice_ok(choice):
         return None
-    if not _anthropic_messages_ok(body["messages"]):
+    if not (gated is not None and gated.passthrough or _anthropic_messages_ok(body["messages"])):
         return None
     out: dict[str, Any] = {"model": model, "max_tokens": body["max_tokens"]}
     system = body.get("system")

@@ -49,6 +49,7 @@ from llmrouter.formats.fields import obj as _object
 from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
+from llmrouter.formats.gate import Gated
 from llmrouter.formats.openai_stream import error_body
 from llmrouter.formats.responses_decode import ResponsesStreamDecoder
 from llmrouter.formats.responses_input import _conversation
@@ -265,7 +266,7 @@ class ResponsesFormat(ClientFormat, UpstreamFormat):
     def __init__(self, store: ResponseStore | None = None) -> None:
         self.store = store
 
-    def parse_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+    def parse_request(self, body: Any, headers: Mapping[str, str], gated: Gated | None = None) -> ChatRequest:
         """Parse a client's Responses body; raises ``InvalidRequest`` naming the field."""
         return parse_responses_request(body, self.store)
 

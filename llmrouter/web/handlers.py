@@ -43,6 +43,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
         started = time.perf_counter()
         ctx: Context | None = None
         body: Any = None
+        gated = None
         keyring = request.app[KEYRING]
         # Only authenticate() sets a principal, and only when keys are on (without, request.get()
         # would raise and catch a KeyError for every request).
@@ -53,14 +54,16 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
                 check_content_type(request)
                 raw = await read_body(request, int(config.server.max_body_mb * 1024 * 1024))
                 body = decode_json(raw)
-                check_limits(body, config.server.max_json_depth, config.server.max_messages)
-                chat_request = fmt.parse_request(body, request.headers)
+                gated = fmt.gate(body)  # (C-speed checks of the common shapes: see formats/gate.py)
+                check_limits(body, config.server.max_json_depth, config.server.max_messages, gated)
+                chat_request = fmt.parse_request(body, request.headers, gated)
                 check_request(chat_request)
             except Exception:  # a rejected request still gets its start (and complete) event
                 pipeline.publish_start(request_id, body_model(body), endpoint, key_name)
                 raise
             pipeline.publish_start(request_id, chat_request.model, endpoint, key_name)
-            client_body = ClientBody(fmt.name, body, raw) if kept_as_sent(fmt.name, chat_request.extra) else None
+            client_body = ClientBody(fmt.name, body, raw, gated) if kept_as_sent(fmt.name, chat_request.extra) \
+                else None
             ctx = pipeline.new_context(chat_request, request_id, endpoint, request.headers, client_body)
             ctx.key_name = key_name
             if principal is not None and principal.key is not None:

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from llmrouter.errors import InvalidRequest, PayloadTooLarge, RouterError
+from llmrouter.formats.gate import Gated
 from llmrouter.jsonutil import loads
 
 _JSON_OR_UNDECLARED = frozenset({"application/json", "application/octet-stream"})
@@ -81,8 +82,11 @@ def check_content_type(request: web.Request) -> None:
     raise UnsupportedMediaType(f"unsupported content type {mime!r}: send the request body as application/json")
 
 
-def check_limits(body: Any, max_depth: int, max_messages: int) -> None:
+def check_limits(body: Any, max_depth: int, max_messages: int, gated: Gated | None = None) -> None:
     """Refuse bodies nested deeper than ``max_depth`` or with more than ``max_messages`` messages.
+
+    ``gated``: what the C-speed gate proved about ``body`` (:mod:`llmrouter.formats.gate`); the
+    depth walk then skips the top-level values it typed when their bound is within the limit.
 
     :raises InvalidRequest: naming the limit.
     """
@@ -91,7 +95,12 @@ def check_limits(body: Any, max_depth: int, max_messages: int) -> None:
         messages = body.get(key)
         if isinstance(messages, list) and len(messages) > max_messages:
             raise InvalidRequest(f"{key}: {len(messages)} messages exceed the limit of {max_messages}")
-    if json_depth_exceeds(body, max_depth):
+    if gated is not None and gated.depth <= max_depth:  # (then body is a dict: the gate typed its keys)
+        typed = gated.typed
+        exceeds = _levels_exceed([v for k, v in body.items() if k not in typed], 2, max_depth)
+    else:
+        exceeds = json_depth_exceeds(body, max_depth)
+    if exceeds:
         raise InvalidRequest(f"request body is nested deeper than the limit of {max_depth} levels")
 
 
@@ -100,8 +109,13 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     an empty object is depth 1). Walks level by level, looking only at containers."""
     if type(value) is not dict and type(value) is not list:
         return limit < 1
-    level: list[Any] = [value]
-    depth = 1
+    return _levels_exceed([value], 1, limit)
+
+
+def _levels_exceed(values: list[Any], depth: int, limit: int) -> bool:
+    """Whether the containers among ``values``, at nesting level ``depth``, nest deeper than ``limit``
+    levels in all (scalars among them count for nothing)."""
+    level = [v for v in values if type(v) is dict or type(v) is list]
     while level:
         if depth > limit:
             return True

@@ -1,0 +1,274 @@
+"""A C-speed gate for the common shapes of a chat request's messages and tools.
+
+An agent's request (~260 KB: 100 messages, 20 tools with JSON schemas) is walked in Python several
+times before it is forwarded: the nesting-depth limit (``llmrouter.web.limits``), the parser's
+deferral check (:mod:`llmrouter.lazy`) and the same-format forwarding check
+(:mod:`llmrouter.formats.passthrough`). The gate validates ``messages`` (and ``tools``) against
+``msgspec`` structs in one C call; when it accepts, those walks are skipped for what it typed.
+
+Soundness: the structs accept only shapes the Python checks accept, with the same outcome.
+Every struct forbids unknown fields (an unknown key could hold anything, deep JSON included);
+strings that must not be empty, ids, literal types and nesting are all spelled out; free-form JSON
+(tool schemas, Anthropic tool inputs) is typed as JSON of at most :data:`JSON_LEVELS` nested
+containers, so the depth of everything the gate typed is bounded (:attr:`Gated.depth`). Shapes
+whose Python rules the structs cannot express (images and their data-URL rules, ``developer``
+messages, ``reasoning_content``, list contents in OpenAI messages, blocks the router carries
+opaquely...) are simply not accepted: the Python path then runs as before, with its own errors.
+Rules across fields or messages that only decide whether the client's body can be forwarded as
+is (an OpenAI assistant's empty content, Anthropic roles in a row, a lone plain text block) are
+checked on the converted structs and only clear :attr:`Gated.passthrough`.
+
+``tests/test_gate_property.py`` checks, for generated valid and invalid requests, that whenever
+the gate accepts, the Python checks accept with identical results.
+"""
+
+from __future__ import annotations
+
+from operator import itemgetter
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+__all__ = ["JSON_LEVELS", "Gated", "anthropic", "openai"]
+
+JSON_LEVELS = 10
+"""How many containers deep the free-form JSON the gate accepts may nest (tool schemas, tool
+inputs). Deeper JSON is not rejected by the router; the gate just leaves it to the Python path."""
+
+_Json: Any = str | int | float | bool | None
+for _ in range(JSON_LEVELS):
+    _Json = str | int | float | bool | None | list[_Json] | dict[str, _Json]
+_Object = dict[str, _Json]  # (an object of JSON_LEVELS + 1 levels at most)
+
+_NonEmpty = Annotated[str, Meta(min_length=1)]
+_NonBlank = Annotated[str, Meta(pattern=r"\S")]  # (re's \s is str.isspace: what str.strip() strips)
+
+
+class Gated:
+    """What the gate proved about a request body (read-only once made).
+
+    ``typed``: the top-level keys whose whole value the gate typed, nested at most ``depth`` levels
+    counting the body as 1; ``start``, ``starts`` and ``roles``: the deferred conversation's
+    (:class:`~llmrouter.lazy.LazyConversation`, without images), for messages after ``start``
+    leading system messages; ``passthrough``: the messages can be forwarded as the client sent
+    them; ``tools``: the tool list converts without fail and can be forwarded as sent.
+    """
+
+    __slots__ = ("depth", "passthrough", "roles", "start", "starts", "tools", "typed")
+
+    def __init__(self, typed: frozenset[str], depth: int, start: int, starts: list[int] | range,
+                 roles: list[str], passthrough: bool, tools: bool) -> None:
+        self.typed = typed
+        self.depth = depth
+        self.start = start
+        self.starts = starts
+        self.roles = roles
+        self.passthrough = passthrough
+        self.tools = tools
+
+
+class _Strict(Struct, forbid_unknown_fields=True, gc=False):
+    """Base of the gate's structs: unknown keys are refused; no GC tracking (they are dropped at once)."""
+
+
+# -- OpenAI Chat Completions -----------------------------------------------------------------------
+
+
+class _Function(_Strict):
+    name: _NonEmpty
+    arguments: _NonBlank
+
+
+class _Call(_Strict):
+    id: _NonEmpty
+    type: Literal["function"]
+    function: _Function
+
+
+class _System(_Strict, tag_field="role", tag="system"):
+    content: str
+
+
+class _User(_Strict, tag_field="role", tag="user"):
+    content: str
+    name: str | UnsetType = UNSET
+
+
+class _Assistant(_Strict, tag_field="role", tag="assistant"):
+    content: str | None
+    tool_calls: Annotated[list[_Call], Meta(min_length=1)] | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+
+
+class _Tool(_Strict, tag_field="role", tag="tool"):
+    tool_call_id: str
+    content: str
+
+
+class _FunctionSpec(_Strict):
+    name: _NonEmpty
+    parameters: _Object
+    description: str | UnsetType = UNSET
+    strict: bool | UnsetType = UNSET
+
+
+class _ToolSpec(_Strict):
+    type: Literal["function"]
+    function: _FunctionSpec
+
+
+_OPENAI_TURNS = list[_User | _Assistant | _Tool]
+_OPENAI_TOOLS = Annotated[list[_ToolSpec], Meta(min_length=1)]
+_OPENAI_DEPTH = 6  # body, messages, message, tool_calls, call, function
+_OPENAI_TOOLS_DEPTH = 5 + JSON_LEVELS  # body, tools, tool, function, parameters, then the schema's JSON
+_CANONICAL_ROLE = {"user": "user", "assistant": "assistant", "tool": "user"}
+_role = itemgetter("role")
+
+
+def openai(body: Any) -> Gated | None:
+    """The gate for an OpenAI Chat Completions body, or ``None`` when its messages are not all of
+    the common shapes: an optional first ``system`` message of string content, then ``user``
+    (string content, optional name), ``assistant`` (string or null content, optional function
+    tool calls with string arguments) and ``tool`` (string content) messages."""
+    messages = body.get("messages") if type(body) is dict else None
+    if type(messages) is not list or not messages:
+        return None
+    first = messages[0]
+    start = 1 if type(first) is dict and first.get("role") == "system" else 0
+    try:
+        if start:
+            msgspec.convert(first, _System)
+        turns = msgspec.convert(messages[start:] if start else messages, _OPENAI_TURNS)
+    except msgspec.ValidationError:
+        return None
+    raw_roles = list(map(_role, messages[start:] if start else messages))
+    roles = list(map(_CANONICAL_ROLE.__getitem__, raw_roles))
+    starts: list[int] | range = range(start, len(messages))
+    if "tool" in raw_roles:  # consecutive tool results become one canonical message
+        keep = [i for i in range(len(raw_roles)) if not (raw_roles[i] == "tool" and i and raw_roles[i - 1] == "tool")]
+        if len(keep) < len(raw_roles):
+            roles = [roles[i] for i in keep]
+            starts = [start + i for i in keep]
+    starts = list(starts)
+    passthrough = not any(type(turn) is _Assistant and (turn.content is None if turn.tool_calls is UNSET
+                                                        else turn.content == "") for turn in turns)
+    typed, depth, tools = _tools(body, _OPENAI_TOOLS, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH)
+    return Gated(typed, depth, start, starts, roles, passthrough, tools)
+
+
+def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int) -> tuple[frozenset[str], int, bool]:
+    """``(typed keys, their depth bound, tools accepted)`` once the messages are accepted."""
+    tools = body.get("tools")
+    if tools is not None:
+        try:
+            msgspec.convert(tools, schema)
+        except msgspec.ValidationError:
+            return _MESSAGES, depth, False
+        return _MESSAGES_AND_TOOLS, max(depth, tools_depth), True
+    return _MESSAGES, depth, False
+
+
+_MESSAGES = frozenset({"messages"})
+_MESSAGES_AND_TOOLS = frozenset({"messages", "tools"})
+
+
+# -- Anthropic Messages ----------------------------------------------------------------------------
+
+
+class _CacheControl(_Strict):
+    type: Literal["ephemeral"]
+    ttl: str | UnsetType = UNSET
+
+
+class _Text(_Strict, tag_field="type", tag="text"):
+    text: str
+    cache_control: _CacheControl | UnsetType = UNSET
+
+
+class _ToolUse(_Strict, tag_field="type", tag="tool_use"):
+    id: str
+    name: str
+    input: _Object
+    cache_control: _CacheControl | UnsetType = UNSET
+
+
+class _ToolResult(_Strict, tag_field="type", tag="tool_result"):
+    tool_use_id: str
+    content: str | Annotated[list[_Text], Meta(min_length=1)] | UnsetType = UNSET
+    is_error: bool | UnsetType = UNSET
+    cache_control: _CacheControl | UnsetType = UNSET
+
+
+class _Thinking(_Strict, tag_field="type", tag="thinking"):
+    thinking: str
+    signature: _NonEmpty
+
+
+class _RedactedThinking(_Strict, tag_field="type", tag="redacted_thinking"):
+    data: str
+
+
+_Blocks = Annotated[list[_Text | _ToolUse | _ToolResult | _Thinking | _RedactedThinking], Meta(min_length=1)]
+
+
+class _AnthropicUser(_Strict, tag_field="role", tag="user"):
+    content: str | _Blocks
+
+
+class _AnthropicAssistant(_Strict, tag_field="role", tag="assistant"):
+    content: str | _Blocks
+
+
+class _AnthropicToolSpec(_Strict):
+    name: _NonEmpty
+    input_schema: _Object
+    description: str | UnsetType = UNSET
+    cache_control: _CacheControl | UnsetType = UNSET
+
+
+_ANTHROPIC_TURNS = list[_AnthropicUser | _AnthropicAssistant]
+_ANTHROPIC_TOOLS = Annotated[list[_AnthropicToolSpec], Meta(min_length=1)]
+_ANTHROPIC_DEPTH = 6 + JSON_LEVELS  # body, messages, message, content, block, input, then its JSON
+_ANTHROPIC_TOOLS_DEPTH = 4 + JSON_LEVELS  # body, tools, tool, input_schema, then its JSON
+
+
+def anthropic(body: Any) -> Gated | None:
+    """The gate for an Anthropic Messages body, or ``None`` when its messages are not all of the
+    common shapes: ``user`` and ``assistant`` messages of string content or of ``text``,
+    ``tool_use``, ``tool_result`` (string or text content), signed ``thinking`` and
+    ``redacted_thinking`` blocks (``cache_control`` of type ``ephemeral`` allowed)."""
+    messages = body.get("messages") if type(body) is dict else None
+    if type(messages) is not list or not messages:
+        return None
+    try:
+        turns = msgspec.convert(messages, _ANTHROPIC_TURNS)
+    except msgspec.ValidationError:
+        return None
+    roles = list(map(_role, messages))
+    typed, depth, tools = _tools(body, _ANTHROPIC_TOOLS, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH)
+    return Gated(typed, depth, 0, range(len(messages)), roles, _anthropic_passthrough(turns, roles), tools)
+
+
+def _anthropic_passthrough(turns: list[Any], roles: list[str]) -> bool:
+    """Whether accepted messages are forwarded as sent: roles alternate (the canonical path merges
+    a run of one role), no content list is a lone plain text block (sent as a string) and no tool
+    result says ``is_error: false`` (dropped)."""
+    evens, odds = roles[0::2], roles[1::2]
+    if evens.count(roles[0]) != len(evens) or (odds and (odds[0] == roles[0] or odds.count(odds[0]) != len(odds))):
+        return False
+    for turn in turns:
+        content = turn.content
+        if type(content) is str:
+            continue
+        if _lone_plain_text(content):
+            return False
+        for block in content:
+            if type(block) is _ToolResult and (block.is_error is False or _lone_plain_text(block.content)):
+                return False
+    return True
+
+
+def _lone_plain_text(content: Any) -> bool:
+    return type(content) is list and len(content) == 1 and type(content[0]) is _Text \
+        and content[0].cache_control is UNSET
