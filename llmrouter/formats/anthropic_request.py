@@ -132,7 +132,7 @@ class MessagesRequestParser:
         lazy = None
         if len(messages) > lazy_module.SMALL:
             lazy = deferrable(messages, self._convert) if gated is None else \
-                LazyConversation(messages, gated.starts, gated.roles, self._convert, images=False, texts=_texts)
+                gated.conversation(messages, self._convert, _texts)
         request = checked_request(
             model=model,
             max_tokens=max_tokens,

@@ -30,6 +30,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from llmrouter.lazy import Convert, LazyConversation, Texts
+
 __all__ = ["JSON_LEVELS", "Gated", "anthropic", "openai"]
 
 JSON_LEVELS = 10
@@ -66,6 +68,11 @@ class Gated:
         self.roles = roles
         self.passthrough = passthrough
         self.tools = tools
+
+    def conversation(self, raw: list[Any], convert: Convert, texts: Texts) -> LazyConversation:
+        """The messages after the leading system ones, deferred: what the parser's deferral check
+        would give (the gate accepts no image)."""
+        return LazyConversation(raw, self.starts, self.roles, convert, images=False, texts=texts)
 
 
 class _Strict(Struct, forbid_unknown_fields=True, gc=False):

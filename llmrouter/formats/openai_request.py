@@ -188,11 +188,10 @@ def _tool_result(raw: dict[str, Any], path: str) -> ToolResultPart:
     )
 
 
-def _messages(raw_messages: Any, gated: Gated | None = None) -> tuple[list[TextPart] | None,
-                                                                     list[Message] | LazyConversation]:
-    """The system prompt (the leading system/developer messages) and the conversation after it:
-    converted at once, or deferred (:mod:`llmrouter.lazy`) when :func:`deferrable` (or the gate,
-    ``gated``) proves that its conversion cannot fail."""
+def _messages(raw_messages: Any, gated: Gated | None) -> tuple[list[TextPart] | None,
+                                                               list[Message] | LazyConversation]:
+    """The system prompt (the leading system/developer messages) and the conversation after it, deferred
+    (:mod:`llmrouter.lazy`) when :func:`deferrable` or the gate (``gated``) proves it converts."""
     raw_messages = _array(raw_messages, "messages")
     if not raw_messages:
         raise _fail("messages", "must contain at least one message")
@@ -207,10 +206,8 @@ def _messages(raw_messages: Any, gated: Gated | None = None) -> tuple[list[TextP
         start = i + 1
     lazy = None
     if len(raw_messages) - start > lazy_module.SMALL:
-        if gated is not None and gated.start == start:
-            lazy = LazyConversation(raw_messages, gated.starts, gated.roles, _turns, images=False, texts=_texts)
-        else:
-            lazy = deferrable(raw_messages, start)
+        lazy = gated.conversation(raw_messages, _turns, _texts) if gated is not None and gated.start == start \
+            else deferrable(raw_messages, start)
     return (system or None), lazy if lazy is not None else _turns(raw_messages, start, len(raw_messages))
 
 
