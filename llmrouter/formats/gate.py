@@ -143,21 +143,21 @@ def openai(body: Any) -> Gated | None:
         return None
     first = messages[0]
     start = 1 if type(first) is dict and first.get("role") == "system" else 0
+    rest = messages[1:] if start else messages
     try:
         if start:
             msgspec.convert(first, _System)
-        turns = msgspec.convert(messages[start:] if start else messages, _OPENAI_TURNS)
+        turns = msgspec.convert(rest, _OPENAI_TURNS)
     except msgspec.ValidationError:
         return None
-    raw_roles = list(map(_role, messages[start:] if start else messages))
-    roles = list(map(_CANONICAL_ROLE.__getitem__, raw_roles))
+    roles = list(map(_role, rest))
     starts: list[int] | range = range(start, len(messages))
-    if "tool" in raw_roles:  # consecutive tool results become one canonical message
-        keep = [i for i in range(len(raw_roles)) if not (raw_roles[i] == "tool" and i and raw_roles[i - 1] == "tool")]
-        if len(keep) < len(raw_roles):
-            roles = [roles[i] for i in keep]
+    if "tool" in roles:  # a tool result is a user message; a run of them is one
+        if "tool\ntool" in "\n".join(roles):
+            keep = [i for i in range(len(roles)) if not (i and roles[i] == "tool" and roles[i - 1] == "tool")]
             starts = [start + i for i in keep]
-    starts = list(starts)
+            roles = [roles[i] for i in keep]
+        roles = list(map(_CANONICAL_ROLE.__getitem__, roles))
     passthrough = not any(type(turn) is _Assistant and (turn.content is None if turn.tool_calls is UNSET
                                                         else turn.content == "") for turn in turns)
     typed, depth, tools = _tools(body, _OPENAI_TOOLS, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH)
