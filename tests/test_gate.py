@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from llmrouter.formats import anthropic_request, openai_request, passthrough
+from llmrouter.formats import gate as gate_module
 from llmrouter.formats.anthropic import AnthropicFormat
 from llmrouter.formats.openai import OpenAIFormat
 from llmrouter.testing import MockProviders, RouterClient
@@ -38,9 +39,9 @@ CONFIG = _config(classifiers={"keyword": {"enabled": True, "tags": {"code": ["de
 
 @contextmanager
 def gate(on: bool) -> Iterator[list[Any]]:
-    """The gate as is (``on``) or declining everything; yields the verdicts it gave."""
+    """The gate (for bodies of any size) or one declining everything; yields the verdicts it gave."""
     verdicts: list[Any] = []
-    patches = []
+    patches = [mock.patch.object(gate_module, "FEW", 0)]
     for cls in FORMATS.values():
         real = cls.gate
 
@@ -214,6 +215,19 @@ async def test_every_request_gets_todays_answer_whatever_the_gate_says(
         assert outcomes[0] == outcomes[1], f"case {i}"
         statuses.add(outcomes[0]["status"])
     assert statuses == {200, 400}
+
+
+async def test_a_body_of_a_few_messages_without_tools_is_left_to_python(
+        router: Any, mock_providers: MockProviders) -> None:
+    """The Python checks cost about what the gate does for a short conversation: it is not gated."""
+    route = mock_providers.add_openai("http://oa.test/v1")
+    client = await router(CONFIG)
+    with counting("openai") as calls:
+        outcome = await exchange(client, route, "openai", {"model": "m", "messages": [U, A] * 4})
+    assert outcome["status"] == 200 and calls["json_depth_exceeds"] == 1
+    assert OpenAIFormat().gate({"model": "m", "messages": [U, A] * 4}) is None
+    assert OpenAIFormat().gate({"model": "m", "messages": [U, A] * 4 + [U]}) is not None
+    assert OpenAIFormat().gate({"model": "m", "messages": [U], "tools": [TOOL_OAI]}) is not None
 
 
 @pytest.mark.parametrize("fmt", ["openai", "anthropic"])

@@ -32,7 +32,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from llmrouter.lazy import Convert, LazyConversation, Texts
 
-__all__ = ["JSON_LEVELS", "Gated", "anthropic", "openai"]
+__all__ = ["FEW", "JSON_LEVELS", "Gated", "anthropic", "openai"]
 
 JSON_LEVELS = 10
 """How many containers deep the free-form JSON the gate accepts may nest (tool schemas, tool
@@ -42,6 +42,10 @@ _Json: Any = str | int | float | bool | None
 for _ in range(JSON_LEVELS):
     _Json = str | int | float | bool | None | list[_Json] | dict[str, _Json]
 _Object = dict[str, _Json]  # (an object of JSON_LEVELS + 1 levels at most)
+
+FEW = 8
+"""Bodies of at most this many messages and no tools are left to the Python checks, which cost
+about what the gate does for them (read at call time: tests set it to 0)."""
 
 _NonEmpty = Annotated[str, Meta(min_length=1)]
 _NonBlank = Annotated[str, Meta(pattern=r"\S")]  # (re's \s is str.isspace: what str.strip() strips)
@@ -125,8 +129,17 @@ class _ToolSpec(_Strict):
     function: _FunctionSpec
 
 
-_OPENAI_TURNS = list[_User | _Assistant | _Tool]
-_OPENAI_TOOLS = Annotated[list[_ToolSpec], Meta(min_length=1)]
+class _OpenAIMessages(Struct, gc=False):
+    """A body's messages (its other fields are ignored; a struct, not a bare ``list[...]``: msgspec
+    caches a struct's type information, a generic alias costs microseconds a call to look at)."""
+
+    messages: Annotated[list[_System | _User | _Assistant | _Tool], Meta(min_length=1)]
+
+
+class _OpenAITools(Struct, gc=False):
+    tools: Annotated[list[_ToolSpec], Meta(min_length=1)]
+
+
 _OPENAI_DEPTH = 6  # body, messages, message, tool_calls, call, function
 _OPENAI_TOOLS_DEPTH = 5 + JSON_LEVELS  # body, tools, tool, function, parameters, then the schema's JSON
 _CANONICAL_ROLE = {"user": "user", "assistant": "assistant", "tool": "user"}
@@ -138,19 +151,19 @@ def openai(body: Any) -> Gated | None:
     the common shapes: an optional first ``system`` message of string content, then ``user``
     (string content, optional name), ``assistant`` (string or null content, optional function
     tool calls with string arguments) and ``tool`` (string content) messages."""
-    messages = body.get("messages") if type(body) is dict else None
-    if type(messages) is not list or not messages:
+    if _few(body):
         return None
-    first = messages[0]
-    start = 1 if type(first) is dict and first.get("role") == "system" else 0
-    rest = messages[1:] if start else messages
     try:
-        if start:
-            msgspec.convert(first, _System)
-        turns = msgspec.convert(rest, _OPENAI_TURNS)
+        turns = msgspec.convert(body, _OpenAIMessages).messages
     except msgspec.ValidationError:
         return None
-    roles = list(map(_role, rest))
+    messages = body["messages"]
+    roles = list(map(_role, messages))
+    start = 1 if roles[0] == "system" else 0
+    if start:
+        del roles[0]
+    if "system" in roles:
+        return None  # (only a first system message is forwarded as is)
     starts: list[int] | range = range(start, len(messages))
     if "tool" in roles:  # a tool result is a user message; a run of them is one
         if "tool\ntool" in "\n".join(roles):
@@ -160,16 +173,20 @@ def openai(body: Any) -> Gated | None:
         roles = list(map(_CANONICAL_ROLE.__getitem__, roles))
     passthrough = not any(type(turn) is _Assistant and (turn.content is None if turn.tool_calls is UNSET
                                                         else turn.content == "") for turn in turns)
-    typed, depth, tools = _tools(body, _OPENAI_TOOLS, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH)
+    typed, depth, tools = _tools(body, _OpenAITools, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH)
     return Gated(typed, depth, start, starts, roles, passthrough, tools)
+
+
+def _few(body: Any) -> bool:
+    messages = body.get("messages") if type(body) is dict else None
+    return type(messages) is list and len(messages) <= FEW and body.get("tools") is None
 
 
 def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int) -> tuple[frozenset[str], int, bool]:
     """``(typed keys, their depth bound, tools accepted)`` once the messages are accepted."""
-    tools = body.get("tools")
-    if tools is not None:
+    if body.get("tools") is not None:
         try:
-            msgspec.convert(tools, schema)
+            msgspec.convert(body, schema)
         except msgspec.ValidationError:
             return _MESSAGES, depth, False
         return _MESSAGES_AND_TOOLS, max(depth, tools_depth), True
@@ -193,6 +210,12 @@ class _Text(_Strict, tag_field="type", tag="text"):
     cache_control: _CacheControl | UnsetType = UNSET
 
 
+class _NestedText(_Strict):
+    type: Literal["text"]  # (a field, not a tag: msgspec checks a tag only where a union needs it)
+    text: str
+    cache_control: _CacheControl | UnsetType = UNSET
+
+
 class _ToolUse(_Strict, tag_field="type", tag="tool_use"):
     id: str
     name: str
@@ -202,7 +225,7 @@ class _ToolUse(_Strict, tag_field="type", tag="tool_use"):
 
 class _ToolResult(_Strict, tag_field="type", tag="tool_result"):
     tool_use_id: str
-    content: str | Annotated[list[_Text], Meta(min_length=1)] | UnsetType = UNSET
+    content: str | Annotated[list[_NestedText], Meta(min_length=1)] | UnsetType = UNSET
     is_error: bool | UnsetType = UNSET
     cache_control: _CacheControl | UnsetType = UNSET
 
@@ -234,8 +257,14 @@ class _AnthropicToolSpec(_Strict):
     cache_control: _CacheControl | UnsetType = UNSET
 
 
-_ANTHROPIC_TURNS = list[_AnthropicUser | _AnthropicAssistant]
-_ANTHROPIC_TOOLS = Annotated[list[_AnthropicToolSpec], Meta(min_length=1)]
+class _AnthropicMessages(Struct, gc=False):
+    messages: Annotated[list[_AnthropicUser | _AnthropicAssistant], Meta(min_length=1)]
+
+
+class _AnthropicTools(Struct, gc=False):
+    tools: Annotated[list[_AnthropicToolSpec], Meta(min_length=1)]
+
+
 _ANTHROPIC_DEPTH = 6 + JSON_LEVELS  # body, messages, message, content, block, input, then its JSON
 _ANTHROPIC_TOOLS_DEPTH = 4 + JSON_LEVELS  # body, tools, tool, input_schema, then its JSON
 
@@ -245,15 +274,15 @@ def anthropic(body: Any) -> Gated | None:
     common shapes: ``user`` and ``assistant`` messages of string content or of ``text``,
     ``tool_use``, ``tool_result`` (string or text content), signed ``thinking`` and
     ``redacted_thinking`` blocks (``cache_control`` of type ``ephemeral`` allowed)."""
-    messages = body.get("messages") if type(body) is dict else None
-    if type(messages) is not list or not messages:
+    if _few(body):
         return None
     try:
-        turns = msgspec.convert(messages, _ANTHROPIC_TURNS)
+        turns = msgspec.convert(body, _AnthropicMessages).messages
     except msgspec.ValidationError:
         return None
+    messages = body["messages"]
     roles = list(map(_role, messages))
-    typed, depth, tools = _tools(body, _ANTHROPIC_TOOLS, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH)
+    typed, depth, tools = _tools(body, _AnthropicTools, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH)
     return Gated(typed, depth, 0, range(len(messages)), roles, _anthropic_passthrough(turns, roles), tools)
 
 
@@ -277,5 +306,5 @@ def _anthropic_passthrough(turns: list[Any], roles: list[str]) -> bool:
 
 
 def _lone_plain_text(content: Any) -> bool:
-    return type(content) is list and len(content) == 1 and type(content[0]) is _Text \
+    return type(content) is list and len(content) == 1 and type(content[0]) in (_Text, _NestedText) \
         and content[0].cache_control is UNSET
