@@ -219,7 +219,7 @@ def check(fmt: str, body: dict[str, Any], note: bool = True) -> None:
     assert fast == python and fast.model_dump(mode="json") == python.model_dump(mode="json")
 
 
-PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NEAR = {"openai": (openai_near, openai_tools), "anthropic": (anthropic_near, anthropic_tools)}
 BROAD = {"openai": openai_messages, "anthropic": anthropic_messages}
 
