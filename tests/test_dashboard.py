@@ -91,6 +91,28 @@ async def test_keep_alive_comments_are_sent(router: Any, monkeypatch: pytest.Mon
     resp.close()
 
 
+async def test_keep_alives_come_only_after_a_silence_and_repeat(router: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events arriving more often than the keep-alive period hold it off; once they stop, a
+    keep-alive comes after each silence of that length."""
+    monkeypatch.setattr(dashboard, "SSE_KEEPALIVE_S", 0.4)
+    client = await router(ECHO)
+    bus = client.app[BUS]
+    resp = await open_events(client)
+    for i in range(12):  # 0.6 s of events, 0.05 s apart
+        bus.publish({"type": "circuit", "n": i})
+        kind, data, comments = await read_frame(resp)
+        assert (kind, comments) == ("circuit", []) and data is not None and data["n"] == i
+        await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    quiet = loop.time()
+    for _ in range(2):
+        kind, _, comments = await read_frame(resp, timeout=3.0)
+        assert kind is None and comments == ["keep-alive"]
+    assert loop.time() - quiet >= 0.7  # two silences of 0.4 s (less the timer's slack)
+    resp.close()
+
+
 async def test_subscription_is_removed_when_the_client_goes_away(router: Any,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dashboard, "SSE_KEEPALIVE_S", 0.05)

@@ -73,9 +73,6 @@ class SubscriptionClosed(Exception):
     """Raised by :meth:`Subscription.get` once the subscription is closed."""
 
 
-_CLOSED: Event = {"type": "__closed__"}
-
-
 class Subscription:
     """One subscriber's bounded queue. Iterate it to receive events; close it to unsubscribe.
 
@@ -87,7 +84,10 @@ class Subscription:
             raise ValueError("a subscription queue needs room for at least 2 events")
         self._bus = bus
         self._maxsize = maxsize
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        # A deque and the futures of readers waiting for it, rather than an asyncio.Queue: offering an
+        # event is the request path's cost, and the queue's put/get bookkeeping was most of it.
+        self._events: deque[Event] = deque()
+        self._waiters: list[asyncio.Future[None]] = []
         self.dropped = 0
         self.dropped_total = 0
         self.closed = False
@@ -99,23 +99,31 @@ class Subscription:
         Events of other types are not queued at all, so a subscriber that needs one kind of event
         costs the others nothing (no queueing, no wake-up of its task)."""
         self.types = frozenset(types)
+        changed = getattr(self._bus, "subscribers_changed", None)
+        if changed is not None:
+            changed()
         return self
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` if there is room, else count it as dropped. Never blocks."""
-        if self.closed or (self.types is not None and event.get("type") not in self.types):
+        if self.closed:
             return
-        queue = self._queue
+        types = self.types
+        if types is not None and event.get("type") not in types:
+            return
+        events = self._events
         if self.dropped:
             # The gap notice and the event must both fit, so the notice sits exactly at the gap.
-            if queue.qsize() + 2 > self._maxsize:
+            if len(events) + 2 > self._maxsize:
                 self._drop()
                 return
-            queue.put_nowait(self._notice())
-        if queue.full():
+            events.append(self._notice())
+        if len(events) >= self._maxsize:
             self._drop()
-        else:
-            queue.put_nowait(event)
+            return
+        events.append(event)
+        if self._waiters:
+            self.wake()
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -130,14 +138,11 @@ class Subscription:
 
         :raises SubscriptionClosed: when the subscription is (or gets) closed.
         """
-        if self.closed:
-            raise SubscriptionClosed
-        if self.dropped and self._queue.empty():
-            return self._notice()
-        event = await self._queue.get()
-        if event is _CLOSED:
-            raise SubscriptionClosed
-        return event
+        while True:
+            event = self.poll()
+            if event is not None:
+                return event
+            await self._sleep()
 
     def poll(self) -> Event | None:
         """The next event if one is already queued (or a ``dropped`` notice is due), else None.
@@ -147,21 +152,41 @@ class Subscription:
         """
         if self.closed:
             raise SubscriptionClosed
-        if self._queue.empty():
-            return self._notice() if self.dropped else None
-        event = self._queue.get_nowait()
-        if event is _CLOSED:
-            raise SubscriptionClosed
-        return event
+        if self._events:
+            return self._events.popleft()
+        return self._notice() if self.dropped else None
+
+    async def wait(self) -> None:
+        """Return once :meth:`poll` has something to give (an event, a ``dropped`` notice), the
+        subscription is closed, or :meth:`wake` is called; at once if one of these holds already.
+
+        For readers that also wait for something else (the dashboard's keep-alive): they call
+        :meth:`wake` from a timer instead of arming a timeout around every wait."""
+        if self.closed or self._events or self.dropped:
+            return
+        await self._sleep()
+
+    def wake(self) -> None:
+        """Let every pending :meth:`wait` return (a pending :meth:`get` goes on waiting for an event)."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _sleep(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter in self._waiters:  # e.g. a reader with a timeout: no stale futures pile up
+                self._waiters.remove(waiter)
+            raise
 
     def pending(self) -> list[Event]:
-        """Every event queued right now, without waiting (for tests and tools); empty once closed."""
-        events: list[Event] = []
-        while not self._queue.empty():
-            event = self._queue.get_nowait()
-            if event is _CLOSED:
-                break
-            events.append(event)
+        """Every event queued right now, without waiting (for tests and tools)."""
+        events = list(self._events)
+        self._events.clear()
         return events
 
     def close(self) -> None:
@@ -170,9 +195,7 @@ class Subscription:
             return
         self.closed = True
         self._bus.unsubscribe(self)
-        if self._queue.full():  # make room for the wake-up marker; the lost event no longer matters
-            self._queue.get_nowait()
-        self._queue.put_nowait(_CLOSED)
+        self.wake()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
@@ -221,6 +244,7 @@ class EventBus:
     def __init__(self, history: int = DEFAULT_HISTORY) -> None:
         self._subscribers: list[Subscription] = []
         self._history: deque[Event] = deque(maxlen=max(0, history))
+        self._listening: dict[str, bool] = {}
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber, dropping where a queue is full."""
@@ -232,20 +256,28 @@ class EventBus:
     def listening(self, kind: str) -> bool:
         """Whether an event of type ``kind`` published now would reach anything: a subscriber that
         takes that type, or the history (``complete``). A publisher may skip building the others."""
-        if kind == "complete" and self._history.maxlen:
-            return True
-        return any(s.types is None or kind in s.types for s in self._subscribers)
+        found = self._listening.get(kind)
+        if found is None:  # asked several times per request: known until the subscribers change
+            found = self._listening[kind] = (kind == "complete" and bool(self._history.maxlen)) or \
+                any(s.types is None or kind in s.types for s in self._subscribers)
+        return found
+
+    def subscribers_changed(self) -> None:
+        """A subscription came, went or changed the types it takes (:meth:`Subscription.only`)."""
+        self._listening.clear()
 
     def subscribe(self, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
         """Start a subscription with a queue of ``maxsize`` events."""
         subscription = Subscription(self, maxsize)
         self._subscribers.append(subscription)
+        self._listening.clear()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Remove a subscription (idempotent)."""
         if subscription in self._subscribers:
             self._subscribers.remove(subscription)
+            self._listening.clear()
 
     def recent(self, limit: int) -> list[Event]:
         """Up to ``limit`` of the latest ``complete`` events, oldest first."""

@@ -144,6 +144,8 @@ async def dashboard_events(request: web.Request) -> web.StreamResponse:
     subscription = bus.subscribe(SUBSCRIBER_QUEUE)
     streams: dict[Subscription, int | None] = request.app[_STREAMS]
     streams[subscription] = request_limit
+    loop = asyncio.get_running_loop()
+    keepalive = _KeepAlive(loop, subscription, SSE_KEEPALIVE_S)
     try:
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
         if backlog:
@@ -151,24 +153,56 @@ async def dashboard_events(request: web.Request) -> web.StreamResponse:
         while True:
             event = subscription.poll()
             if event is None:
-                try:
-                    async with asyncio.timeout(SSE_KEEPALIVE_S):
-                        event = await subscription.get()
-                except TimeoutError:
+                await subscription.wait()
+                if keepalive.due():
                     await response.write(b": keep-alive\n\n")
-                    continue
+                    keepalive.last = loop.time()
+                continue
             uses = sum(1 for other in streams.values() if other == request_limit)
             frames = [sse_frame(event, uses, request_limit)]
             # Under load several events are waiting by now: one write (one system call) for all.
             while len(frames) < WRITE_BATCH and (event := subscription.poll()) is not None:
                 frames.append(sse_frame(event, uses, request_limit))
             await response.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            keepalive.last = loop.time()
     except (ConnectionError, SubscriptionClosed):
         pass  # the client went away, or the server is shutting down
     finally:
+        keepalive.cancel()
         subscription.close()
         streams.pop(subscription, None)
     return response
+
+
+class _KeepAlive:
+    """One timer per stream that wakes its reader once nothing was written for ``period`` seconds
+    (the reader then writes a keep-alive comment and sets :attr:`last`): no timeout is armed and
+    cancelled around each wait for events, which under load happens for every few requests."""
+
+    __slots__ = ("_handle", "_loop", "_period", "_subscription", "last")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, subscription: Subscription, period: float) -> None:
+        self._loop = loop
+        self._subscription = subscription
+        self._period = period
+        self.last = loop.time()
+        """When the stream was last written to (loop time)."""
+        self._handle = loop.call_at(self.last + period, self._tick)
+
+    def due(self) -> bool:
+        """Whether a keep-alive comment is due (a millisecond early counts: timers may fire early)."""
+        return self._loop.time() >= self.last + self._period - 0.001
+
+    def _tick(self) -> None:
+        if self.due():
+            self._subscription.wake()
+            self._handle = self._loop.call_at(self._loop.time() + self._period, self._tick)
+        else:
+            self._handle = self._loop.call_at(self.last + self._period, self._tick)
+
+    def cancel(self) -> None:
+        """Stop the timer (the stream is over)."""
+        self._handle.cancel()
 
 
 async def dashboard_request(request: web.Request) -> web.Response:
