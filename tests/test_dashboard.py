@@ -238,3 +238,44 @@ def test_sse_frame_serialises_an_event_once_for_every_stream_then_forgets_it() -
     assert dashboard.sse_frame(history) == frame
     other = {"type": "complete", "id": "r2", "request": {"model": "m"}}
     assert dashboard.sse_frame(other) == b'event: complete\ndata: {"type":"complete","id":"r2","request":{"model":"m"}}\n\n'
+
+
+def test_sse_frame_is_the_event_as_compact_json_whatever_its_shape() -> None:
+    """Every kind of event, with or without a ``request_kb`` limit its request fits in, is framed as
+    ``jsonutil.dumps`` writes it (the request kept as bytes included, when they are compact JSON);
+    an event with a non-string key, which only the general serialiser takes, too."""
+    from llmrouter.jsonutil import dumps
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "héllo \u2028 \"q\""}], "n": 1.5}
+    raw = dumps(body)
+    events: list[dict[str, Any]] = [
+        {"type": "start", "id": "a", "ts_ms": 1, "model": "m", "endpoint": "/v1/chat/completions",
+         "in_flight": 2, "key": None},
+        {"type": "classified", "id": "a", "ts_ms": 2, "tags": ["code", "ünï"]},
+        {"type": "routed", "id": "a", "ts_ms": 3, "provider": "p", "model": "m", "failover_from": "q"},
+        {"type": "complete", "id": "a", "request": ParsedJSON(body, raw), "response": {"content": [{"text": "ok"}]},
+         "usage": {"input_tokens": 1, "output_tokens": 2}, "cost_usd": 0.25, "error": None},
+        {"type": "complete", "id": "b", "request": JSONBytes(raw), "response": None},
+        {"type": "complete", "id": "c", "request": dict(body), "response": None},
+        {"type": "complete", "id": "d", "request": None, "error": "bad"},
+        {"type": "dropped", "count": 3, "ts_ms": 4},
+        {"type": "circuit", "state": "open", "by_status": {500: 3, "other": 1}},
+    ]
+    for event in events:
+        plain = {**event, "request": body} if isinstance(event.get("request"), ParsedJSON | JSONBytes) else event
+        expected = b"event: " + event["type"].encode() + b"\ndata: " + dumps(plain) + b"\n\n"
+        for limit in (None, 16 * 1024):
+            assert dashboard.sse_frame(event, limit=limit) == expected, (event["type"], limit)
+
+
+@pytest.mark.parametrize("size", [100, 200_000])
+def test_a_request_kept_as_bytes_goes_into_the_frame_as_sent_without_line_breaks(size: int) -> None:
+    """Small and big (each is copied its own way): the client's spacing stays, line breaks (which
+    can only be whitespace between JSON tokens) become spaces, the rest of the event is compact."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "x" * size}]}
+    raw = json.dumps(body, indent=1).replace("\n", "\r\n").encode()
+    event = {"type": "complete", "id": "r", "request": ParsedJSON(body, raw), "response": {"a": [1, 2]}}
+    frame = dashboard.sse_frame(event)
+    spaced = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+    assert frame == b'event: complete\ndata: {"type":"complete","id":"r","request":' + spaced + \
+        b',"response":{"a":[1,2]}}\n\n'

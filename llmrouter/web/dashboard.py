@@ -42,6 +42,11 @@ _MAX_FRAMES = 32
 # share: [bytes, {limit: Preview}]. As many as the history keeps, so a replay finds them.
 _PREVIEWS: dict[int, list[Any]] = {}
 _MAX_PREVIEWS = 200
+# "event: <type>\ndata: " by type (bounded: a cluster peer's events may have types of their own).
+_HEADS: dict[str, bytes] = {}
+_MAX_HEADS = 64
+# A request's bytes up to this size go into the frame through orjson (two copies, fewer steps).
+_COPY_ONCE = 64 * 1024
 # Where the request's bytes go in an event serialised without them: orjson never writes a NUL byte.
 _HOLE = b"\x00"
 
@@ -62,18 +67,30 @@ def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None)
         if cached[2] <= 0:
             del _FRAMES[key]
         return cached[1]
-    head = b"event: " + str(event.get("type", "message")).encode() + b"\ndata: "
+    kind = event.get("type", "message")
+    head = _HEADS.get(kind) if type(kind) is str else None
+    if head is None:
+        head = b"event: " + str(kind).encode() + b"\ndata: "
+        if type(kind) is str and len(_HEADS) < _MAX_HEADS:
+            _HEADS[kind] = head
     request = event.get("request")
-    cut = _preview(request, limit) if limit is not None and request is not None else None
-    if cut is not None and (cut.omitted is not None or not isinstance(request, ParsedJSON | JSONBytes)):
+    raw = request.raw if isinstance(request, ParsedJSON | JSONBytes) else None
+    # A request kept as bytes and within the limit goes whole: no preview to compute (or cache).
+    cut = _preview(request, limit) if limit is not None and request is not None \
+        and (raw is None or len(raw) > limit) else None
+    if cut is not None and (cut.omitted is not None or raw is None):
         # A preview, or a request the preview serialised anyway to measure it: not encoded again.
         fields: dict[str, Any] = {"request": orjson.Fragment(cut.request)}
         if cut.omitted is not None:
             fields["request_omitted"] = cut.omitted
-        frame = b"".join((head, dumps({**event, **fields}), b"\n\n"))
-    elif isinstance(request, ParsedJSON | JSONBytes):
-        raw = request.raw
-        before, after = dumps({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
+        frame = b"".join((head, _json({**event, **fields}), b"\n\n"))
+    elif raw is not None and len(raw) <= _COPY_ONCE:
+        if b"\n" in raw or b"\r" in raw:
+            raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+        frame = b"".join((head, _json({**event, "request": orjson.Fragment(raw)}), b"\n\n"))
+    elif raw is not None:
+        # Big: the bytes are copied once, into the frame, not into orjson's output and then again.
+        before, after = _json({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
         frame = b"".join((head, before, raw, after, b"\n\n"))
         # Looked for in the copy, which is in the cache now, rather than in the client's bytes.
         start = len(head) + len(before)
@@ -81,12 +98,22 @@ def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None)
             raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
             frame = b"".join((head, before, raw, after, b"\n\n"))
     else:
-        frame = b"".join((head, dumps(event), b"\n\n"))
+        frame = b"".join((head, _json(event), b"\n\n"))
     if uses > 1:
         _FRAMES[key] = [event, frame, uses - 1]
         if len(_FRAMES) > _MAX_FRAMES:
             del _FRAMES[next(iter(_FRAMES))]
     return frame
+
+
+def _json(value: Any) -> bytes:
+    """``value`` as JSON, as :func:`~llmrouter.jsonutil.dumps` writes it. Events have only string
+    keys, which orjson serialises faster without the non-string-key option: that one is for the
+    rare event that needs it."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return dumps(value)
 
 
 def _preview(request: Any, limit: int) -> Preview:
