@@ -139,7 +139,7 @@ async def test_lines_queued_together_go_out_in_one_write_and_only_completes_wake
     assert access._subscription is not None and access._subscription.types == {"complete"}
     for kind in ("start", "classified", "routed"):
         bus.publish({"type": kind, "id": "0"})
-    assert access._subscription._queue.empty()  # other types are never queued
+    assert access._subscription.pending() == []  # other types are never queued
     for i in range(3):
         bus.publish({"type": "complete", "endpoint": "/v1/messages", "requested_model": f"m{i}", "status": 200})
     await asyncio.sleep(0.05)

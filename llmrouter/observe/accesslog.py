@@ -29,12 +29,13 @@ BATCH_S = 0.005
 """After a write, lines gather for this long before the next one: under load one write (and one
 wake-up of the writing task) carries many lines; the first line after a quiet spell goes out at once."""
 _ERROR_CHARS = 200
+_NUMBER = (int, float)
 
 
 def format_line(event: dict[str, Any]) -> str:
     """The access line for one ``complete`` event."""
     ts = event.get("ts_ms")
-    clock = _clock(ts) if isinstance(ts, int | float) else "--:--:--"
+    clock = _clock(ts) if isinstance(ts, _NUMBER) else "--:--:--"
     requested = event.get("requested_model") or "?"
     provider = event.get("provider")
     if provider:
@@ -44,12 +45,13 @@ def format_line(event: dict[str, Any]) -> str:
         target = "-"
     duration = event.get("duration_ms")
     parts = [clock, str(event.get("endpoint") or "?"), f"{requested} -> {target}", str(event.get("status", "?")),
-             f"{duration:.0f} ms" if isinstance(duration, int | float) else "? ms"]
+             f"{duration:.0f} ms" if isinstance(duration, _NUMBER) else "? ms"]
     usage = event.get("usage")
     if isinstance(usage, dict):
         parts.append(f"{usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)} tokens")
-    for hop in _failovers(event.get("attempts")):
-        parts.append(hop)
+    attempts = event.get("attempts")
+    if isinstance(attempts, list) and len(attempts) > 1:  # one attempt (the usual) has no failover
+        parts.extend(_failovers(attempts))
     error = event.get("error")
     if error:
         text = " ".join(str(error).split())
