@@ -189,3 +189,43 @@ def test_every_declared_metric_is_exported() -> None:
     exported = {family.name for family in metrics.registry.collect()}
     # prometheus-client names counter families without their _total suffix.
     assert exported == {spec.name.removesuffix("_total") for spec in SPECS}
+
+
+def _public_feeds(metrics: Metrics) -> None:
+    """Make ``metrics`` update through prometheus-client's public calls only (``inc``, ``observe``),
+    as before the router bound its children's value updates: the reference for the bound ones."""
+    metrics._bind = lambda child, histogram=False: child.observe if histogram else child.inc  # type: ignore[method-assign]
+
+
+def _scrape_without_created(metrics: Metrics) -> list[str]:
+    body, _ = metrics.render()
+    return [line for line in body.decode().splitlines() if "_created" not in line]
+
+
+def test_bound_updates_scrape_exactly_as_the_public_calls() -> None:
+    """Every feed (requests, durations into each bucket, time to first token, tokens, cost, attempts
+    of each outcome) gives the same scrape as prometheus-client's own inc/observe, and a negative
+    token count is refused the same way."""
+    fast, reference = Metrics(), Metrics()
+    _public_feeds(reference)
+    entries = []
+    for i, duration_ms in enumerate((1.0, 49.0, 50.0, 50.0001, 700.0, 2500.0, 1e6, 0.0)):
+        entries.append(({"endpoint": "/v1/chat/completions", "provider": "p" if i % 2 else "q",
+                         "sent_model": f"m{i % 3}", "status": 200 if i % 4 else 502, "duration_ms": duration_ms,
+                         "usage": {"input_tokens": i * 7, "output_tokens": 0 if i == 3 else i + 1},
+                         "cost_usd": 0.001 * i if i != 5 else None},
+                        {"_ttft_s": duration_ms / 3000} if i % 3 == 0 else {}))
+    entries.append(({"endpoint": "/v1/messages", "provider": None, "sent_model": None, "status": 400,
+                     "duration_ms": 0.2, "usage": None, "cost_usd": None}, None))
+    errors = [None, ProviderTimeout("p", "slow"), ProviderError("p", "down", upstream_status=503),
+              ProviderError("p", "no", upstream_status=404), ProviderError("q", "gone"), None]
+    for metrics in (fast, reference):
+        for entry, state in entries * 3:
+            metrics.started()
+            metrics.finished(entry, state)
+        for error in errors:
+            metrics.attempt("p" if error is None else error.provider, error)
+        with pytest.raises(ValueError):
+            metrics.finished({**entries[1][0], "usage": {"input_tokens": -5}}, None)
+    assert _scrape_without_created(fast) == _scrape_without_created(reference)
+    assert "llmrouter_request_duration_seconds_bucket" in "\n".join(_scrape_without_created(fast))
