@@ -16,7 +16,7 @@ multiprocess mode). Gauges count live workers only (``livesum``/``livemax``): th
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +140,6 @@ class Metrics:
             self.in_flight.set_function(lambda: self._live)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._rows: dict[tuple[str, str, str, str], _Row] = {}
-        self._attempts: dict[tuple[str, str], Callable[[float], None]] = {}
         self._models: set[str] = set()
 
     # -- feeds ------------------------------------------------------------------------------------
@@ -162,29 +161,25 @@ class Metrics:
         row = self._rows.get(key)
         if row is None:  # bounded: model labels are capped, the other labels are the router's own
             row = self._rows[key] = _Row(self, key)
-        row.count(1)
-        row.observe(entry["duration_ms"] / 1000)
+        row.requests.inc()
+        row.duration.observe(entry["duration_ms"] / 1000)
         if state is not None:
             ttft = state.get(TTFT_STATE)
             if ttft is not None:
-                row.feed(_TTFT, self.ttft, provider)(ttft)
+                row.child(_TTFT, self.ttft, provider).observe(ttft)
         usage = entry.get("usage")
         if usage:
             if usage.get("input_tokens"):
-                row.feed(_INPUT, self.tokens, provider, model, "input")(usage["input_tokens"])
+                row.child(_INPUT, self.tokens, provider, model, "input").inc(usage["input_tokens"])
             if usage.get("output_tokens"):
-                row.feed(_OUTPUT, self.tokens, provider, model, "output")(usage["output_tokens"])
+                row.child(_OUTPUT, self.tokens, provider, model, "output").inc(usage["output_tokens"])
         cost = entry.get("cost_usd")
         if cost:
-            row.feed(_COST, self.cost, provider, model)(cost)
+            row.child(_COST, self.cost, provider, model).inc(cost)
 
     def attempt(self, provider: str, error: ProviderError | None) -> None:
         """One upstream attempt ended (``error`` None on success)."""
-        key = (provider, attempt_outcome(error))
-        add = self._attempts.get(key)
-        if add is None:
-            add = self._attempts[key] = self._bind(self._child(self.attempts, *key))
-        add(1)
+        self._child(self.attempts, provider, attempt_outcome(error)).inc()
 
     def circuit(self, provider: str, model: str, is_open: bool) -> None:
         """A circuit breaker changed state (``model`` is empty for a breaker covering the whole provider)."""
@@ -206,43 +201,6 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def _bind(self, child: Any, histogram: bool = False) -> Callable[[float], None]:
-        """The update of one label child (``inc``, or ``observe`` for a histogram) bound to its value
-        objects: prometheus-client's ``inc`` and ``observe`` check on every call what holds for any
-        child the router created (it has its labels, no exemplar), and that was most of the cost of
-        the handful of updates each request makes. Falls back to the public method if this
-        prometheus-client keeps its values differently; a test compares the two scrapes."""
-        if histogram:
-            try:
-                add_sum = child._sum.inc
-                bounds = tuple(child._upper_bounds)
-                buckets = tuple(bucket.inc for bucket in child._buckets)
-            except AttributeError:
-                return child.observe  # type: ignore[no-any-return]
-            if len(bounds) != len(buckets):
-                return child.observe  # type: ignore[no-any-return]
-
-            def observe(amount: float) -> None:
-                add_sum(amount)
-                for index, bound in enumerate(bounds):
-                    if amount <= bound:
-                        buckets[index](1)
-                        break
-
-            return observe
-        add = getattr(getattr(child, "_value", None), "inc", None)
-        if not callable(add):
-            return child.inc  # type: ignore[no-any-return]
-        refuse = child.inc  # raises for a negative amount, as before
-
-        def inc(amount: float) -> None:
-            if amount >= 0:
-                add(amount)
-            else:
-                refuse(amount)
-
-        return inc
-
     def _model(self, model: str) -> str:
         models = self._models
         if model in models:
@@ -257,25 +215,24 @@ _TTFT, _INPUT, _OUTPUT, _COST = range(4)
 
 
 class _Row:
-    """The updates one kind of request (endpoint, provider, model, status) makes, bound once (see
-    :meth:`Metrics._bind`) instead of looked up per request. Children a request may not touch (time
-    to first token, tokens, cost) are created when first used, so a scrape shows the same series."""
+    """The label children one kind of request (endpoint, provider, model, status) updates, looked up
+    once per request instead of once per metric. Children a request may not touch (time to first
+    token, tokens, cost) are created when first used, so a scrape shows the same series as before."""
 
-    __slots__ = ("_lazy", "_metrics", "count", "observe")
+    __slots__ = ("_lazy", "_metrics", "duration", "requests")
 
     def __init__(self, metrics: Metrics, key: tuple[str, str, str, str]) -> None:
         endpoint, provider, model, status = key
         self._metrics = metrics
-        self.count = metrics._bind(metrics._child(metrics.requests, endpoint, provider, model, status))
-        self.observe = metrics._bind(metrics._child(metrics.duration, provider), histogram=True)
-        self._lazy: list[Callable[[float], None] | None] = [None, None, None, None]
+        self.requests = metrics._child(metrics.requests, endpoint, provider, model, status)
+        self.duration = metrics._child(metrics.duration, provider)
+        self._lazy: list[Any] = [None, None, None, None]
 
-    def feed(self, slot: int, metric: Any, *labels: str) -> Callable[[float], None]:
-        """The bound update of ``metric``'s child for ``labels``, kept in ``slot``."""
+    def child(self, slot: int, metric: Any, *labels: str) -> Any:
+        """The child of ``metric`` for ``labels``, kept in ``slot``."""
         found = self._lazy[slot]
         if found is None:
-            metrics = self._metrics
-            found = self._lazy[slot] = metrics._bind(metrics._child(metric, *labels), histogram=slot == _TTFT)
+            found = self._lazy[slot] = self._metrics._child(metric, *labels)
         return found
 
 
