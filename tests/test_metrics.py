@@ -189,3 +189,72 @@ def test_every_declared_metric_is_exported() -> None:
     exported = {family.name for family in metrics.registry.collect()}
     # prometheus-client names counter families without their _total suffix.
     assert exported == {spec.name.removesuffix("_total") for spec in SPECS}
+
+
+def _feed(metrics: Metrics) -> None:
+    """Requests of several kinds (statuses, providers, durations on and between bucket bounds,
+    streams with a time to first token, usage with and without tokens, cost) and attempts of every
+    outcome."""
+    for i, duration_ms in enumerate((1.0, 49.0, 50.0, 50.0001, 700.0, 2500.0, 1e6, 0.0) * 3):
+        entry = {"endpoint": "/v1/chat/completions", "provider": "p" if i % 2 else "q", "sent_model": f"m{i % 3}",
+                 "status": 200 if i % 4 else 502, "duration_ms": duration_ms,
+                 "usage": {"input_tokens": i * 7, "output_tokens": 0 if i == 3 else i + 1},
+                 "cost_usd": 0.001 * i if i != 5 else None}
+        metrics.started()
+        metrics.finished(entry, {"_ttft_s": duration_ms / 3000} if i % 3 == 0 else {})
+    metrics.started()
+    metrics.finished({"endpoint": "/v1/messages", "provider": None, "sent_model": None, "status": 400,
+                      "duration_ms": 0.2, "usage": None, "cost_usd": None}, None)
+    for error in (None, ProviderTimeout("p", "slow"), ProviderError("p", "down", upstream_status=503),
+                  ProviderError("p", "no", upstream_status=404), ProviderError("q", "gone"), None):
+        metrics.attempt("p" if error is None else error.provider, error)
+
+
+def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = metrics.render()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode()) for sample in family.samples
+            if not sample.name.endswith("_created")}
+
+
+def test_updates_added_up_between_scrapes_scrape_as_updates_made_at_once() -> None:
+    """In one process a request's updates wait in plain attributes until a scrape: the scrape shows
+    the same series and counts as prometheus-client's own inc/observe made per request (float
+    totals equal up to rounding), after one scrape and again after more requests."""
+    deferred, direct = Metrics(), Metrics()
+    assert deferred._defer
+    direct._defer = False  # every update at once, through prometheus-client (as --workers does)
+    for _ in range(2):
+        _feed(deferred)
+        _feed(direct)
+        got, want = _samples(deferred), _samples(direct)
+        assert got.keys() == want.keys()
+        assert got == {key: pytest.approx(value, rel=1e-12) for key, value in want.items()}
+    assert any(name.endswith("_bucket") for name, _ in got)
+
+
+def test_any_collection_of_the_registry_sees_pending_updates() -> None:
+    metrics = Metrics()
+    metrics.started()
+    metrics.finished({"endpoint": "/v1/messages", "provider": "p", "sent_model": "m", "status": 200,
+                      "duration_ms": 30.0, "usage": {"input_tokens": 3, "output_tokens": 4}, "cost_usd": 0.5}, None)
+    metrics.attempt("p", None)
+    assert metrics.registry.get_sample_value("llmrouter_requests_total", {
+        "endpoint": "/v1/messages", "provider": "p", "model": "m", "status": "200"}) == 1
+    assert metrics.registry.get_sample_value("llmrouter_request_duration_seconds_bucket",
+                                             {"provider": "p", "le": "0.05"}) == 1
+    assert metrics.registry.get_sample_value("llmrouter_tokens_total",
+                                             {"provider": "p", "model": "m", "direction": "output"}) == 4
+    assert metrics.registry.get_sample_value("llmrouter_upstream_attempts_total",
+                                             {"provider": "p", "outcome": "success"}) == 1
+
+
+def test_a_negative_token_count_is_refused_when_it_arrives() -> None:
+    """As prometheus-client's Counter.inc refuses it: at the request, not at a later scrape."""
+    for defer in (True, False):
+        metrics = Metrics()
+        metrics._defer = defer
+        with pytest.raises(ValueError):
+            metrics.finished({"endpoint": "/v1/messages", "provider": "p", "sent_model": "m", "status": 200,
+                              "duration_ms": 1.0, "usage": {"input_tokens": -5}, "cost_usd": None}, None)
+        metrics.render()  # and the scrape still works

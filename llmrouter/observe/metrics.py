@@ -4,7 +4,8 @@ One :class:`Metrics` per application, on its own :class:`~prometheus_client.Coll
 (never the process-wide default, so two apps in one process never mix their numbers). It is fed
 from the pipeline's completion path (:meth:`Metrics.finished`, called with the ``complete`` entry)
 and from the reliability layer (:meth:`Metrics.attempt`, :meth:`Metrics.circuit`); each feed is a
-handful of counter increments.
+handful of counter increments. In one process those are additions to plain attributes, applied to
+the label children when the registry is collected (see :class:`_Row`).
 
 With ``llmrouter serve --workers N`` the runner points ``PROMETHEUS_MULTIPROC_DIR`` at a
 per-run directory before the workers fork; every worker then writes its values to memory-mapped
@@ -16,6 +17,7 @@ multiprocess mode). Gauges count live workers only (``livesum``/``livemax``): th
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +119,11 @@ class Metrics:
     def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
+        # In one process a request's updates are added up in plain attributes and applied to the
+        # children when the registry is collected (a scrape): registered first, so it runs first.
+        self._defer = not multiprocess_dir
+        if self._defer:
+            self.registry.register(_Flush(self))
         target: CollectorRegistry | None = self.registry
         if multiprocess_dir:
             _use_multiprocess_values()
@@ -140,6 +147,9 @@ class Metrics:
             self.in_flight.set_function(lambda: self._live)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._rows: dict[tuple[str, str, str, str], _Row] = {}
+        if self._defer and not _Pending.usable(Histogram("probe", "", registry=None, buckets=(1.0,))):
+            self._defer = False  # a prometheus-client that keeps its values differently: no deferral
+        self._attempts: dict[tuple[str, str], list[Any]] = {}
         self._models: set[str] = set()
 
     # -- feeds ------------------------------------------------------------------------------------
@@ -161,6 +171,31 @@ class Metrics:
         row = self._rows.get(key)
         if row is None:  # bounded: model labels are capped, the other labels are the router's own
             row = self._rows[key] = _Row(self, key)
+        pending = row.pending
+        if pending is None:
+            self._update(row, entry, state, provider, model)
+            return
+        pending.requests += 1
+        pending.seconds.add(entry["duration_ms"] / 1000)
+        if state is not None:
+            ttft = state.get(TTFT_STATE)
+            if ttft is not None:
+                row.lazy_histogram(_TTFT, self.ttft, provider).add(ttft)
+        usage = entry.get("usage")
+        if usage:
+            tokens = usage.get("input_tokens")
+            if tokens:
+                row.lazy_total(_INPUT, self.tokens, provider, model, "input").add(tokens)
+            tokens = usage.get("output_tokens")
+            if tokens:
+                row.lazy_total(_OUTPUT, self.tokens, provider, model, "output").add(tokens)
+        cost = entry.get("cost_usd")
+        if cost:
+            row.lazy_total(_COST, self.cost, provider, model).add(cost)
+
+    def _update(self, row: _Row, entry: Mapping[str, Any], state: Mapping[str, Any] | None, provider: str,
+                model: str) -> None:
+        """One request's updates made at once, through prometheus-client (``--workers`` mode)."""
         row.requests.inc()
         row.duration.observe(entry["duration_ms"] / 1000)
         if state is not None:
@@ -179,7 +214,22 @@ class Metrics:
 
     def attempt(self, provider: str, error: ProviderError | None) -> None:
         """One upstream attempt ended (``error`` None on success)."""
-        self._child(self.attempts, provider, attempt_outcome(error)).inc()
+        if not self._defer:
+            self._child(self.attempts, provider, attempt_outcome(error)).inc()
+            return
+        key = (provider, attempt_outcome(error))
+        total = self._attempts.get(key)
+        if total is None:
+            total = self._attempts[key] = _Total(self._child(self.attempts, *key))
+        total.add(1)
+
+    def flush(self) -> None:
+        """Apply what requests added since the last flush to the label children (done by every
+        collection of :attr:`registry`, so a scrape sees every request that ended before it)."""
+        for row in self._rows.values():
+            row.flush()
+        for total in self._attempts.values():
+            total.flush()
 
     def circuit(self, provider: str, model: str, is_open: bool) -> None:
         """A circuit breaker changed state (``model`` is empty for a breaker covering the whole provider)."""
@@ -217,9 +267,15 @@ _TTFT, _INPUT, _OUTPUT, _COST = range(4)
 class _Row:
     """The label children one kind of request (endpoint, provider, model, status) updates, looked up
     once per request instead of once per metric. Children a request may not touch (time to first
-    token, tokens, cost) are created when first used, so a scrape shows the same series as before."""
+    token, tokens, cost) are created when first used, so a scrape shows the same series as before.
 
-    __slots__ = ("_lazy", "_metrics", "duration", "requests")
+    In one process (:attr:`pending` set) a request's updates are additions to plain attributes,
+    applied to the children at the next collection: prometheus-client's ``inc`` and ``observe``
+    take a lock and check their arguments on every call, which was most of what metrics cost a
+    request. Counts are exact either way; a float total (seconds, cost) is added up in batches
+    between scrapes, so its last digits may differ from a one-by-one sum."""
+
+    __slots__ = ("_lazy", "_metrics", "duration", "pending", "requests")
 
     def __init__(self, metrics: Metrics, key: tuple[str, str, str, str]) -> None:
         endpoint, provider, model, status = key
@@ -227,6 +283,7 @@ class _Row:
         self.requests = metrics._child(metrics.requests, endpoint, provider, model, status)
         self.duration = metrics._child(metrics.duration, provider)
         self._lazy: list[Any] = [None, None, None, None]
+        self.pending = _Pending(self.requests, self.duration) if metrics._defer else None
 
     def child(self, slot: int, metric: Any, *labels: str) -> Any:
         """The child of ``metric`` for ``labels``, kept in ``slot``."""
@@ -234,6 +291,127 @@ class _Row:
         if found is None:
             found = self._lazy[slot] = self._metrics._child(metric, *labels)
         return found
+
+    def lazy_total(self, slot: int, metric: Any, *labels: str) -> _Total:
+        """The pending total of a counter child (created when first used), kept in ``slot``."""
+        found = self._lazy[slot]
+        if found is None:
+            found = self._lazy[slot] = _Total(self._metrics._child(metric, *labels))
+        return found  # type: ignore[no-any-return]
+
+    def lazy_histogram(self, slot: int, metric: Any, *labels: str) -> _Observations:
+        """The pending observations of a histogram child (created when first used), kept in ``slot``."""
+        found = self._lazy[slot]
+        if found is None:
+            found = self._lazy[slot] = _Observations(self._metrics._child(metric, *labels))
+        return found  # type: ignore[no-any-return]
+
+    def flush(self) -> None:
+        """Apply the pending updates (one process only)."""
+        if self.pending is not None:
+            self.pending.flush()
+            for found in self._lazy:
+                if found is not None:
+                    found.flush()
+
+
+class _Total:
+    """Increments of one counter child, added up until :meth:`flush`."""
+
+    __slots__ = ("_child", "total")
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+        self.total: float = 0
+
+    def add(self, amount: float) -> None:
+        """Count ``amount``; a negative one is refused at once, as ``Counter.inc`` refuses it."""
+        if amount < 0:
+            self._child.inc(amount)
+        self.total += amount
+
+    def flush(self) -> None:
+        """Apply the total to the child."""
+        if self.total:
+            total, self.total = self.total, 0
+            self._child.inc(total)
+
+
+class _Observations:
+    """Observations of one histogram child: their sum and how many fell in each bucket."""
+
+    __slots__ = ("_add_sum", "_bounds", "_buckets", "counts", "sum")
+
+    def __init__(self, child: Any) -> None:
+        self._add_sum = child._sum.inc
+        self._bounds = tuple(child._upper_bounds)
+        self._buckets = tuple(bucket.inc for bucket in child._buckets)
+        self.sum = 0.0
+        self.counts = [0] * len(self._bounds)
+
+    def add(self, amount: float) -> None:
+        """Observe ``amount``: in the first bucket whose upper bound is at least ``amount``."""
+        self.sum += amount
+        if amount <= self._bounds[-1]:  # (a NaN falls in no bucket, as in Histogram.observe)
+            self.counts[bisect_left(self._bounds, amount)] += 1
+
+    def flush(self) -> None:
+        """Apply the sum and the bucket counts to the child."""
+        counts = self.counts
+        if not any(counts) and not self.sum:
+            return
+        total, self.sum = self.sum, 0.0
+        self._add_sum(total)
+        for index, count in enumerate(counts):
+            if count:
+                self._buckets[index](count)
+                counts[index] = 0
+
+
+class _Pending:
+    """What one :class:`_Row` added since the last flush: requests and their durations."""
+
+    __slots__ = ("_requests", "requests", "seconds")
+
+    def __init__(self, requests: Any, duration: Any) -> None:
+        self._requests = requests
+        self.requests = 0
+        self.seconds = _Observations(duration)
+
+    @staticmethod
+    def usable(histogram_child: Any) -> bool:
+        """Whether this prometheus-client keeps a histogram child's values where
+        :class:`_Observations` adds to them (the value objects behind ``observe``)."""
+        try:
+            values = (histogram_child._sum, *histogram_child._buckets)
+            return len(histogram_child._buckets) == len(histogram_child._upper_bounds) and \
+                all(callable(getattr(value, "inc", None)) for value in values)
+        except (AttributeError, TypeError):
+            return False
+
+    def flush(self) -> None:
+        """Apply the pending request count and durations."""
+        if self.requests:
+            count, self.requests = self.requests, 0
+            self._requests.inc(count)
+        self.seconds.flush()
+
+
+class _Flush:
+    """A collector that yields nothing: registered first, it makes every collection of the
+    registry apply the pending updates before the metrics are read."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Any]:
+        """No metrics of its own."""
+        return []
+
+    def collect(self) -> list[Any]:
+        """Flush, and yield nothing."""
+        self._metrics.flush()
+        return []
 
 
 def multiprocess_dir() -> str | None:
