@@ -171,12 +171,7 @@ class Metrics:
         row = self._rows.get(key)
         if row is None:  # bounded: model labels are capped, the other labels are the router's own
             row = self._rows[key] = _Row(self, key)
-        pending = row.pending
-        if pending is None:
-            self._update(row, entry, state, provider, model)
-            return
-        pending.requests += 1
-        pending.seconds.add(entry["duration_ms"] / 1000)
+        row.pending.add(entry["duration_ms"] / 1000)
         if state is not None:
             ttft = state.get(TTFT_STATE)
             if ttft is not None:
@@ -193,34 +188,12 @@ class Metrics:
         if cost:
             row.lazy_total(_COST, self.cost, provider, model).add(cost)
 
-    def _update(self, row: _Row, entry: Mapping[str, Any], state: Mapping[str, Any] | None, provider: str,
-                model: str) -> None:
-        """One request's updates made at once, through prometheus-client (``--workers`` mode)."""
-        row.requests.inc()
-        row.duration.observe(entry["duration_ms"] / 1000)
-        if state is not None:
-            ttft = state.get(TTFT_STATE)
-            if ttft is not None:
-                row.child(_TTFT, self.ttft, provider).observe(ttft)
-        usage = entry.get("usage")
-        if usage:
-            if usage.get("input_tokens"):
-                row.child(_INPUT, self.tokens, provider, model, "input").inc(usage["input_tokens"])
-            if usage.get("output_tokens"):
-                row.child(_OUTPUT, self.tokens, provider, model, "output").inc(usage["output_tokens"])
-        cost = entry.get("cost_usd")
-        if cost:
-            row.child(_COST, self.cost, provider, model).inc(cost)
-
     def attempt(self, provider: str, error: ProviderError | None) -> None:
         """One upstream attempt ended (``error`` None on success)."""
-        if not self._defer:
-            self._child(self.attempts, provider, attempt_outcome(error)).inc()
-            return
         key = (provider, attempt_outcome(error))
         total = self._attempts.get(key)
         if total is None:
-            total = self._attempts[key] = _Total(self._child(self.attempts, *key))
+            total = self._attempts[key] = _Total(self._child(self.attempts, *key), now=not self._defer)
         total.add(1)
 
     def flush(self) -> None:
@@ -269,11 +242,12 @@ class _Row:
     once per request instead of once per metric. Children a request may not touch (time to first
     token, tokens, cost) are created when first used, so a scrape shows the same series as before.
 
-    In one process (:attr:`pending` set) a request's updates are additions to plain attributes,
+    In one process a request's updates are additions to plain attributes,
     applied to the children at the next collection: prometheus-client's ``inc`` and ``observe``
     take a lock and check their arguments on every call, which was most of what metrics cost a
     request. Counts are exact either way; a float total (seconds, cost) is added up in batches
-    between scrapes, so its last digits may differ from a one-by-one sum."""
+    between scrapes, so its last digits may differ from a one-by-one sum. In ``--workers`` mode the
+    same calls go straight to prometheus-client (:class:`_Now`, :class:`_Total` with ``now``)."""
 
     __slots__ = ("_lazy", "_metrics", "duration", "pending", "requests")
 
@@ -283,51 +257,46 @@ class _Row:
         self.requests = metrics._child(metrics.requests, endpoint, provider, model, status)
         self.duration = metrics._child(metrics.duration, provider)
         self._lazy: list[Any] = [None, None, None, None]
-        self.pending = _Pending(self.requests, self.duration) if metrics._defer else None
-
-    def child(self, slot: int, metric: Any, *labels: str) -> Any:
-        """The child of ``metric`` for ``labels``, kept in ``slot``."""
-        found = self._lazy[slot]
-        if found is None:
-            found = self._lazy[slot] = self._metrics._child(metric, *labels)
-        return found
+        self.pending = _Pending(self.requests, self.duration) if metrics._defer else _Now(self.requests, self.duration)
 
     def lazy_total(self, slot: int, metric: Any, *labels: str) -> _Total:
         """The pending total of a counter child (created when first used), kept in ``slot``."""
         found = self._lazy[slot]
         if found is None:
-            found = self._lazy[slot] = _Total(self._metrics._child(metric, *labels))
+            found = self._lazy[slot] = _Total(self._metrics._child(metric, *labels), now=not self._metrics._defer)
         return found  # type: ignore[no-any-return]
 
-    def lazy_histogram(self, slot: int, metric: Any, *labels: str) -> _Observations:
+    def lazy_histogram(self, slot: int, metric: Any, *labels: str) -> _Observations | _Now:
         """The pending observations of a histogram child (created when first used), kept in ``slot``."""
         found = self._lazy[slot]
         if found is None:
-            found = self._lazy[slot] = _Observations(self._metrics._child(metric, *labels))
+            child = self._metrics._child(metric, *labels)
+            found = self._lazy[slot] = _Observations(child) if self._metrics._defer else _Now(None, child)
         return found  # type: ignore[no-any-return]
 
     def flush(self) -> None:
         """Apply the pending updates (one process only)."""
-        if self.pending is not None:
-            self.pending.flush()
-            for found in self._lazy:
-                if found is not None:
-                    found.flush()
+        self.pending.flush()
+        for found in self._lazy:
+            if found is not None:
+                found.flush()
 
 
 class _Total:
-    """Increments of one counter child, added up until :meth:`flush`."""
+    """Increments of one counter child, added up until :meth:`flush` (or, ``now``, applied at once)."""
 
-    __slots__ = ("_child", "total")
+    __slots__ = ("_child", "_now", "total")
 
-    def __init__(self, child: Any) -> None:
+    def __init__(self, child: Any, *, now: bool = False) -> None:
         self._child = child
+        self._now = now
         self.total: float = 0
 
     def add(self, amount: float) -> None:
         """Count ``amount``; a negative one is refused at once, as ``Counter.inc`` refuses it."""
-        if amount < 0:
+        if self._now or amount < 0:
             self._child.inc(amount)
+            return
         self.total += amount
 
     def flush(self) -> None:
@@ -389,12 +358,37 @@ class _Pending:
         except (AttributeError, TypeError):
             return False
 
+    def add(self, seconds: float) -> None:
+        """One request that took ``seconds``."""
+        self.requests += 1
+        self.seconds.add(seconds)
+
     def flush(self) -> None:
         """Apply the pending request count and durations."""
         if self.requests:
             count, self.requests = self.requests, 0
             self._requests.inc(count)
         self.seconds.flush()
+
+
+class _Now:
+    """What :class:`_Pending` (with a request counter) or :class:`_Observations` (without) hold until
+    a flush, applied at once instead: ``--workers`` mode, where another worker may serve the scrape."""
+
+    __slots__ = ("_count", "_observe")
+
+    def __init__(self, counter: Any | None, histogram: Any) -> None:
+        self._count = counter.inc if counter is not None else None
+        self._observe = histogram.observe
+
+    def add(self, amount: float) -> None:
+        """Count a request (with a counter) and observe ``amount``."""
+        if self._count is not None:
+            self._count()
+        self._observe(amount)
+
+    def flush(self) -> None:
+        """Nothing is held."""
 
 
 class _Flush:
