@@ -8,13 +8,28 @@ import orjson
 
 
 def dumps(value: Any) -> bytes:
-    """Serialise ``value`` to compact UTF-8 JSON bytes (non-str dict keys allowed)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    """Serialise ``value`` to compact UTF-8 JSON bytes (non-str dict keys allowed).
+
+    Tried first without orjson's non-str-key option, which makes every dict cost more (~0.7 against
+    ~0.4 µs for an event): values with only string keys, nearly all, give the same bytes either way;
+    the rare other one is refused with a ``TypeError`` and encoded again with the option."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def dumps_str(value: Any) -> str:
-    """Serialise ``value`` to a compact JSON string."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    """Serialise ``value`` to a compact JSON string (as :func:`dumps`)."""
+    return dumps(value).decode()
+
+
+def one_line(data: bytes) -> bytes:
+    """Serialised JSON ``data`` on one line: a line break in valid JSON is whitespace between tokens
+    (inside strings it is escaped), so a space in its place keeps the value."""
+    if b"\n" in data or b"\r" in data:
+        return data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return data
 
 
 def loads(data: bytes | str) -> Any:

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 import zstandard
 
-from llmrouter.jsonutil import loads
+from llmrouter.jsonutil import loads, one_line
 from llmrouter.observe.logfiles import MAX_WINDOW_LOG, prune, read_log, segment_name
 from llmrouter.observe.logscan import (
     REDACTED,
@@ -102,17 +102,9 @@ def redact_keys(value: Any) -> Any:
     return value
 
 
-def _one_line(data: bytes) -> bytes:
-    # A line break in valid JSON is whitespace between tokens (inside strings it is escaped):
-    # a space keeps the value and keeps it on one line.
-    if b"\n" in data or b"\r" in data:
-        return data.replace(b"\r", b" ").replace(b"\n", b" ")
-    return data
-
-
 def _fragment(value: Any) -> Any:
     if isinstance(value, RawJSON | bytes | bytearray | memoryview):
-        return orjson.Fragment(_one_line(value.raw if isinstance(value, RawJSON) else bytes(value)))
+        return orjson.Fragment(one_line(value.raw if isinstance(value, RawJSON) else bytes(value)))
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
@@ -269,7 +261,7 @@ class RequestLog:
                 return [self._redacted(entry)]
             pieces = [around[0]]
             for value, after in zip(raws, around[1:], strict=True):
-                pieces += (_one_line(value.raw), after)
+                pieces += (one_line(value.raw), after)
             return [self._scrub(b"".join(pieces))]
         pieces = [self._scrub(around[0])]
         for value, after in zip(raws, around[1:], strict=True):
@@ -277,7 +269,7 @@ class RequestLog:
             if verdict.key:
                 return [self._redacted(entry)]
             raw = self._scrub(value.raw) if verdict.secret else value.raw
-            pieces += (_one_line(raw) if verdict.breaks else raw, self._scrub(after))
+            pieces += (one_line(raw) if verdict.breaks else raw, self._scrub(after))
         if self._secrets and self._secret_at_seams(pieces):
             return [self._scrub(b"".join(pieces))]
         return pieces

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from llmrouter.jsonutil import dumps
+from llmrouter.jsonutil import dumps, one_line
 from llmrouter.observe.events import JSONBytes, ParsedJSON, Subscription, SubscriptionClosed
 from llmrouter.web.request_preview import Preview, preview, request_json
 
@@ -83,37 +83,24 @@ def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None)
         fields: dict[str, Any] = {"request": orjson.Fragment(cut.request)}
         if cut.omitted is not None:
             fields["request_omitted"] = cut.omitted
-        frame = b"".join((head, _json({**event, **fields}), b"\n\n"))
+        frame = b"".join((head, dumps({**event, **fields}), b"\n\n"))
     elif raw is not None and len(raw) <= _COPY_ONCE:
-        if b"\n" in raw or b"\r" in raw:
-            raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
-        frame = b"".join((head, _json({**event, "request": orjson.Fragment(raw)}), b"\n\n"))
+        frame = b"".join((head, dumps({**event, "request": orjson.Fragment(one_line(raw))}), b"\n\n"))
     elif raw is not None:
         # Big: the bytes are copied once, into the frame, not into orjson's output and then again.
-        before, after = _json({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
+        before, after = dumps({**event, "request": orjson.Fragment(_HOLE)}).split(_HOLE)
         frame = b"".join((head, before, raw, after, b"\n\n"))
         # Looked for in the copy, which is in the cache now, rather than in the client's bytes.
         start = len(head) + len(before)
         if frame.find(b"\n", start, start + len(raw)) >= 0 or frame.find(b"\r", start, start + len(raw)) >= 0:
-            raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
-            frame = b"".join((head, before, raw, after, b"\n\n"))
+            frame = b"".join((head, before, one_line(raw), after, b"\n\n"))
     else:
-        frame = b"".join((head, _json(event), b"\n\n"))
+        frame = b"".join((head, dumps(event), b"\n\n"))
     if uses > 1:
         _FRAMES[key] = [event, frame, uses - 1]
         if len(_FRAMES) > _MAX_FRAMES:
             del _FRAMES[next(iter(_FRAMES))]
     return frame
-
-
-def _json(value: Any) -> bytes:
-    """``value`` as JSON, as :func:`~llmrouter.jsonutil.dumps` writes it. Events have only string
-    keys, which orjson serialises faster without the non-string-key option: that one is for the
-    rare event that needs it."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return dumps(value)
 
 
 def _preview(request: Any, limit: int) -> Preview:
