@@ -121,7 +121,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         # In one process a request's updates are added up in plain attributes and applied to the
         # children when the registry is collected (a scrape): registered first, so it runs first.
-        self._defer = not multiprocess_dir
+        # Not with a prometheus-client that keeps its values where _Observations cannot add to them.
+        self._defer = not multiprocess_dir and _Pending.usable(Histogram("probe", "", registry=None, buckets=(1.0,)))
         if self._defer:
             self.registry.register(_Flush(self))
         target: CollectorRegistry | None = self.registry
@@ -147,9 +148,7 @@ class Metrics:
             self.in_flight.set_function(lambda: self._live)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._rows: dict[tuple[str, str, str, str], _Row] = {}
-        if self._defer and not _Pending.usable(Histogram("probe", "", registry=None, buckets=(1.0,))):
-            self._defer = False  # a prometheus-client that keeps its values differently: no deferral
-        self._attempts: dict[tuple[str, str], list[Any]] = {}
+        self._attempts: dict[tuple[str, str], _Total] = {}
         self._models: set[str] = set()
 
     # -- feeds ------------------------------------------------------------------------------------
@@ -249,15 +248,15 @@ class _Row:
     between scrapes, so its last digits may differ from a one-by-one sum. In ``--workers`` mode the
     same calls go straight to prometheus-client (:class:`_Now`, :class:`_Total` with ``now``)."""
 
-    __slots__ = ("_lazy", "_metrics", "duration", "pending", "requests")
+    __slots__ = ("_lazy", "_metrics", "pending")
 
     def __init__(self, metrics: Metrics, key: tuple[str, str, str, str]) -> None:
         endpoint, provider, model, status = key
         self._metrics = metrics
-        self.requests = metrics._child(metrics.requests, endpoint, provider, model, status)
-        self.duration = metrics._child(metrics.duration, provider)
+        requests = metrics._child(metrics.requests, endpoint, provider, model, status)
+        duration = metrics._child(metrics.duration, provider)
         self._lazy: list[Any] = [None, None, None, None]
-        self.pending = _Pending(self.requests, self.duration) if metrics._defer else _Now(self.requests, self.duration)
+        self.pending = _Pending(requests, duration) if metrics._defer else _Now(requests, duration)
 
     def lazy_total(self, slot: int, metric: Any, *labels: str) -> _Total:
         """The pending total of a counter child (created when first used), kept in ``slot``."""
