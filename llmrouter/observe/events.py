@@ -270,14 +270,14 @@ class EventBus:
         """Start a subscription with a queue of ``maxsize`` events."""
         subscription = Subscription(self, maxsize)
         self._subscribers.append(subscription)
-        self._listening.clear()
+        self.subscribers_changed()
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Remove a subscription (idempotent)."""
         if subscription in self._subscribers:
             self._subscribers.remove(subscription)
-            self._listening.clear()
+            self.subscribers_changed()
 
     def recent(self, limit: int) -> list[Event]:
         """Up to ``limit`` of the latest ``complete`` events, oldest first."""
