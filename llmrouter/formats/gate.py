@@ -242,11 +242,8 @@ class _RedactedThinking(_Strict, tag_field="type", tag="redacted_thinking"):
 _Blocks = Annotated[list[_Text | _ToolUse | _ToolResult | _Thinking | _RedactedThinking], Meta(min_length=1)]
 
 
-class _AnthropicUser(_Strict, tag_field="role", tag="user"):
-    content: str | _Blocks
-
-
-class _AnthropicAssistant(_Strict, tag_field="role", tag="assistant"):
+class _AnthropicMessage(_Strict):
+    role: Literal["user", "assistant"]
     content: str | _Blocks
 
 
@@ -258,7 +255,7 @@ class _AnthropicToolSpec(_Strict):
 
 
 class _AnthropicMessages(Struct, gc=False):
-    messages: Annotated[list[_AnthropicUser | _AnthropicAssistant], Meta(min_length=1)]
+    messages: Annotated[list[_AnthropicMessage], Meta(min_length=1)]
 
 
 class _AnthropicTools(Struct, gc=False):
