@@ -15,6 +15,7 @@ batch: what was written before is read, the unfinished tail is dropped.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -28,6 +29,7 @@ import zstandard
 
 from llmrouter.jsonutil import loads
 from llmrouter.models import ChatRequest
+from llmrouter.observe.logdelta import Expander
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 LINES_SUFFIX = ".jsonl"
@@ -35,6 +37,8 @@ ZSTD_SUFFIX = ".zst"
 # The largest window a reader accepts: zstd's own default limit, so the zstd CLI reads every segment.
 MAX_WINDOW_LOG = 27
 _READ_CHUNK = 1 << 20
+log = logging.getLogger("llmrouter.observe.logfiles")
+_UNRESOLVED = "a delta line naming an earlier line the segment does not hold (skipped)"
 _SEGMENT_RE = re.compile(r"-(\d{8}T\d{6}\.\d{6}Z)-(\d+)\.jsonl(\.zst)?$")
 
 
@@ -196,6 +200,7 @@ def read_lines(path: str | Path, problems: list[str] | None = None) -> Iterator[
     for file in log_files(path):
         number = 0
         rest = b""
+        expander = Expander()
         try:
             for chunk in _chunks(file, problems):
                 lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
@@ -203,7 +208,11 @@ def read_lines(path: str | Path, problems: list[str] | None = None) -> Iterator[
                 for line in lines:
                     number += 1
                     if line.strip():
-                        yield file, number, line
+                        decoded = expander.expand(line)
+                        if decoded is not None:
+                            yield file, number, decoded
+                        elif problems is not None:
+                            problems.append(f"{file.name} line {number}: {_UNRESOLVED}")
         except FileNotFoundError:  # pruned between listing and reading
             continue
         if rest.strip() and problems is not None:
@@ -267,6 +276,7 @@ class _Tail:
         self.sniffed = False
         self.rest = b""
         self.done = False
+        self.expander = Expander()
 
     def poll(self) -> list[bytes]:
         data = self.file.read()
@@ -287,7 +297,15 @@ class _Tail:
             data = decoded
         lines = (self.rest + data).split(b"\n")
         self.rest = lines.pop()
-        return [line for line in lines if line.strip()]
+        decoded = []
+        for line in lines:
+            if line.strip():
+                full = self.expander.expand(line)
+                if full is None:
+                    log.warning("%s: a line skipped: %s", self.path.name, _UNRESOLVED)
+                else:
+                    decoded.append(full)
+        return decoded
 
     def close(self) -> None:
         self.file.close()

@@ -162,6 +162,12 @@ class Verdict(NamedTuple):
     """A known secret value."""
     breaks: bool
     """A line break (whitespace between JSON tokens)."""
+    ref: bytes | None = None
+    """The remembered clean body it was checked against, if any..."""
+    prefix: int = 0
+    """... the bytes they begin with in common..."""
+    suffix: int = 0
+    """... and end with (not overlapping the prefix in either)."""
 
 
 class BodyScanner:
@@ -199,7 +205,7 @@ class BodyScanner:
                 breaks = self._breaks[id(ref)] or b"\n" in region or b"\r" in region
             if not has_key and not has_secret:
                 self._remember(raw, ref, n - prefix - suffix, breaks)
-            return Verdict(has_key, has_secret, breaks)
+            return Verdict(has_key, has_secret, breaks, ref, prefix, suffix)
 
     def _reference(self, raw: bytes) -> tuple[bytes | None, int, int]:
         """The remembered body sharing the most with ``raw``, and the shared prefix and suffix."""

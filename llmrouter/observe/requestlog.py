@@ -30,17 +30,19 @@ import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import zstandard
 
 from llmrouter.jsonutil import loads, one_line
+from llmrouter.observe.logdelta import MARKER, DeltaIndex, delta_line
 from llmrouter.observe.logfiles import MAX_WINDOW_LOG, prune, read_log, segment_name
 from llmrouter.observe.logscan import (
     REDACTED,
     SECRET_KEYS,
     BodyScanner,
+    Verdict,
     has_secret_key,
     line_may_hold_secret_key,
 )
@@ -110,6 +112,14 @@ def _fragment(value: Any) -> Any:
 
 def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_fragment, option=orjson.OPT_NON_STR_KEYS)
+
+
+class _Line(NamedTuple):
+    """A line to write as ``pieces`` (newline excluded); when it is ``head``, one client body as the
+    client sent it and ``tail``, the scanner's ``verdict`` on that body (for a delta line)."""
+
+    pieces: list[bytes]
+    verdict: Verdict | None = None
 
 
 def window_log(window_mb: float) -> int:
@@ -187,6 +197,8 @@ class RequestLog:
         self._secrets = sorted({s.encode() for s in secrets if s and _SAFE_SECRET_RE.fullmatch(s)},
                                key=len, reverse=True)
         self._scanner = BodyScanner(self._secrets)
+        self._delta = DeltaIndex()
+        self._delta_for: _Segment | None = None  # the segment the index's lines are in (None: the next)
         self._segment: _Segment | None = None
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -234,11 +246,14 @@ class RequestLog:
         written verbatim (no parse and re-serialise), e.g. a request body kept as the client sent it,
         except that line breaks (whitespace between JSON tokens) become spaces.
         """
-        return b"".join(self._encode(entry)) + b"\n"
+        return b"".join(self._encode(entry).pieces) + b"\n"
 
-    def _encode(self, entry: dict[str, Any]) -> list[bytes]:
+    def _encode(self, entry: dict[str, Any]) -> _Line:
         """The line of ``entry`` as pieces to write one after the other (the bytes of its
-        :class:`RawJSON` values are pieces of their own, never copied)."""
+        :class:`RawJSON` values are pieces of their own, never copied).
+
+        :raises ValueError: for an entry whose first key is ``"$delta"`` (reserved for delta lines).
+        """
         raws: list[RawJSON] = []
 
         def hole(value: Any) -> Any:
@@ -248,31 +263,57 @@ class RequestLog:
             return _fragment(value)
 
         rest = orjson.dumps(entry, default=hole, option=orjson.OPT_NON_STR_KEYS)
+        if rest.startswith(MARKER):
+            raise ValueError('"$delta" is reserved for delta lines')
         if line_may_hold_secret_key(rest):
-            return [self._redacted(entry)]
+            return _Line([self._redacted(entry)])
         if not raws:
-            return [self._scrub(rest)]
+            return _Line([self._scrub(rest)])
         around = rest.split(_HOLE)
         if len(around) != len(raws) + 1:  # a bytes value held a NUL: not JSON, but keep the line whole
-            return [self._scrub(_dumps(entry))]
+            return _Line([self._scrub(_dumps(entry))])
         if sum(len(value.raw) for value in raws) < SMALL_BODY:
             # A chat-sized body: checking it whole costs less than the scanner's bookkeeping.
             if any(has_secret_key(value.parsed) for value in raws):
-                return [self._redacted(entry)]
+                return _Line([self._redacted(entry)])
             pieces = [around[0]]
             for value, after in zip(raws, around[1:], strict=True):
                 pieces += (one_line(value.raw), after)
-            return [self._scrub(b"".join(pieces))]
+            return _Line([self._scrub(b"".join(pieces))])
         pieces = [self._scrub(around[0])]
+        verdict = None
         for value, after in zip(raws, around[1:], strict=True):
             verdict = self._scanner.check(value.raw, value.parsed)
             if verdict.key:
-                return [self._redacted(entry)]
+                return _Line([self._redacted(entry)])
             raw = self._scrub(value.raw) if verdict.secret else value.raw
             pieces += (one_line(raw) if verdict.breaks else raw, self._scrub(after))
         if self._secrets and self._secret_at_seams(pieces):
-            return [self._scrub(b"".join(pieces))]
-        return pieces
+            return _Line([self._scrub(b"".join(pieces))])
+        if len(raws) != 1 or verdict is None or verdict.secret or verdict.breaks:
+            return _Line(pieces)
+        return _Line(pieces, verdict)  # [head, the body as sent, tail]
+
+    def _compact(self, line: _Line) -> list[bytes]:
+        """What to write for ``line``: its pieces, or one delta line (see
+        :mod:`llmrouter.observe.logdelta`) when its body repeats a body a few lines back."""
+        pieces, verdict = line
+        if not self.compress:
+            return pieces
+        length = sum(len(piece) for piece in pieces)
+        if verdict is None:
+            self._delta.add_line(length)
+            return pieces
+        head, body, tail = pieces
+        ref = verdict.ref
+        place = self._delta.find(ref) if ref is not None else None
+        out = pieces
+        if ref is not None and place is not None and (verdict.prefix + verdict.suffix) * 2 >= len(body):
+            delta = delta_line(head, body, tail, *place, len(ref), verdict.prefix, verdict.suffix)
+            if delta is not None:
+                out = [self._scrub(delta)]
+        self._delta.add_line(length, body, len(head))
+        return out
 
     def _redacted(self, entry: dict[str, Any]) -> bytes:
         return self._scrub(_dumps(redact_keys(entry)))
@@ -308,8 +349,11 @@ class RequestLog:
             pieces: list[bytes] = []  # lines in pieces and their line breaks, never joined before compressing
             size = count = 0
             for entry in entries:
+                if self._segment is not self._delta_for:  # the line goes to a new segment
+                    self._delta.reset()
+                    self._delta_for = self._segment
                 try:
-                    line = self._encode(entry)
+                    line = self._compact(self._encode(entry))
                 except (TypeError, ValueError) as exc:
                     log.error("request log entry %s not serialisable: %s", entry.get("id"), exc)
                     continue
@@ -333,6 +377,7 @@ class RequestLog:
             segment = self._segment or self._start()
         except Exception as exc:  # noqa: BLE001 (the writer thread must survive anything)
             log.error("cannot open a request log segment for %s: %s", self.path, exc)
+            self._delta.reset()  # the lines it knows of were never written
             return
         try:
             segment.append(pieces)
@@ -359,6 +404,8 @@ class RequestLog:
         else:
             raise FileExistsError(f"no free segment name next to {self.path}")
         self.segments_started += 1
+        if self._delta_for is None:  # the lines indexed since the last segment ended go here
+            self._delta_for = self._segment
         self._prune()
         return self._segment
 
