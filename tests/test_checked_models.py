@@ -22,6 +22,7 @@ from llmrouter.formats.checked import (
     checked_message,
     checked_request,
     checked_response,
+    checked_text,
     checked_usage,
 )
 from llmrouter.formats.openai import OpenAIFormat
@@ -75,6 +76,7 @@ VALIDATING = {
     "checked_response": lambda id, model, content, stop_reason, usage, stop_sequence=_UNSET, extra=_UNSET: ChatResponse(
         **_given(id=id, model=model, content=content, stop_reason=stop_reason, usage=usage,
                  stop_sequence=stop_sequence, extra=extra)),
+    "checked_text": lambda text, extra=_UNSET: TextPart(**_given(text=text, extra=extra)),
     "checked_usage": lambda i, o, r=_UNSET, c=_UNSET: Usage(
         **_given(input_tokens=i, output_tokens=o, cache_read_input_tokens=r, cache_creation_input_tokens=c)),
 }
@@ -136,6 +138,10 @@ def test_the_keywords_given_are_the_fields_set() -> None:
     assert_same(full, Usage(input_tokens=1, output_tokens=2, cache_read_input_tokens=None,
                             cache_creation_input_tokens=7))
     part = TextPart(text="x")
+    assert_same(checked_text("x"), part)
+    assert_same(checked_text("x", {"cache_control": {"type": "ephemeral"}}),
+                TextPart(text="x", extra={"cache_control": {"type": "ephemeral"}}))
+    assert checked_text("x").extra is not checked_text("x").extra  # fresh defaults
     assert_same(checked_response("i", "m", [part], "end_turn", usage),
                 ChatResponse(id="i", model="m", content=[part], stop_reason="end_turn", usage=usage))
     assert_same(checked_response("i", "m", [part], None, usage, stop_sequence=None, extra={"k": 1}),
@@ -163,10 +169,34 @@ EXTRA_OPENAI = [
     {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "t"},
                                                             {"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
                                  "custom": 1}]},
+    {"model": "m", "messages": [{"role": "developer", "content": [{"type": "text", "text": "d", "cache": 1}]},
+                                {"role": "user", "content": "u"},
+                                {"role": "assistant", "content": [{"type": "text", "text": "a"}], "reasoning_content": "r",
+                                 "tool_calls": [{"id": "c1", "type": "function",
+                                                 "function": {"name": "f", "arguments": "{}"}}]},
+                                {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+                                {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "ok2"}]},
+                                {"role": "system", "content": "late", "name": "s"}],
+     "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, "x": 1}}],
+     "tool_choice": {"type": "function", "function": {"name": "f"}}, "parallel_tool_calls": False,
+     "max_tokens": 7, "stop": "END", "stream_options": {"include_usage": True},
+     "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+     "plugins": [{"id": "p", "k": [1]}], "metadata": {}, "n": 1, "top_p": 0.5},
+    {"model": "m", "messages": [{"role": "user", "content": "u"}], "tools": [],
+     "response_format": {"type": "text"}, "parallel_tool_calls": True, "tool_choice": "none"},
+    {"model": "m", "messages": [{"role": "user", "content": "u"}], "parallel_tool_calls": True, "tool_choice": "auto",
+     "stop": ["a", "b"], "max_completion_tokens": 9, "max_tokens": 3, "temperature": None},
 ]
 EXTRA_ANTHROPIC = [
     {"model": "c", "max_tokens": 3, "temperature": 1, "top_p": 1, "system": [{"type": "text", "text": "s"}],
      "messages": [{"role": "user", "content": "u", "custom": True}, {"role": "assistant", "content": "a"}]},
+    {"model": "c", "max_tokens": 3, "system": "s", "messages": [{"role": "user", "content": [{"type": "text", "text": "t",
+                                                                                          "cache_control": {}}]}],
+     "tools": [], "tool_choice": {"type": "any"}, "stop_sequences": ["x"], "stream": False, "metadata": {"user_id": "u"},
+     "thinking": {"type": "enabled", "budget_tokens": 10}, "plugins": [{"id": "p"}],
+     "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}, "effort": "low"}},
+    {"model": "c", "max_tokens": 3, "messages": [{"role": "user", "content": "u"}], "output_config": {"effort": "x"},
+     "tools": [{"name": "f", "input_schema": {"type": "object"}}], "metadata": None},
 ]
 
 

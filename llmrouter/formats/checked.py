@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmrouter.models import ChatRequest, ChatResponse, Message, Part, Role, StopReason, Usage
+from llmrouter.models import ChatRequest, ChatResponse, Message, Part, Role, StopReason, TextPart, Usage
 
-__all__ = ["checked_message", "checked_request", "checked_response", "checked_usage"]
+__all__ = ["checked_message", "checked_request", "checked_response", "checked_text", "checked_usage"]
 
 _UNSET: Any = object()
 _new = object.__new__
 _set = object.__setattr__
 
-for _model in (ChatResponse, Usage, Message):  # (no private attributes or extras to initialise)
+for _model in (ChatResponse, Usage, Message, TextPart):  # (no private attributes or extras to initialise)
     assert not _model.__private_attributes__ and _model.model_config.get("extra") == "forbid"
 
 
@@ -80,6 +80,16 @@ def checked_message(role: Role, content: list[Part], name: str | None = _UNSET,
         fields_set.add("extra")
     message: Message = _built(Message, {"role": role, "content": content, "name": name, "extra": extra}, fields_set)
     return message
+
+
+def checked_text(text: str, extra: dict[str, Any] = _UNSET) -> TextPart:
+    """``TextPart(text=..., ...)`` for a string (``extra`` counts as set only when given, and becomes
+    the part's own)."""
+    if extra is _UNSET:
+        part: TextPart = _built(TextPart, {"type": "text", "text": text, "extra": {}}, {"text"})
+    else:
+        part = _built(TextPart, {"type": "text", "text": text, "extra": extra}, {"text", "extra"})
+    return part
 
 
 def checked_response(id: str, model: str, content: list[Part], stop_reason: StopReason | None, usage: Usage,

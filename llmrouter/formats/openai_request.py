@@ -8,7 +8,7 @@ from typing import Any
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats.base import apply_parallel_tool_calls, image_part, image_url_ok, tool_call_part
-from llmrouter.formats.checked import checked_message, checked_request
+from llmrouter.formats.checked import checked_message, checked_request, checked_text
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import boolean as _boolean
 from llmrouter.formats.fields import integer as _integer
@@ -78,7 +78,7 @@ _FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
 def _text_parts(content: Any, path: str) -> list[TextPart]:
     """System/tool content: a string or a list of text parts."""
     if isinstance(content, str):
-        return [TextPart(text=content)]
+        return [checked_text(content)]
     parts: list[TextPart] = []
     for i, raw in enumerate(_array(content, path)):
         part_path = f"{path}[{i}]"
@@ -94,8 +94,7 @@ def _text_parts(content: Any, path: str) -> list[TextPart]:
 
 def _text_part(raw: dict[str, Any], path: str) -> TextPart:
     """One ``{"type": "text", "text": ...}`` content part; other keys are kept in ``extra``."""
-    return TextPart(text=_string(_require(raw, "text", f"{path}.text"), f"{path}.text"),
-                    extra=_rest(raw, _TEXT_KEYS))
+    return checked_text(_string(_require(raw, "text", f"{path}.text"), f"{path}.text"), _rest(raw, _TEXT_KEYS))
 
 
 def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
@@ -106,7 +105,7 @@ def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
 
 def _user_parts(content: Any, path: str) -> list[Part]:
     if isinstance(content, str):
-        return [TextPart(text=content)]
+        return [checked_text(content)]
     parts: list[Part] = []
     for i, raw in enumerate(_array(content, path)):
         part_path = f"{path}[{i}]"
@@ -149,7 +148,7 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
     content = raw.get("content")
     if isinstance(content, str):
         if content:
-            parts.append(TextPart(text=content))
+            parts.append(checked_text(content))
     elif content is not None:
         for i, item in enumerate(_array(content, f"{path}.content")):
             part_path = f"{path}.content[{i}]"
@@ -157,7 +156,7 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
             kind = _require(item, "type", f"{part_path}.type")
             if kind == "text":
                 text = _string(_require(item, "text", f"{part_path}.text"), f"{part_path}.text")
-                parts.append(TextPart(text=text, extra=_rest(item, _TEXT_KEYS)))
+                parts.append(checked_text(text, _rest(item, _TEXT_KEYS)))
             elif kind == "refusal":
                 extra.setdefault(
                     "refusal",
@@ -171,7 +170,7 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
             _tool_use(call, f"{path}.tool_calls[{i}]")
             for i, call in enumerate(_array(calls, f"{path}.tool_calls"))
         )
-    return Message(role="assistant", content=parts, name=_name(raw, path), extra=extra)
+    return checked_message("assistant", parts, _name(raw, path), extra)
 
 
 def _name(raw: dict[str, Any], path: str) -> str | None:
@@ -224,7 +223,7 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
         if role in ("system", "developer"):
             parts = _text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
             extra = _rest(raw, _MESSAGE_KEYS)
-            messages.append(Message(role="system", content=list(parts), name=_name(raw, path), extra=extra))
+            messages.append(checked_message("system", list(parts), _name(raw, path), extra))
         elif role == "user":
             parts = _user_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
             messages.append(checked_message("user", parts, _name(raw, path), _rest(raw, _MESSAGE_KEYS)))
@@ -235,7 +234,7 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
             if previous_role == "tool":
                 messages[-1].content.append(result)
             else:
-                messages.append(Message(role="user", content=[result]))
+                messages.append(checked_message("user", [result]))
         else:
             raise _fail(f"{path}.role", f"unknown role {role!r}")
         previous_role = role
@@ -498,47 +497,66 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
     system, messages = _messages(_require(body, "messages", "messages"), gated)
     extra = _rest(body, _CANONICAL_FIELDS)
     lazy = messages if isinstance(messages, LazyConversation) else None
-    request = checked_request(model=model, system=system, messages=[] if lazy is not None else messages,
-                              source_format="openai", extra=extra)
-    if lazy is not None:
-        defer(request, "messages", lazy)
-
-    get = {k: v for k, v in body.items() if v is not None}.get
-    if get("n") is not None and _integer(get("n"), "n") != 1:
+    # Every field is checked here, in the order of the checks' error messages, and the request built
+    # once from them (as ChatRequest(...) would build it), not assigned field by field afterwards.
+    fields: dict[str, Any] = {"model": model, "system": system, "messages": [] if lazy is not None else messages,
+                              "source_format": "openai", "extra": extra}
+    get = body.get
+    n = get("n")
+    if n is not None and _integer(n, "n") != 1:
         # One canonical reply per request: silently answering with one of n choices would mislead.
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
     raw_tools = get("tools")
+    lazy_tools = None
     if raw_tools is not None:
         if (gated is not None and gated.tools) or (type(raw_tools) is list and raw_tools
                                                     and all(map(_tool_ok, raw_tools))):
-            defer(request, "tools", LazyList(raw_tools, _tools))  # converted when read
+            lazy_tools = LazyList(raw_tools, _tools)  # converted when read
         else:
-            request.tools = _tools(raw_tools)
-    if get("tool_choice") is not None:
-        request.tool_choice = _tool_choice(get("tool_choice"))
-    if get("parallel_tool_calls") is not None:
-        apply_parallel_tool_calls(request, _boolean(get("parallel_tool_calls"), "parallel_tool_calls"))
-    if get("max_completion_tokens") is not None:
-        request.max_tokens = _integer(get("max_completion_tokens"), "max_completion_tokens")
-        request.extra["max_completion_tokens"] = request.max_tokens  # marker: the client's key
-    elif get("max_tokens") is not None:
-        request.max_tokens = _integer(get("max_tokens"), "max_tokens")
-    if get("temperature") is not None:
-        request.temperature = _number(get("temperature"), "temperature")
-    if get("top_p") is not None:
-        request.top_p = _number(get("top_p"), "top_p")
-    if get("stop") is not None:
-        request.stop = _stop(get("stop"))
-    if get("stream") is not None:
-        request.stream = _boolean(get("stream"), "stream")
-    if get("stream_options") is not None:
-        options = _object(get("stream_options"), "stream_options")
+            fields["tools"] = _tools(raw_tools)
+    value = get("tool_choice")
+    if value is not None:
+        fields["tool_choice"] = _tool_choice(value)
+    parallel = get("parallel_tool_calls")
+    if parallel is not None:
+        parallel = _boolean(parallel, "parallel_tool_calls")
+    value = get("max_completion_tokens")
+    if value is not None:
+        fields["max_tokens"] = extra["max_completion_tokens"] = _integer(value, "max_completion_tokens")  # (marker:
+        # the client's key)
+    elif (value := get("max_tokens")) is not None:
+        fields["max_tokens"] = _integer(value, "max_tokens")
+    value = get("temperature")
+    if value is not None:
+        fields["temperature"] = _number(value, "temperature")
+    value = get("top_p")
+    if value is not None:
+        fields["top_p"] = _number(value, "top_p")
+    value = get("stop")
+    if value is not None:
+        fields["stop"] = _stop(value)
+    value = get("stream")
+    if value is not None:
+        fields["stream"] = _boolean(value, "stream")
+    value = get("stream_options")
+    if value is not None:
+        options = _object(value, "stream_options")
         if options.get("include_usage") is not None:
-            request.include_usage = _boolean(options["include_usage"], "stream_options.include_usage")
-    if get("response_format") is not None:
-        request.response_format = _response_format(get("response_format"))
-    if get("metadata") is not None:
-        request.metadata = _object(get("metadata"), "metadata")
-    if get("plugins") is not None:
-        request.plugins = _plugins(get("plugins"))
+            fields["include_usage"] = _boolean(options["include_usage"], "stream_options.include_usage")
+    value = get("response_format")
+    if value is not None:
+        fields["response_format"] = _response_format(value)
+    value = get("metadata")
+    if value is not None:
+        fields["metadata"] = dict(_object(value, "metadata"))  # (the request's own, as validation copies it)
+    value = get("plugins")
+    if value is not None:
+        fields["plugins"] = [dict(entry) for entry in _plugins(value)]
+    request = checked_request(**fields)
+    if lazy is not None:
+        defer(request, "messages", lazy)
+    if lazy_tools is not None:
+        defer(request, "tools", lazy_tools)
+    if parallel is not None:
+        apply_parallel_tool_calls(request, parallel)
     return request
