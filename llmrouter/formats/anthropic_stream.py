@@ -38,7 +38,7 @@ from typing import Any, TypeGuard
 
 from llmrouter.errors import ProviderError, RouterError
 from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
-from llmrouter.formats.checked import checked_usage
+from llmrouter.formats.checked import checked_text, checked_usage
 from llmrouter.jsonutil import dumps, dumps_str, loads, loads_object_or_none
 from llmrouter.models import (
     BlockDelta,
@@ -193,7 +193,7 @@ def response_block_to_part(block: Any) -> Part | None:
     if not isinstance(kind, str):
         return None
     if kind == "text":
-        return TextPart(text=_as_str(block.get("text")), extra=_extra(block, _TEXT_KEYS))
+        return checked_text(_as_str(block.get("text")), _extra(block, _TEXT_KEYS))
     if kind == "tool_use":
         raw_input = block.get("input")
         part = ToolUsePart(id=_as_str(block.get("id")), name=_as_str(block.get("name")),

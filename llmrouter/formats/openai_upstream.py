@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.formats.base import ROUTER_FIELDS, tool_call_part
-from llmrouter.formats.checked import checked_response
+from llmrouter.formats.checked import checked_response, checked_text
 from llmrouter.formats.openai_stream import (
     stop_reason,
     usage_from_openai,
@@ -248,10 +248,10 @@ def parse_chat_response(body: Any) -> ChatResponse:
             p.get("text", "") for p in text if isinstance(p, dict) and isinstance(p.get("text"), str)
         )
     if isinstance(text, str) and text:
-        content.append(TextPart(text=text))
+        content.append(checked_text(text))
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
-        content.append(TextPart(text=refusal))
+        content.append(checked_text(refusal))
     raw_calls = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
     if isinstance(message.get("function_call"), dict):
         raw_calls = [*raw_calls, {"function": message["function_call"]}]
