@@ -103,24 +103,27 @@ class CandidateCheck:
         return bool(absent)
 
 
-async def settle(ask: Callable[[Context], Awaitable[Route | None]], ctx: Context, decision: Route,
+async def settle(ask: Callable[[Context], Awaitable[Route | None]], ctx: Context, rejected: Route,
                  check: CandidateCheck, limit: int) -> Route | None:
-    """The rule's decision once every rejected candidate has been hidden from ``ctx.providers``
-    (with the blocked providers) and the rule asked again (``ask``); ``None`` when the rule then
-    passes or repeats a hidden one."""
+    """The rule's decision once its choice ``rejected`` (which ``check.rejects`` has just turned
+    down: most choices are accepted, and that first look needs no coroutine) and every further
+    rejected candidate have been hidden from ``ctx.providers`` (with the blocked providers) and the
+    rule asked again (``ask``); ``None`` when the rule then passes or repeats a hidden one."""
     hidden: set[str] = set()
     visible = ctx.providers
-    current: Route | None = decision
+    current = rejected
     try:
-        while current is not None and check.rejects(current, visible):
+        while True:
             hidden.add(current.provider)
             if len(hidden) > limit:
                 return None
             gone = hidden.union(check.blocked)
             ctx.providers = {n: i for n, i in visible.items() if n not in gone}
-            current = await ask(ctx)
-            if current is not None and current.provider in hidden:
-                current = None
+            answer = await ask(ctx)
+            if answer is None or answer.provider in hidden:
+                return None
+            if not check.rejects(answer, visible):
+                return answer
+            current = answer
     finally:
         ctx.providers = visible
-    return current

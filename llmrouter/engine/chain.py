@@ -147,7 +147,7 @@ class RuleChain:
             if pending(decision):
                 decision = await self._await(rule, ctx, decision)
             decision = self._checked(rule, decision)
-            if decision is not None:
+            if decision is not None and check.rejects(decision, ctx.providers):
                 decision = await settle(partial(self.ask, rule), ctx, decision, check, len(self.providers))
             if decision is not None:
                 ctx.state["_rule"] = rule.index
