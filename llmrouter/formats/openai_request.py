@@ -485,6 +485,11 @@ def _plugins(raw: Any) -> list[dict[str, Any]]:
     return plugins
 
 
+_SCALAR_FIELDS = (("temperature", _number), ("top_p", _number), ("stop", lambda value, key: _stop(value)),
+                  ("stream", _boolean))
+"""Top-level fields checked by one function each, in the order of their checks."""
+
+
 def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
     """Validate an OpenAI Chat Completions request body and convert it to a :class:`ChatRequest`
     (``gated``: what :func:`llmrouter.formats.gate.openai` proved about ``body``, if it ran).
@@ -502,8 +507,7 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
     fields: dict[str, Any] = {"model": model, "system": system, "messages": [] if lazy is not None else messages,
                               "source_format": "openai", "extra": extra}
     get = body.get
-    n = get("n")
-    if n is not None and _integer(n, "n") != 1:
+    if (n := get("n")) is not None and _integer(n, "n") != 1:
         # One canonical reply per request: silently answering with one of n choices would mislead.
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
     raw_tools = get("tools")
@@ -514,43 +518,26 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
             lazy_tools = LazyList(raw_tools, _tools)  # converted when read
         else:
             fields["tools"] = _tools(raw_tools)
-    value = get("tool_choice")
-    if value is not None:
+    if (value := get("tool_choice")) is not None:
         fields["tool_choice"] = _tool_choice(value)
-    parallel = get("parallel_tool_calls")
-    if parallel is not None:
+    if (parallel := get("parallel_tool_calls")) is not None:
         parallel = _boolean(parallel, "parallel_tool_calls")
-    value = get("max_completion_tokens")
-    if value is not None:
-        fields["max_tokens"] = extra["max_completion_tokens"] = _integer(value, "max_completion_tokens")  # (marker:
-        # the client's key)
+    if (value := get("max_completion_tokens")) is not None:  # (extra keeps the client's key as a marker)
+        fields["max_tokens"] = extra["max_completion_tokens"] = _integer(value, "max_completion_tokens")
     elif (value := get("max_tokens")) is not None:
         fields["max_tokens"] = _integer(value, "max_tokens")
-    value = get("temperature")
-    if value is not None:
-        fields["temperature"] = _number(value, "temperature")
-    value = get("top_p")
-    if value is not None:
-        fields["top_p"] = _number(value, "top_p")
-    value = get("stop")
-    if value is not None:
-        fields["stop"] = _stop(value)
-    value = get("stream")
-    if value is not None:
-        fields["stream"] = _boolean(value, "stream")
-    value = get("stream_options")
-    if value is not None:
+    for key, check in _SCALAR_FIELDS:
+        if (value := get(key)) is not None:
+            fields[key] = check(value, key)
+    if (value := get("stream_options")) is not None:
         options = _object(value, "stream_options")
         if options.get("include_usage") is not None:
             fields["include_usage"] = _boolean(options["include_usage"], "stream_options.include_usage")
-    value = get("response_format")
-    if value is not None:
+    if (value := get("response_format")) is not None:
         fields["response_format"] = _response_format(value)
-    value = get("metadata")
-    if value is not None:
+    if (value := get("metadata")) is not None:
         fields["metadata"] = dict(_object(value, "metadata"))  # (the request's own, as validation copies it)
-    value = get("plugins")
-    if value is not None:
+    if (value := get("plugins")) is not None:
         fields["plugins"] = [dict(entry) for entry in _plugins(value)]
     request = checked_request(**fields)
     if lazy is not None:
