@@ -20,6 +20,12 @@ from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
 from llmrouter.formats.gate import Gated
+from llmrouter.formats.openai_options import parse_plugins as _plugins
+from llmrouter.formats.openai_options import parse_response_format as _response_format
+from llmrouter.formats.openai_options import parse_stop as _stop
+from llmrouter.formats.openai_options import parse_tool_choice as _tool_choice
+from llmrouter.formats.openai_options import parse_tools as _tools
+from llmrouter.formats.openai_options import tool_ok as _tool_ok
 from llmrouter.lazy import LazyConversation, LazyList, defer
 from llmrouter.models import (
     ChatRequest,
@@ -27,11 +33,8 @@ from llmrouter.models import (
     Message,
     OpaquePart,
     Part,
-    ResponseFormat,
     TextPart,
     ThinkingPart,
-    Tool,
-    ToolChoice,
     ToolResultPart,
     ToolUsePart,
 )
@@ -67,7 +70,9 @@ _CALL_KEYS = frozenset({"id", "type", "function"})
 _ASSISTANT_KEYS = frozenset({"role", "content", "tool_calls", "reasoning_content", "name"})
 _TOOL_MESSAGE_KEYS = frozenset({"role", "tool_call_id", "content"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name"})
-_FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
+_SYSTEM_ROLES = ("system", "developer")
+_PLAIN_ROLES = ("user", "assistant")
+_NAME_TYPES = (str, type(None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +202,14 @@ def _messages(raw_messages: Any, gated: Gated | None) -> tuple[list[TextPart] | 
     system: list[TextPart] = []
     start = 0
     for i, raw in enumerate(raw_messages):
+        if type(raw) is dict:  # (the usual messages, without the field paths only an error message needs)
+            role = raw.get("role", _MISSING)
+            if role is not _MISSING and role not in _SYSTEM_ROLES:
+                break
+            if type(content := raw.get("content")) is str and role is not _MISSING:
+                system.append(checked_text(content))  # (what the lines below make of it)
+                start = i + 1
+                continue
         path = f"messages[{i}]"
         raw = _object(raw, path)
         if _require(raw, "role", f"{path}.role") not in ("system", "developer"):
@@ -217,8 +230,17 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
     messages: list[Message] = []
     previous_role = None
     for i in range(start, stop):
+        raw = raw_messages[i]
+        if type(raw) is dict and type(content := raw.get("content")) is str and raw.keys() <= _MESSAGE_KEYS \
+                and (role := raw.get("role")) in _PLAIN_ROLES and type(name := raw.get("name")) in _NAME_TYPES:
+            # A plain user or assistant message (string content, no other keys): built as below, without
+            # the field paths only an error message needs.
+            plain: list[Part] = [checked_text(content)] if content or role == "user" else []
+            messages.append(checked_message(role, plain, name, {}))
+            previous_role = role
+            continue
         path = f"messages[{i}]"
-        raw = _object(raw_messages[i], path)
+        raw = _object(raw, path)
         role = _require(raw, "role", f"{path}.role")
         if role in ("system", "developer"):
             parts = _text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
@@ -385,104 +407,6 @@ def _call_ok(call: Any) -> bool:
     name = function.get("name")
     arguments = function.get("arguments", "")
     return type(name) is str and bool(name) and type(arguments) in (str, dict)
-
-
-def _tools(raw_tools: Any) -> list[Tool]:
-    tools = []
-    for i, raw in enumerate(_array(raw_tools, "tools")):
-        path = f"tools[{i}]"
-        raw = _object(raw, path)
-        kind = raw.get("type", "function")
-        if kind != "function":
-            raise _fail(f"{path}.type", f"unsupported tool type {kind!r}")
-        function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
-        name = _string(
-            _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
-        )
-        description = function.get("description")
-        if description is not None:
-            _string(description, f"{path}.function.description")
-        parameters = function.get("parameters")
-        schema = (
-            {"type": "object", "properties": {}}
-            if parameters is None
-            else _object(parameters, f"{path}.function.parameters")
-        )
-        if function.get("strict") is not None:
-            _boolean(function["strict"], f"{path}.function.strict")
-        tools.append(
-            Tool(
-                name=name,
-                description=description,
-                input_schema=schema,
-                extra=_rest(function, _FUNCTION_KEYS),
-            )
-        )
-    return tools
-
-
-def _tool_ok(raw: Any) -> bool:
-    """Whether :func:`_tools` converts ``raw`` without fail (plain type checks, as for messages)."""
-    function = raw.get("function") if type(raw) is dict and raw.get("type", "function") == "function" else None
-    if type(function) is not dict:
-        return False
-    name, description = function.get("name"), function.get("description")
-    parameters, strict = function.get("parameters"), function.get("strict")
-    return (type(name) is str and bool(name) and (description is None or type(description) is str)
-            and (parameters is None or type(parameters) is dict) and (strict is None or type(strict) is bool))
-
-
-def _tool_choice(raw: Any) -> ToolChoice:
-    if isinstance(raw, str):
-        if raw not in ("auto", "none", "required"):
-            raise _fail(
-                "tool_choice", f"expected 'auto', 'none', 'required' or a function object, got {raw!r}"
-            )
-        return ToolChoice(type=raw)  # type: ignore[arg-type]
-    raw = _object(raw, "tool_choice")
-    if raw.get("type") != "function":
-        raise _fail("tool_choice.type", f"unsupported tool_choice type {raw.get('type')!r}")
-    function = _object(_require(raw, "function", "tool_choice.function"), "tool_choice.function")
-    name = _string(
-        _require(function, "name", "tool_choice.function.name"), "tool_choice.function.name", non_empty=True
-    )
-    return ToolChoice(type="tool", name=name)
-
-
-def _response_format(raw: Any) -> ResponseFormat | None:
-    raw = _object(raw, "response_format")
-    kind = _require(raw, "type", "response_format.type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return ResponseFormat(type="json_object")
-    if kind != "json_schema":
-        raise _fail("response_format.type", f"unknown response format type {kind!r}")
-    spec = _object(_require(raw, "json_schema", "response_format.json_schema"), "response_format.json_schema")
-    name = spec.get("name")
-    schema = spec.get("schema")
-    strict = spec.get("strict")
-    return ResponseFormat(
-        type="json_schema",
-        name=None if name is None else _string(name, "response_format.json_schema.name"),
-        schema=None if schema is None else _object(schema, "response_format.json_schema.schema"),
-        strict=None if strict is None else _boolean(strict, "response_format.json_schema.strict"),
-    )
-
-
-def _stop(raw: Any) -> list[str]:
-    if isinstance(raw, str):
-        return [raw]
-    return [_string(item, f"stop[{i}]") for i, item in enumerate(_array(raw, "stop"))]
-
-
-def _plugins(raw: Any) -> list[dict[str, Any]]:
-    plugins = []
-    for i, entry in enumerate(_array(raw, "plugins")):
-        entry = _object(entry, f"plugins[{i}]")
-        _string(_require(entry, "id", f"plugins[{i}].id"), f"plugins[{i}].id", non_empty=True)
-        plugins.append(entry)
-    return plugins
 
 
 _SCALAR_FIELDS = (("temperature", _number), ("top_p", _number), ("stop", lambda value, key: _stop(value)),
