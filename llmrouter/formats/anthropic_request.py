@@ -55,6 +55,16 @@ _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "non
 # ---------------------------------------------------------------------------------------------
 
 
+def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
+    """The client's headers an Anthropic provider is sent too, by lower-case name (the last of a repeated one)."""
+    forwarded = {}
+    for key, value in headers.items():
+        name = key.lower()
+        if name in _FORWARDED_HEADERS:
+            forwarded[name] = value
+    return forwarded
+
+
 def _fail(path: str, problem: str) -> NoReturn:
     raise InvalidRequest(f"{path}: {problem}")
 
@@ -144,7 +154,7 @@ class MessagesRequestParser:
             "top_p": _get_number(body, "top_p"),
             "source_format": "anthropic",
             "extra": {k: v for k, v in body.items() if k not in _TOP_LEVEL_KEYS},
-            "headers": {k.lower(): v for k, v in headers.items() if k.lower() in _FORWARDED_HEADERS},
+            "headers": _forwarded(headers),
         }
         tools = body.get("tools")
         lazy_tools = None

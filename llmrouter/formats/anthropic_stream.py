@@ -127,13 +127,13 @@ def usage_from_wire(usage: Any) -> Usage:
     """Read an Anthropic usage object (missing or null counts are zero / unknown)."""
     if not isinstance(usage, dict):
         return Usage()
+    return checked_usage(_count(usage, "input_tokens") or 0, _count(usage, "output_tokens") or 0,
+                         _count(usage, "cache_read_input_tokens"), _count(usage, "cache_creation_input_tokens"))
 
-    def count(key: str) -> int | None:
-        value = usage.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    return checked_usage(count("input_tokens") or 0, count("output_tokens") or 0, count("cache_read_input_tokens"),
-                         count("cache_creation_input_tokens"))
+def _count(usage: dict[str, Any], key: str) -> int | None:
+    value = usage.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def error_type_for(error: RouterError) -> str:
