@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from llmrouter.errors import InvalidRequest
 from llmrouter.formats import (
     anthropic,
     anthropic_request,
@@ -254,3 +255,52 @@ def test_a_built_request_is_checked_on_assignment_and_coerces_integers() -> None
     message.content = "y"  # type: ignore[assignment]
     assert message.content == [TextPart(text="y")]
     assert checked_request(model="m").messages is not checked_request(model="m").messages  # fresh defaults
+
+
+# -- the checks' order: a body with two bad fields is refused for the first, as before ----------------
+
+_USER = [{"role": "user", "content": "u"}]
+FIRST_PROBLEM_OPENAI = [
+    ({"messages": [{"content": "x"}]}, "messages[0].role: field required"),
+    ({"messages": [{"role": None, "content": "x"}]}, "messages[0].role: unknown role None"),
+    ({"messages": [{"role": "system", "content": 3}]}, "messages[0].content: expected an array, got a number"),
+    ({"messages": [{"role": "system", "content": "s"}, "x"]}, "messages[1]: expected an object, got a string"),
+    ({"messages": [{"role": "user", "content": "u", "name": 3}]}, "messages[0].name: expected a string, got a number"),
+    ({"messages": _USER, "n": 2, "tools": 3}, "n: only n = 1 is supported (one choice per request)"),
+    ({"messages": _USER, "tool_choice": "bad", "parallel_tool_calls": 1},
+     "tool_choice: expected 'auto', 'none', 'required' or a function object, got 'bad'"),
+    ({"messages": _USER, "parallel_tool_calls": 1, "max_tokens": "x"},
+     "parallel_tool_calls: expected a boolean, got a number"),
+    ({"messages": _USER, "max_completion_tokens": 1.5, "temperature": "x"},
+     "max_completion_tokens: expected an integer, got a number"),
+    ({"messages": _USER, "temperature": True, "top_p": "x"}, "temperature: expected a number, got a boolean"),
+    ({"messages": _USER, "stop": [1], "stream": "yes"}, "stop[0]: expected a string, got a number"),
+    ({"messages": _USER, "stream": 1, "stream_options": 3}, "stream: expected a boolean, got a number"),
+    ({"messages": _USER, "response_format": {"type": "x"}, "metadata": 2},
+     "response_format.type: unknown response format type 'x'"),
+    ({"messages": _USER, "metadata": [], "plugins": [{}]}, "metadata: expected an object, got an array"),
+]
+FIRST_PROBLEM_ANTHROPIC = [
+    ({"messages": _USER, "tools": 3, "tool_choice": 2}, "tools: must be a list"),
+    ({"messages": _USER, "tool_choice": {"type": "x"}, "stop_sequences": [1]}, "tool_choice.type: must be one of"),
+    ({"messages": _USER, "stop_sequences": [1], "stream": 1}, "stop_sequences: must be a list of strings"),
+    ({"messages": _USER, "stream": 1, "metadata": 3}, "stream: must be a boolean"),
+    ({"messages": _USER, "metadata": 3, "thinking": 3}, "metadata: must be an object"),
+    ({"messages": _USER, "thinking": 3, "output_config": 3}, "thinking: must be an object"),
+    ({"messages": _USER, "output_config": {"format": 3}, "plugins": 3}, "output_config.format: must be an object"),
+    ({"messages": _USER, "system": 3, "temperature": "x"}, "system: must be a string or a list of text blocks"),
+]
+
+
+@pytest.mark.parametrize(("fields", "problem"), FIRST_PROBLEM_OPENAI)
+def test_an_openai_request_is_refused_for_its_first_problem(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        OpenAIFormat().parse_request({"model": "m", **fields}, {})
+    assert caught.value.message == problem
+
+
+@pytest.mark.parametrize(("fields", "problem"), FIRST_PROBLEM_ANTHROPIC)
+def test_an_anthropic_request_is_refused_for_its_first_problem(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        AnthropicFormat().parse_request({"model": "c", "max_tokens": 3, **fields}, {})
+    assert caught.value.message.startswith(problem)
