@@ -143,6 +143,8 @@ class RuleChain:
         check = CandidateCheck(ctx.request, blocked, gate, skipped, lacking)
         for rule in self.rules[start:] if start else self.rules:
             decision = self._call(rule, ctx)  # (ask() inlined: most route hooks are plain functions)
+            if decision is None:  # (the rule passes: what the lines below make of None)
+                continue
             if pending(decision):
                 decision = await self._await(rule, ctx, decision)
             decision = self._checked(rule, decision)
