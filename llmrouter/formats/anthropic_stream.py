@@ -127,13 +127,13 @@ def usage_from_wire(usage: Any) -> Usage:
     """Read an Anthropic usage object (missing or null counts are zero / unknown)."""
     if not isinstance(usage, dict):
         return Usage()
-    return checked_usage(_count(usage, "input_tokens") or 0, _count(usage, "output_tokens") or 0,
-                         _count(usage, "cache_read_input_tokens"), _count(usage, "cache_creation_input_tokens"))
-
-
-def _count(usage: dict[str, Any], key: str) -> int | None:
-    value = usage.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    # (each count an int, not a bool, else unknown; written out: this runs for every reply)
+    inputs, outputs = usage.get("input_tokens"), usage.get("output_tokens")
+    read, created = usage.get("cache_read_input_tokens"), usage.get("cache_creation_input_tokens")
+    return checked_usage(inputs if isinstance(inputs, int) and not isinstance(inputs, bool) and inputs else 0,
+                         outputs if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs else 0,
+                         read if isinstance(read, int) and not isinstance(read, bool) else None,
+                         created if isinstance(created, int) and not isinstance(created, bool) else None)
 
 
 def error_type_for(error: RouterError) -> str:
