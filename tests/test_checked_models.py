@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from llmrouter.errors import InvalidRequest
 from llmrouter.formats import (
     anthropic,
     anthropic_request,
@@ -22,6 +23,7 @@ from llmrouter.formats.checked import (
     checked_message,
     checked_request,
     checked_response,
+    checked_text,
     checked_usage,
 )
 from llmrouter.formats.openai import OpenAIFormat
@@ -75,6 +77,7 @@ VALIDATING = {
     "checked_response": lambda id, model, content, stop_reason, usage, stop_sequence=_UNSET, extra=_UNSET: ChatResponse(
         **_given(id=id, model=model, content=content, stop_reason=stop_reason, usage=usage,
                  stop_sequence=stop_sequence, extra=extra)),
+    "checked_text": lambda text, extra=_UNSET: TextPart(**_given(text=text, extra=extra)),
     "checked_usage": lambda i, o, r=_UNSET, c=_UNSET: Usage(
         **_given(input_tokens=i, output_tokens=o, cache_read_input_tokens=r, cache_creation_input_tokens=c)),
 }
@@ -136,6 +139,10 @@ def test_the_keywords_given_are_the_fields_set() -> None:
     assert_same(full, Usage(input_tokens=1, output_tokens=2, cache_read_input_tokens=None,
                             cache_creation_input_tokens=7))
     part = TextPart(text="x")
+    assert_same(checked_text("x"), part)
+    assert_same(checked_text("x", {"cache_control": {"type": "ephemeral"}}),
+                TextPart(text="x", extra={"cache_control": {"type": "ephemeral"}}))
+    assert checked_text("x").extra is not checked_text("x").extra  # fresh defaults
     assert_same(checked_response("i", "m", [part], "end_turn", usage),
                 ChatResponse(id="i", model="m", content=[part], stop_reason="end_turn", usage=usage))
     assert_same(checked_response("i", "m", [part], None, usage, stop_sequence=None, extra={"k": 1}),
@@ -163,10 +170,34 @@ EXTRA_OPENAI = [
     {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "t"},
                                                             {"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
                                  "custom": 1}]},
+    {"model": "m", "messages": [{"role": "developer", "content": [{"type": "text", "text": "d", "cache": 1}]},
+                                {"role": "user", "content": "u"},
+                                {"role": "assistant", "content": [{"type": "text", "text": "a"}], "reasoning_content": "r",
+                                 "tool_calls": [{"id": "c1", "type": "function",
+                                                 "function": {"name": "f", "arguments": "{}"}}]},
+                                {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+                                {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "ok2"}]},
+                                {"role": "system", "content": "late", "name": "s"}],
+     "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}, "x": 1}}],
+     "tool_choice": {"type": "function", "function": {"name": "f"}}, "parallel_tool_calls": False,
+     "max_tokens": 7, "stop": "END", "stream_options": {"include_usage": True},
+     "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+     "plugins": [{"id": "p", "k": [1]}], "metadata": {}, "n": 1, "top_p": 0.5},
+    {"model": "m", "messages": [{"role": "user", "content": "u"}], "tools": [],
+     "response_format": {"type": "text"}, "parallel_tool_calls": True, "tool_choice": "none"},
+    {"model": "m", "messages": [{"role": "user", "content": "u"}], "parallel_tool_calls": True, "tool_choice": "auto",
+     "stop": ["a", "b"], "max_completion_tokens": 9, "max_tokens": 3, "temperature": None},
 ]
 EXTRA_ANTHROPIC = [
     {"model": "c", "max_tokens": 3, "temperature": 1, "top_p": 1, "system": [{"type": "text", "text": "s"}],
      "messages": [{"role": "user", "content": "u", "custom": True}, {"role": "assistant", "content": "a"}]},
+    {"model": "c", "max_tokens": 3, "system": "s", "messages": [{"role": "user", "content": [{"type": "text", "text": "t",
+                                                                                          "cache_control": {}}]}],
+     "tools": [], "tool_choice": {"type": "any"}, "stop_sequences": ["x"], "stream": False, "metadata": {"user_id": "u"},
+     "thinking": {"type": "enabled", "budget_tokens": 10}, "plugins": [{"id": "p"}],
+     "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}, "effort": "low"}},
+    {"model": "c", "max_tokens": 3, "messages": [{"role": "user", "content": "u"}], "output_config": {"effort": "x"},
+     "tools": [{"name": "f", "input_schema": {"type": "object"}}], "metadata": None},
 ]
 
 
@@ -224,3 +255,52 @@ def test_a_built_request_is_checked_on_assignment_and_coerces_integers() -> None
     message.content = "y"  # type: ignore[assignment]
     assert message.content == [TextPart(text="y")]
     assert checked_request(model="m").messages is not checked_request(model="m").messages  # fresh defaults
+
+
+# -- the checks' order: a body with two bad fields is refused for the first, as before ----------------
+
+_USER = [{"role": "user", "content": "u"}]
+FIRST_PROBLEM_OPENAI = [
+    ({"messages": [{"content": "x"}]}, "messages[0].role: field required"),
+    ({"messages": [{"role": None, "content": "x"}]}, "messages[0].role: unknown role None"),
+    ({"messages": [{"role": "system", "content": 3}]}, "messages[0].content: expected an array, got a number"),
+    ({"messages": [{"role": "system", "content": "s"}, "x"]}, "messages[1]: expected an object, got a string"),
+    ({"messages": [{"role": "user", "content": "u", "name": 3}]}, "messages[0].name: expected a string, got a number"),
+    ({"messages": _USER, "n": 2, "tools": 3}, "n: only n = 1 is supported (one choice per request)"),
+    ({"messages": _USER, "tool_choice": "bad", "parallel_tool_calls": 1},
+     "tool_choice: expected 'auto', 'none', 'required' or a function object, got 'bad'"),
+    ({"messages": _USER, "parallel_tool_calls": 1, "max_tokens": "x"},
+     "parallel_tool_calls: expected a boolean, got a number"),
+    ({"messages": _USER, "max_completion_tokens": 1.5, "temperature": "x"},
+     "max_completion_tokens: expected an integer, got a number"),
+    ({"messages": _USER, "temperature": True, "top_p": "x"}, "temperature: expected a number, got a boolean"),
+    ({"messages": _USER, "stop": [1], "stream": "yes"}, "stop[0]: expected a string, got a number"),
+    ({"messages": _USER, "stream": 1, "stream_options": 3}, "stream: expected a boolean, got a number"),
+    ({"messages": _USER, "response_format": {"type": "x"}, "metadata": 2},
+     "response_format.type: unknown response format type 'x'"),
+    ({"messages": _USER, "metadata": [], "plugins": [{}]}, "metadata: expected an object, got an array"),
+]
+FIRST_PROBLEM_ANTHROPIC = [
+    ({"messages": _USER, "tools": 3, "tool_choice": 2}, "tools: must be a list"),
+    ({"messages": _USER, "tool_choice": {"type": "x"}, "stop_sequences": [1]}, "tool_choice.type: must be one of"),
+    ({"messages": _USER, "stop_sequences": [1], "stream": 1}, "stop_sequences: must be a list of strings"),
+    ({"messages": _USER, "stream": 1, "metadata": 3}, "stream: must be a boolean"),
+    ({"messages": _USER, "metadata": 3, "thinking": 3}, "metadata: must be an object"),
+    ({"messages": _USER, "thinking": 3, "output_config": 3}, "thinking: must be an object"),
+    ({"messages": _USER, "output_config": {"format": 3}, "plugins": 3}, "output_config.format: must be an object"),
+    ({"messages": _USER, "system": 3, "temperature": "x"}, "system: must be a string or a list of text blocks"),
+]
+
+
+@pytest.mark.parametrize(("fields", "problem"), FIRST_PROBLEM_OPENAI)
+def test_an_openai_request_is_refused_for_its_first_problem(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        OpenAIFormat().parse_request({"model": "m", **fields}, {})
+    assert caught.value.message == problem
+
+
+@pytest.mark.parametrize(("fields", "problem"), FIRST_PROBLEM_ANTHROPIC)
+def test_an_anthropic_request_is_refused_for_its_first_problem(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        AnthropicFormat().parse_request({"model": "c", "max_tokens": 3, **fields}, {})
+    assert caught.value.message.startswith(problem)

@@ -10,6 +10,7 @@ capabilities is allowed (unknown is permissive).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from llmrouter.context import Context, ProviderInfo, Route
 from llmrouter.lazy import deferred
@@ -67,20 +68,28 @@ def capability_message(model: str, lacking: list[tuple[str, str, tuple[str, ...]
             f"{', '.join(needed)} ({why}; {candidates})")
 
 
+class ModelGate(Protocol):
+    """What a candidate check asks the reliability layer (see :class:`llmrouter.engine.chain.Gate`)."""
+
+    def model_blocked(self, provider: str, model: str) -> bool:
+        """Whether ``provider``'s upstream ``model`` must not be chosen now (its circuit is open)."""
+
+
 Lacking = list[tuple[str, str, tuple[str, ...]]]
 """``(provider, model, missing capabilities)`` of each candidate passed over for capabilities."""
 
 
 class CandidateCheck:
-    """Why the chain must pass over a rule's choice: it is blocked (``is_blocked``: an open circuit,
-    or a provider already tried), or its model is known to lack what the request needs. One per
-    walk; what the request needs is worked out only once a candidate's capabilities are known."""
+    """Why the chain must pass over a rule's choice: it is blocked (a provider in ``blocked``, open or
+    already tried, or a model whose circuit ``gate`` reports open), or its model is known to lack
+    what the request needs. One per walk; what the request needs is worked out only once a
+    candidate's capabilities are known."""
 
-    def __init__(self, request: ChatRequest, blocked: frozenset[str], is_blocked: Callable[[Route], bool],
+    def __init__(self, request: ChatRequest, blocked: frozenset[str], gate: ModelGate | None,
                  skipped: list[tuple[str, str]], lacking: Lacking | None) -> None:
         self.request = request
         self.blocked = blocked
-        self.is_blocked = is_blocked
+        self.gate = gate
         self.skipped = skipped
         self.lacking = lacking
         self.needs: tuple[str, ...] | None = None
@@ -89,7 +98,8 @@ class CandidateCheck:
         """Whether ``decision`` must be passed over (recording why)."""
         name = decision.provider
         model = decision.model or self.request.model
-        if self.is_blocked(decision):
+        gate = self.gate
+        if name in self.blocked or (gate is not None and gate.model_blocked(name, model)):
             self.skipped.append((name, model))
             return True
         info = providers.get(name)
@@ -103,24 +113,27 @@ class CandidateCheck:
         return bool(absent)
 
 
-async def settle(ask: Callable[[Context], Awaitable[Route | None]], ctx: Context, decision: Route,
+async def settle(ask: Callable[[Context], Awaitable[Route | None]], ctx: Context, rejected: Route,
                  check: CandidateCheck, limit: int) -> Route | None:
-    """The rule's decision once every rejected candidate has been hidden from ``ctx.providers``
-    (with the blocked providers) and the rule asked again (``ask``); ``None`` when the rule then
-    passes or repeats a hidden one."""
+    """The rule's decision once its choice ``rejected`` (which ``check.rejects`` has just turned
+    down: most choices are accepted, and that first look needs no coroutine) and every further
+    rejected candidate have been hidden from ``ctx.providers`` (with the blocked providers) and the
+    rule asked again (``ask``); ``None`` when the rule then passes or repeats a hidden one."""
     hidden: set[str] = set()
     visible = ctx.providers
-    current: Route | None = decision
+    current = rejected
     try:
-        while current is not None and check.rejects(current, visible):
+        while True:
             hidden.add(current.provider)
             if len(hidden) > limit:
                 return None
             gone = hidden.union(check.blocked)
             ctx.providers = {n: i for n, i in visible.items() if n not in gone}
-            current = await ask(ctx)
-            if current is not None and current.provider in hidden:
-                current = None
+            answer = await ask(ctx)
+            if answer is None or answer.provider in hidden:
+                return None
+            if not check.rejects(answer, visible):
+                return answer
+            current = answer
     finally:
         ctx.providers = visible
-    return current

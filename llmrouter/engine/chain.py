@@ -140,25 +140,20 @@ class RuleChain:
         if exclude:
             blocked = blocked.union(exclude)
         skipped: list[tuple[str, str]] = []
-        check = CandidateCheck(ctx.request, blocked, partial(self._blocked, ctx=ctx, blocked=blocked), skipped,
-                               lacking)
+        check = CandidateCheck(ctx.request, blocked, gate, skipped, lacking)
         for rule in self.rules[start:] if start else self.rules:
             decision = self._call(rule, ctx)  # (ask() inlined: most route hooks are plain functions)
+            if decision is None:  # (the rule passes: what the lines below make of None)
+                continue
             if pending(decision):
                 decision = await self._await(rule, ctx, decision)
             decision = self._checked(rule, decision)
-            if decision is not None:
+            if decision is not None and check.rejects(decision, ctx.providers):
                 decision = await settle(partial(self.ask, rule), ctx, decision, check, len(self.providers))
             if decision is not None:
                 ctx.state["_rule"] = rule.index
                 return decision, skipped
         return None, skipped
-
-    def _blocked(self, decision: Route, ctx: Context, blocked: frozenset[str]) -> bool:
-        if decision.provider in blocked:
-            return True
-        gate = self.gate
-        return gate is not None and gate.model_blocked(decision.provider, decision.model or ctx.request.model)
 
     async def route(self, ctx: Context) -> Route:
         """The route for ``ctx``: a forced provider, else the first rule's available, able choice.

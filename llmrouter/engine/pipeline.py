@@ -308,7 +308,7 @@ class Pipeline:
                 and _shape(ctx.request) == ctx.state[_SHAPE]:
             # Unchanged: only classifiers and routers ran, which read the request and return tags
             # and routes; the shape check catches one that replaced or resized it anyway.
-            ctx.request._client_body = client_body
+            ctx.request.__pydantic_private__["_client_body"] = client_body  # (what pydantic's setattr does)
         if self._listening("routed"):
             self.bus.publish({"type": "routed", "id": ctx.request_id, "ts_ms": now_ms(),
                               "provider": ctx.provider, "model": ctx.sent_model})

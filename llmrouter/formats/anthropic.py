@@ -92,6 +92,10 @@ _IMAGE_SIGNATURES = (("iVBORw0KGgo", "image/png"), ("/9j/", "image/jpeg"), ("R0l
                      ("UklGR", "image/webp"))
 
 
+_PARSER = MessagesRequestParser()
+"""The Messages request parser (it keeps nothing between requests)."""
+
+
 class AnthropicFormat(ClientFormat, UpstreamFormat):
     """Anthropic Messages, both towards clients and towards providers."""
 
@@ -105,7 +109,7 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
 
     def parse_request(self, body: Any, headers: Mapping[str, str], gated: Gated | None = None) -> ChatRequest:
         """Validate and convert a Messages request body (see :class:`ClientFormat`)."""
-        return MessagesRequestParser().parse(body, headers, gated)
+        return _PARSER.parse(body, headers, gated)
 
     def parse_count_tokens_request(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
         """Validate and convert a ``/v1/messages/count_tokens`` body: a Messages request without
@@ -189,9 +193,10 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
         if not isinstance(content, list):
             raise ValueError("Anthropic reply has no content list")
         sequence = body.get("stop_sequence")
+        reply_id, model = body.get("id"), body.get("model")
         return checked_response(
-            body.get("id") if isinstance(body.get("id"), str) else "",
-            body.get("model") if isinstance(body.get("model"), str) else "",
+            reply_id if isinstance(reply_id, str) else "",
+            model if isinstance(model, str) else "",
             [part for part in map(response_block_to_part, content) if part is not None],
             stop_reason_from_wire(body.get("stop_reason")),
             usage_from_wire(body.get("usage")),

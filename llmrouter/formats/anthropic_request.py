@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
-from llmrouter.formats.checked import checked_message, checked_request
+from llmrouter.formats.checked import checked_message, checked_request, checked_text
 from llmrouter.formats.gate import Gated
 from llmrouter.lazy import Convert, LazyConversation, LazyList, defer
 from llmrouter.models import (
@@ -53,6 +53,16 @@ _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "non
 # ---------------------------------------------------------------------------------------------
 # Request parsing (client -> canonical)
 # ---------------------------------------------------------------------------------------------
+
+
+def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
+    """The client's headers an Anthropic provider is sent too, by lower-case name (the last of a repeated one)."""
+    forwarded = {}
+    for key, value in headers.items():
+        name = key.lower()
+        if name in _FORWARDED_HEADERS:
+            forwarded[name] = value
+    return forwarded
 
 
 def _fail(path: str, problem: str) -> NoReturn:
@@ -133,42 +143,50 @@ class MessagesRequestParser:
         if len(messages) > lazy_module.SMALL:
             lazy = deferrable(messages, self._convert) if gated is None else \
                 gated.conversation(messages, self._convert, _texts)
-        request = checked_request(
-            model=model,
-            max_tokens=max_tokens,
-            messages=[] if lazy is not None else self._convert(messages, 0, len(messages)),
-            system=self._system(body.get("system")),
-            temperature=_get_number(body, "temperature"),
-            top_p=_get_number(body, "top_p"),
-            source_format="anthropic",
-            extra={k: v for k, v in body.items() if k not in _TOP_LEVEL_KEYS},
-            headers={k.lower(): v for k, v in headers.items() if k.lower() in _FORWARDED_HEADERS},
-        )
-        if lazy is not None:
-            defer(request, "messages", lazy)
+        # Each field checked in turn (the order of the error messages), and the request built once
+        # from them, as ChatRequest(...) would build it, rather than assigned field by field.
+        fields: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [] if lazy is not None else self._convert(messages, 0, len(messages)),
+            "system": self._system(body.get("system")),
+            "temperature": _get_number(body, "temperature"),
+            "top_p": _get_number(body, "top_p"),
+            "source_format": "anthropic",
+            "extra": {k: v for k, v in body.items() if k not in _TOP_LEVEL_KEYS},
+            "headers": _forwarded(headers),
+        }
         tools = body.get("tools")
+        lazy_tools = None
         if tools is not None:
             if not isinstance(tools, list):
                 _fail("tools", "must be a list")
             if (gated is not None and gated.tools) or (tools and all(map(_tool_ok, tools))):
-                defer(request, "tools", LazyList(tools, self._tools))  # converted when read
+                lazy_tools = LazyList(tools, self._tools)  # converted when read
             else:
-                request.tools = self._tools(tools)
+                fields["tools"] = self._tools(tools)
         choice = _get_object(body, "tool_choice", "tool_choice")
         if choice is not None:
-            request.tool_choice = self._tool_choice(choice)
+            fields["tool_choice"] = self._tool_choice(choice)
         stop = body.get("stop_sequences")
         if stop is not None:
             if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
                 _fail("stop_sequences", "must be a list of strings")
-            request.stop = stop
+            fields["stop"] = list(stop)  # (the request's own, as validation copies it)
         stream = body.get("stream")
         if stream is not None:
             if not isinstance(stream, bool):
                 _fail("stream", "must be a boolean")
-            request.stream = stream
-        request.metadata = _get_object(body, "metadata", "metadata")
-        request.thinking = _get_object(body, "thinking", "thinking")
+            fields["stream"] = stream
+        metadata = _get_object(body, "metadata", "metadata")
+        fields["metadata"] = None if metadata is None else dict(metadata)
+        thinking = _get_object(body, "thinking", "thinking")
+        fields["thinking"] = None if thinking is None else dict(thinking)
+        request = checked_request(**fields)
+        if lazy is not None:
+            defer(request, "messages", lazy)
+        if lazy_tools is not None:
+            defer(request, "tools", lazy_tools)
         output_config = _get_object(body, "output_config", "output_config")
         if output_config is not None:
             self._output_config(output_config, request)
@@ -187,7 +205,7 @@ class MessagesRequestParser:
         if system is None:
             return None
         if isinstance(system, str):
-            return [TextPart(text=system)]
+            return [checked_text(system)]
         if not isinstance(system, list):
             _fail("system", "must be a string or a list of text blocks")
         parts = []
@@ -210,7 +228,7 @@ class MessagesRequestParser:
         if content is None:
             _fail(f"{path}.content", "field required")
         if isinstance(content, str):
-            parts: list[Part] = [TextPart(text=content)]
+            parts: list[Part] = [checked_text(content)]
         elif isinstance(content, list):
             parts = [self._block(b, f"{path}.content[{i}]") for i, b in enumerate(content)]
         else:
@@ -241,7 +259,7 @@ class MessagesRequestParser:
         _fail(f"{path}.type", f"unknown content block type {kind!r}")
 
     def _text(self, block: dict[str, Any], path: str) -> TextPart:
-        return TextPart(text=_get_str(block, "text", path) or "", extra=_extra(block, self._TEXT))
+        return checked_text(_get_str(block, "text", path) or "", _extra(block, self._TEXT))
 
     def _image(self, block: dict[str, Any], path: str) -> ImagePart:
         source = block.get("source")

@@ -38,7 +38,7 @@ from typing import Any, TypeGuard
 
 from llmrouter.errors import ProviderError, RouterError
 from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
-from llmrouter.formats.checked import checked_usage
+from llmrouter.formats.checked import checked_text, checked_usage
 from llmrouter.jsonutil import dumps, dumps_str, loads, loads_object_or_none
 from llmrouter.models import (
     BlockDelta,
@@ -127,13 +127,13 @@ def usage_from_wire(usage: Any) -> Usage:
     """Read an Anthropic usage object (missing or null counts are zero / unknown)."""
     if not isinstance(usage, dict):
         return Usage()
-
-    def count(key: str) -> int | None:
-        value = usage.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    return checked_usage(count("input_tokens") or 0, count("output_tokens") or 0, count("cache_read_input_tokens"),
-                         count("cache_creation_input_tokens"))
+    # (each count an int, not a bool, else unknown; written out: this runs for every reply)
+    inputs, outputs = usage.get("input_tokens"), usage.get("output_tokens")
+    read, created = usage.get("cache_read_input_tokens"), usage.get("cache_creation_input_tokens")
+    return checked_usage(inputs if isinstance(inputs, int) and not isinstance(inputs, bool) and inputs else 0,
+                         outputs if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs else 0,
+                         read if isinstance(read, int) and not isinstance(read, bool) else None,
+                         created if isinstance(created, int) and not isinstance(created, bool) else None)
 
 
 def error_type_for(error: RouterError) -> str:
@@ -179,6 +179,8 @@ _REDACTED_KEYS = frozenset({"type", "data"})
 
 
 def _extra(block: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    if block.keys() <= known:  # the usual block: nothing extra (a C-level check, no loop)
+        return {}
     return {k: v for k, v in block.items() if k not in known}
 
 
@@ -193,7 +195,7 @@ def response_block_to_part(block: Any) -> Part | None:
     if not isinstance(kind, str):
         return None
     if kind == "text":
-        return TextPart(text=_as_str(block.get("text")), extra=_extra(block, _TEXT_KEYS))
+        return checked_text(_as_str(block.get("text")), _extra(block, _TEXT_KEYS))
     if kind == "tool_use":
         raw_input = block.get("input")
         part = ToolUsePart(id=_as_str(block.get("id")), name=_as_str(block.get("name")),

@@ -152,7 +152,7 @@ def check_request(request: ChatRequest) -> None:
         system messages), or a ``max_tokens`` below 1.
     """
     roles = message_roles(request)  # a deferred conversation stays unconverted
-    if not any(role != "system" for role in roles):
+    if roles.count("system") == len(roles):  # (no user or assistant message)
         what = "must contain at least one message" if not roles else \
             "must contain at least one user or assistant message besides system messages"
         raise InvalidRequest(f"messages: {what}")

@@ -17,15 +17,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmrouter.models import ChatRequest, ChatResponse, Message, Part, Role, StopReason, Usage
+from pydantic import BaseModel
 
-__all__ = ["checked_message", "checked_request", "checked_response", "checked_usage"]
+from llmrouter.models import ChatRequest, ChatResponse, Message, Part, Role, StopReason, TextPart, Usage
+
+__all__ = ["checked_message", "checked_request", "checked_response", "checked_text", "checked_usage"]
 
 _UNSET: Any = object()
 _new = object.__new__
-_set = object.__setattr__
+# The four slots every pydantic model instance has, set through their descriptors (what
+# ``object.__setattr__`` ends up doing, without looking the name up each time).
+_SLOTS = BaseModel.__dict__
+_set_dict = _SLOTS["__dict__"].__set__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
 
-for _model in (ChatResponse, Usage, Message):  # (no private attributes or extras to initialise)
+for _model in (ChatResponse, Usage, Message, TextPart):  # (no private attributes or extras to initialise)
     assert not _model.__private_attributes__ and _model.model_config.get("extra") == "forbid"
 
 
@@ -33,10 +41,10 @@ def _built(cls: type[Any], values: dict[str, Any], fields_set: set[str],
            private: dict[str, Any] | None = None) -> Any:
     """An instance of ``cls`` holding ``values`` (every field, in declaration order)."""
     obj = _new(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", fields_set)
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", private)
+    _set_dict(obj, values)
+    _set_fields_set(obj, fields_set)
+    _set_extra(obj, None)
+    _set_private(obj, private)
     return obj
 
 
@@ -80,6 +88,16 @@ def checked_message(role: Role, content: list[Part], name: str | None = _UNSET,
         fields_set.add("extra")
     message: Message = _built(Message, {"role": role, "content": content, "name": name, "extra": extra}, fields_set)
     return message
+
+
+def checked_text(text: str, extra: dict[str, Any] = _UNSET) -> TextPart:
+    """``TextPart(text=..., ...)`` for a string (``extra`` counts as set only when given, and becomes
+    the part's own)."""
+    if extra is _UNSET:
+        part: TextPart = _built(TextPart, {"type": "text", "text": text, "extra": {}}, {"text"})
+    else:
+        part = _built(TextPart, {"type": "text", "text": text, "extra": extra}, {"text", "extra"})
+    return part
 
 
 def checked_response(id: str, model: str, content: list[Part], stop_reason: StopReason | None, usage: Usage,

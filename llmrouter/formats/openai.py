@@ -59,6 +59,7 @@ from llmrouter.models import (
     ChatResponse,
     TextPart,
     ThinkingPart,
+    ToolUsePart,
 )
 
 if TYPE_CHECKING:
@@ -78,10 +79,17 @@ __all__ = ["OPAQUE_PART_TYPES", "OpenAIFormat", "build_chat_request", "parse_cha
 
 def render_chat_response(response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
     """A ``chat.completion`` object for ``response``."""
-    texts = [p.text for p in response.content if isinstance(p, TextPart)]
-    calls = response.tool_calls()
+    texts: list[str] = []
+    calls: list[ToolUsePart] = []
+    thinking: list[str] = []
+    for part in response.content:  # (one pass: the texts, the tool calls and the thinking)
+        if isinstance(part, TextPart):
+            texts.append(part.text)
+        elif isinstance(part, ToolUsePart):
+            calls.append(part)
+        elif isinstance(part, ThinkingPart) and part.thinking:
+            thinking.append(part.thinking)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    thinking = [p.thinking for p in response.content if isinstance(p, ThinkingPart) and p.thinking]
     if thinking:
         message["reasoning_content"] = "".join(thinking)
     if calls:

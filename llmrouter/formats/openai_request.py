@@ -8,7 +8,7 @@ from typing import Any
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats.base import apply_parallel_tool_calls, image_part, image_url_ok, tool_call_part
-from llmrouter.formats.checked import checked_message, checked_request
+from llmrouter.formats.checked import checked_message, checked_request, checked_text
 from llmrouter.formats.fields import array as _array
 from llmrouter.formats.fields import boolean as _boolean
 from llmrouter.formats.fields import integer as _integer
@@ -20,6 +20,12 @@ from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
 from llmrouter.formats.gate import Gated
+from llmrouter.formats.openai_options import parse_plugins as _plugins
+from llmrouter.formats.openai_options import parse_response_format as _response_format
+from llmrouter.formats.openai_options import parse_stop as _stop
+from llmrouter.formats.openai_options import parse_tool_choice as _tool_choice
+from llmrouter.formats.openai_options import parse_tools as _tools
+from llmrouter.formats.openai_options import tool_ok as _tool_ok
 from llmrouter.lazy import LazyConversation, LazyList, defer
 from llmrouter.models import (
     ChatRequest,
@@ -27,11 +33,8 @@ from llmrouter.models import (
     Message,
     OpaquePart,
     Part,
-    ResponseFormat,
     TextPart,
     ThinkingPart,
-    Tool,
-    ToolChoice,
     ToolResultPart,
     ToolUsePart,
 )
@@ -67,7 +70,9 @@ _CALL_KEYS = frozenset({"id", "type", "function"})
 _ASSISTANT_KEYS = frozenset({"role", "content", "tool_calls", "reasoning_content", "name"})
 _TOOL_MESSAGE_KEYS = frozenset({"role", "tool_call_id", "content"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name"})
-_FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
+_SYSTEM_ROLES = ("system", "developer")
+_PLAIN_ROLES = ("user", "assistant")
+_NAME_TYPES = (str, type(None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +83,7 @@ _FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
 def _text_parts(content: Any, path: str) -> list[TextPart]:
     """System/tool content: a string or a list of text parts."""
     if isinstance(content, str):
-        return [TextPart(text=content)]
+        return [checked_text(content)]
     parts: list[TextPart] = []
     for i, raw in enumerate(_array(content, path)):
         part_path = f"{path}[{i}]"
@@ -94,8 +99,7 @@ def _text_parts(content: Any, path: str) -> list[TextPart]:
 
 def _text_part(raw: dict[str, Any], path: str) -> TextPart:
     """One ``{"type": "text", "text": ...}`` content part; other keys are kept in ``extra``."""
-    return TextPart(text=_string(_require(raw, "text", f"{path}.text"), f"{path}.text"),
-                    extra=_rest(raw, _TEXT_KEYS))
+    return checked_text(_string(_require(raw, "text", f"{path}.text"), f"{path}.text"), _rest(raw, _TEXT_KEYS))
 
 
 def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
@@ -106,7 +110,7 @@ def _image_part(raw: dict[str, Any], path: str) -> ImagePart:
 
 def _user_parts(content: Any, path: str) -> list[Part]:
     if isinstance(content, str):
-        return [TextPart(text=content)]
+        return [checked_text(content)]
     parts: list[Part] = []
     for i, raw in enumerate(_array(content, path)):
         part_path = f"{path}[{i}]"
@@ -149,7 +153,7 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
     content = raw.get("content")
     if isinstance(content, str):
         if content:
-            parts.append(TextPart(text=content))
+            parts.append(checked_text(content))
     elif content is not None:
         for i, item in enumerate(_array(content, f"{path}.content")):
             part_path = f"{path}.content[{i}]"
@@ -157,7 +161,7 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
             kind = _require(item, "type", f"{part_path}.type")
             if kind == "text":
                 text = _string(_require(item, "text", f"{part_path}.text"), f"{part_path}.text")
-                parts.append(TextPart(text=text, extra=_rest(item, _TEXT_KEYS)))
+                parts.append(checked_text(text, _rest(item, _TEXT_KEYS)))
             elif kind == "refusal":
                 extra.setdefault(
                     "refusal",
@@ -171,7 +175,7 @@ def _assistant(raw: dict[str, Any], path: str) -> Message:
             _tool_use(call, f"{path}.tool_calls[{i}]")
             for i, call in enumerate(_array(calls, f"{path}.tool_calls"))
         )
-    return Message(role="assistant", content=parts, name=_name(raw, path), extra=extra)
+    return checked_message("assistant", parts, _name(raw, path), extra)
 
 
 def _name(raw: dict[str, Any], path: str) -> str | None:
@@ -198,6 +202,14 @@ def _messages(raw_messages: Any, gated: Gated | None) -> tuple[list[TextPart] | 
     system: list[TextPart] = []
     start = 0
     for i, raw in enumerate(raw_messages):
+        if type(raw) is dict:  # (the usual messages, without the field paths only an error message needs)
+            role = raw.get("role", _MISSING)
+            if role is not _MISSING and role not in _SYSTEM_ROLES:
+                break
+            if type(content := raw.get("content")) is str and role is not _MISSING:
+                system.append(checked_text(content))  # (what the lines below make of it)
+                start = i + 1
+                continue
         path = f"messages[{i}]"
         raw = _object(raw, path)
         if _require(raw, "role", f"{path}.role") not in ("system", "developer"):
@@ -218,13 +230,22 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
     messages: list[Message] = []
     previous_role = None
     for i in range(start, stop):
+        raw = raw_messages[i]
+        if type(raw) is dict and type(content := raw.get("content")) is str and raw.keys() <= _MESSAGE_KEYS \
+                and (role := raw.get("role")) in _PLAIN_ROLES and type(name := raw.get("name")) in _NAME_TYPES:
+            # A plain user or assistant message (string content, no other keys): built as below, without
+            # the field paths only an error message needs.
+            plain: list[Part] = [checked_text(content)] if content or role == "user" else []
+            messages.append(checked_message(role, plain, name, {}))
+            previous_role = role
+            continue
         path = f"messages[{i}]"
-        raw = _object(raw_messages[i], path)
+        raw = _object(raw, path)
         role = _require(raw, "role", f"{path}.role")
         if role in ("system", "developer"):
             parts = _text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
             extra = _rest(raw, _MESSAGE_KEYS)
-            messages.append(Message(role="system", content=list(parts), name=_name(raw, path), extra=extra))
+            messages.append(checked_message("system", list(parts), _name(raw, path), extra))
         elif role == "user":
             parts = _user_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
             messages.append(checked_message("user", parts, _name(raw, path), _rest(raw, _MESSAGE_KEYS)))
@@ -235,7 +256,7 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
             if previous_role == "tool":
                 messages[-1].content.append(result)
             else:
-                messages.append(Message(role="user", content=[result]))
+                messages.append(checked_message("user", [result]))
         else:
             raise _fail(f"{path}.role", f"unknown role {role!r}")
         previous_role = role
@@ -388,102 +409,9 @@ def _call_ok(call: Any) -> bool:
     return type(name) is str and bool(name) and type(arguments) in (str, dict)
 
 
-def _tools(raw_tools: Any) -> list[Tool]:
-    tools = []
-    for i, raw in enumerate(_array(raw_tools, "tools")):
-        path = f"tools[{i}]"
-        raw = _object(raw, path)
-        kind = raw.get("type", "function")
-        if kind != "function":
-            raise _fail(f"{path}.type", f"unsupported tool type {kind!r}")
-        function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
-        name = _string(
-            _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
-        )
-        description = function.get("description")
-        if description is not None:
-            _string(description, f"{path}.function.description")
-        parameters = function.get("parameters")
-        schema = (
-            {"type": "object", "properties": {}}
-            if parameters is None
-            else _object(parameters, f"{path}.function.parameters")
-        )
-        if function.get("strict") is not None:
-            _boolean(function["strict"], f"{path}.function.strict")
-        tools.append(
-            Tool(
-                name=name,
-                description=description,
-                input_schema=schema,
-                extra=_rest(function, _FUNCTION_KEYS),
-            )
-        )
-    return tools
-
-
-def _tool_ok(raw: Any) -> bool:
-    """Whether :func:`_tools` converts ``raw`` without fail (plain type checks, as for messages)."""
-    function = raw.get("function") if type(raw) is dict and raw.get("type", "function") == "function" else None
-    if type(function) is not dict:
-        return False
-    name, description = function.get("name"), function.get("description")
-    parameters, strict = function.get("parameters"), function.get("strict")
-    return (type(name) is str and bool(name) and (description is None or type(description) is str)
-            and (parameters is None or type(parameters) is dict) and (strict is None or type(strict) is bool))
-
-
-def _tool_choice(raw: Any) -> ToolChoice:
-    if isinstance(raw, str):
-        if raw not in ("auto", "none", "required"):
-            raise _fail(
-                "tool_choice", f"expected 'auto', 'none', 'required' or a function object, got {raw!r}"
-            )
-        return ToolChoice(type=raw)  # type: ignore[arg-type]
-    raw = _object(raw, "tool_choice")
-    if raw.get("type") != "function":
-        raise _fail("tool_choice.type", f"unsupported tool_choice type {raw.get('type')!r}")
-    function = _object(_require(raw, "function", "tool_choice.function"), "tool_choice.function")
-    name = _string(
-        _require(function, "name", "tool_choice.function.name"), "tool_choice.function.name", non_empty=True
-    )
-    return ToolChoice(type="tool", name=name)
-
-
-def _response_format(raw: Any) -> ResponseFormat | None:
-    raw = _object(raw, "response_format")
-    kind = _require(raw, "type", "response_format.type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return ResponseFormat(type="json_object")
-    if kind != "json_schema":
-        raise _fail("response_format.type", f"unknown response format type {kind!r}")
-    spec = _object(_require(raw, "json_schema", "response_format.json_schema"), "response_format.json_schema")
-    name = spec.get("name")
-    schema = spec.get("schema")
-    strict = spec.get("strict")
-    return ResponseFormat(
-        type="json_schema",
-        name=None if name is None else _string(name, "response_format.json_schema.name"),
-        schema=None if schema is None else _object(schema, "response_format.json_schema.schema"),
-        strict=None if strict is None else _boolean(strict, "response_format.json_schema.strict"),
-    )
-
-
-def _stop(raw: Any) -> list[str]:
-    if isinstance(raw, str):
-        return [raw]
-    return [_string(item, f"stop[{i}]") for i, item in enumerate(_array(raw, "stop"))]
-
-
-def _plugins(raw: Any) -> list[dict[str, Any]]:
-    plugins = []
-    for i, entry in enumerate(_array(raw, "plugins")):
-        entry = _object(entry, f"plugins[{i}]")
-        _string(_require(entry, "id", f"plugins[{i}].id"), f"plugins[{i}].id", non_empty=True)
-        plugins.append(entry)
-    return plugins
+_SCALAR_FIELDS = (("temperature", _number), ("top_p", _number), ("stop", lambda value, key: _stop(value)),
+                  ("stream", _boolean))
+"""Top-level fields checked by one function each, in the order of their checks."""
 
 
 def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
@@ -498,47 +426,48 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
     system, messages = _messages(_require(body, "messages", "messages"), gated)
     extra = _rest(body, _CANONICAL_FIELDS)
     lazy = messages if isinstance(messages, LazyConversation) else None
-    request = checked_request(model=model, system=system, messages=[] if lazy is not None else messages,
-                              source_format="openai", extra=extra)
-    if lazy is not None:
-        defer(request, "messages", lazy)
-
-    get = {k: v for k, v in body.items() if v is not None}.get
-    if get("n") is not None and _integer(get("n"), "n") != 1:
+    # Every field is checked here, in the order of the checks' error messages, and the request built
+    # once from them (as ChatRequest(...) would build it), not assigned field by field afterwards.
+    fields: dict[str, Any] = {"model": model, "system": system, "messages": [] if lazy is not None else messages,
+                              "source_format": "openai", "extra": extra}
+    get = body.get
+    if (n := get("n")) is not None and _integer(n, "n") != 1:
         # One canonical reply per request: silently answering with one of n choices would mislead.
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
     raw_tools = get("tools")
+    lazy_tools = None
     if raw_tools is not None:
         if (gated is not None and gated.tools) or (type(raw_tools) is list and raw_tools
                                                     and all(map(_tool_ok, raw_tools))):
-            defer(request, "tools", LazyList(raw_tools, _tools))  # converted when read
+            lazy_tools = LazyList(raw_tools, _tools)  # converted when read
         else:
-            request.tools = _tools(raw_tools)
-    if get("tool_choice") is not None:
-        request.tool_choice = _tool_choice(get("tool_choice"))
-    if get("parallel_tool_calls") is not None:
-        apply_parallel_tool_calls(request, _boolean(get("parallel_tool_calls"), "parallel_tool_calls"))
-    if get("max_completion_tokens") is not None:
-        request.max_tokens = _integer(get("max_completion_tokens"), "max_completion_tokens")
-        request.extra["max_completion_tokens"] = request.max_tokens  # marker: the client's key
-    elif get("max_tokens") is not None:
-        request.max_tokens = _integer(get("max_tokens"), "max_tokens")
-    if get("temperature") is not None:
-        request.temperature = _number(get("temperature"), "temperature")
-    if get("top_p") is not None:
-        request.top_p = _number(get("top_p"), "top_p")
-    if get("stop") is not None:
-        request.stop = _stop(get("stop"))
-    if get("stream") is not None:
-        request.stream = _boolean(get("stream"), "stream")
-    if get("stream_options") is not None:
-        options = _object(get("stream_options"), "stream_options")
+            fields["tools"] = _tools(raw_tools)
+    if (value := get("tool_choice")) is not None:
+        fields["tool_choice"] = _tool_choice(value)
+    if (parallel := get("parallel_tool_calls")) is not None:
+        parallel = _boolean(parallel, "parallel_tool_calls")
+    if (value := get("max_completion_tokens")) is not None:  # (extra keeps the client's key as a marker)
+        fields["max_tokens"] = extra["max_completion_tokens"] = _integer(value, "max_completion_tokens")
+    elif (value := get("max_tokens")) is not None:
+        fields["max_tokens"] = _integer(value, "max_tokens")
+    for key, check in _SCALAR_FIELDS:
+        if (value := get(key)) is not None:
+            fields[key] = check(value, key)
+    if (value := get("stream_options")) is not None:
+        options = _object(value, "stream_options")
         if options.get("include_usage") is not None:
-            request.include_usage = _boolean(options["include_usage"], "stream_options.include_usage")
-    if get("response_format") is not None:
-        request.response_format = _response_format(get("response_format"))
-    if get("metadata") is not None:
-        request.metadata = _object(get("metadata"), "metadata")
-    if get("plugins") is not None:
-        request.plugins = _plugins(get("plugins"))
+            fields["include_usage"] = _boolean(options["include_usage"], "stream_options.include_usage")
+    if (value := get("response_format")) is not None:
+        fields["response_format"] = _response_format(value)
+    if (value := get("metadata")) is not None:
+        fields["metadata"] = dict(_object(value, "metadata"))  # (the request's own, as validation copies it)
+    if (value := get("plugins")) is not None:
+        fields["plugins"] = [dict(entry) for entry in _plugins(value)]
+    request = checked_request(**fields)
+    if lazy is not None:
+        defer(request, "messages", lazy)
+    if lazy_tools is not None:
+        defer(request, "tools", lazy_tools)
+    if parallel is not None:
+        apply_parallel_tool_calls(request, parallel)
     return request

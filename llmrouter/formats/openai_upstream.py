@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmrouter.formats.base import ROUTER_FIELDS, tool_call_part
-from llmrouter.formats.checked import checked_response
+from llmrouter.formats.checked import checked_response, checked_text
 from llmrouter.formats.openai_stream import (
     stop_reason,
     usage_from_openai,
@@ -248,11 +248,13 @@ def parse_chat_response(body: Any) -> ChatResponse:
             p.get("text", "") for p in text if isinstance(p, dict) and isinstance(p.get("text"), str)
         )
     if isinstance(text, str) and text:
-        content.append(TextPart(text=text))
+        content.append(checked_text(text))
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
-        content.append(TextPart(text=refusal))
-    raw_calls = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
+        content.append(checked_text(refusal))
+    raw_calls = message.get("tool_calls")
+    if not isinstance(raw_calls, list):
+        raw_calls = []
     if isinstance(message.get("function_call"), dict):
         raw_calls = [*raw_calls, {"function": message["function_call"]}]
     for position, raw in enumerate(raw_calls):
@@ -262,6 +264,10 @@ def parse_chat_response(body: Any) -> ChatResponse:
     reason = stop_reason(choice.get("finish_reason"))
     if isinstance(refusal, str) and refusal and reason == "end_turn":
         reason = "refusal"
-    extra = {k: body[k] for k in ("system_fingerprint", "service_tier") if body.get(k) is not None}
+    extra = {}
+    if (fingerprint := body.get("system_fingerprint")) is not None:
+        extra["system_fingerprint"] = fingerprint
+    if (tier := body.get("service_tier")) is not None:
+        extra["service_tier"] = tier
     return checked_response(str(body.get("id") or ""), str(body.get("model") or ""), content, reason,
                             usage_from_openai(body.get("usage")), extra=extra)

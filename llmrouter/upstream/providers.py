@@ -98,7 +98,10 @@ class Provider:
         # Host and Content-Length given up front: httpx would otherwise add each after a failed
         # (exception-raising) header lookup, a measurable cost per request.
         host = self._host if url is self._url else url.netloc.decode("ascii")
-        return url, {**self.headers(request), "host": host, "content-length": str(len(content))}
+        extra = self._request_headers(request)
+        if extra:  # (what headers() gives, in one dict)
+            return url, {**self._headers, **extra, "host": host, "content-length": str(len(content))}
+        return url, {**self._headers, "host": host, "content-length": str(len(content))}
 
     def _post(self, http: httpx.AsyncClient, body: dict[str, Any], request: ChatRequest, model: str,
               stream: bool, url: httpx.URL | None = None) -> Awaitable[Any]:
@@ -146,13 +149,18 @@ class Provider:
         """Upstream headers: credentials in the format's convention, configured extras, whatever the
         format forwards for this request (Anthropic betas, for Anthropic clients), and the W3C trace
         context of the attempt when tracing put one in ``request.headers``."""
+        extra = self._request_headers(request)
+        return {**self._headers, **extra} if extra else self._headers
+
+    def _request_headers(self, request: ChatRequest) -> dict[str, str] | None:
+        """The headers of :meth:`headers` that depend on the request (None or empty: none)."""
         forwarded = request.headers
         if not forwarded:
-            return self._headers
+            return None
         extra = self.format.request_headers(request, self.config.headers)
         if "traceparent" in forwarded:
             extra = {**{k: forwarded[k] for k in _TRACE_HEADERS if k in forwarded}, **extra}
-        return {**self._headers, **extra} if extra else self._headers
+        return extra
 
     def _build(self, request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
         """The upstream body; hosted tools this format cannot carry are dropped with a warning.
