@@ -18,6 +18,9 @@ Rules across fields or messages that only decide whether the client's body can b
 is (an OpenAI assistant's empty content, Anthropic roles in a row, a lone plain text block) are
 checked on the converted structs and only clear :attr:`Gated.passthrough`.
 
+Agents send the same tools with every request: a tool list equal to one the gate accepted lately
+is accepted again without converting it (:class:`_ToolsMemo`).
+
 ``tests/test_gate_property.py`` checks, for generated valid and invalid requests, that whenever
 the gate accepts, the Python checks accept with identical results.
 """
@@ -146,6 +149,10 @@ _CANONICAL_ROLE = {"user": "user", "assistant": "assistant", "tool": "user"}
 _role = itemgetter("role")
 
 
+def _strict_is_bool(tools: list[Any]) -> bool:
+    return all(type(tool["function"].get("strict", False)) is bool for tool in tools)
+
+
 def openai(body: Any) -> Gated | None:
     """The gate for an OpenAI Chat Completions body, or ``None`` when its messages are not all of
     the common shapes: an optional first ``system`` message of string content, then ``user``
@@ -171,10 +178,18 @@ def openai(body: Any) -> Gated | None:
             starts = [start + i for i in keep]
             roles = [roles[i] for i in keep]
         roles = list(map(_CANONICAL_ROLE.__getitem__, roles))
-    passthrough = not any(type(turn) is _Assistant and (turn.content is None if turn.tool_calls is UNSET
-                                                        else turn.content == "") for turn in turns)
-    typed, depth, tools = _tools(body, _OpenAITools, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH)
+    passthrough = _openai_passthrough(turns)
+    typed, depth, tools = _tools(body, _OpenAITools, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH, _OPENAI_TOOLS_SEEN)
     return Gated(typed, depth, start, starts, roles, passthrough, tools)
+
+
+def _openai_passthrough(turns: list[Any]) -> bool:
+    """Whether accepted messages are forwarded as sent: no assistant message's content is one the
+    canonical path fills in (``null`` without tool calls, ``""`` with them)."""
+    for turn in turns:
+        if type(turn) is _Assistant and (turn.content is None if turn.tool_calls is UNSET else turn.content == ""):
+            return False
+    return True
 
 
 def _few(body: Any) -> bool:
@@ -182,15 +197,59 @@ def _few(body: Any) -> bool:
     return type(messages) is list and len(messages) <= FEW and body.get("tools") is None
 
 
-def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int) -> tuple[frozenset[str], int, bool]:
+def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int,
+           memo: _ToolsMemo) -> tuple[frozenset[str], int, bool]:
     """``(typed keys, their depth bound, tools accepted)`` once the messages are accepted."""
-    if body.get("tools") is not None:
+    tools = body.get("tools")
+    if tools is None:
+        return _MESSAGES, depth, False
+    if not memo.knows(tools):
         try:
-            msgspec.convert(body, schema)
+            accepted = msgspec.convert(body, schema).tools
         except msgspec.ValidationError:
             return _MESSAGES, depth, False
-        return _MESSAGES_AND_TOOLS, max(depth, tools_depth), True
-    return _MESSAGES, depth, False
+        memo.remember(accepted)
+    return _MESSAGES_AND_TOOLS, max(depth, tools_depth), True
+
+
+class _ToolsMemo:
+    """The tool lists the gate accepted lately, the latest first (at most :data:`MEMO_TOOLS`).
+
+    An agent sends the same tools, 20-40 JSON schemas, with every request; a list equal to one
+    accepted lately is accepted again after a C-speed ``==`` (no allocation) instead of a
+    conversion that copies every schema. Equal JSON values convert alike but for one looseness of
+    ``==``, ``True == 1 == 1.0``, which matters only where a struct types a field ``bool``
+    (``bool_fields``, checked on a hit). Each list is kept as the gate's own copy (the converted
+    structs turned back into plain values: new containers), so nothing done to a client's body
+    later can change what was accepted."""
+
+    __slots__ = ("_bool_fields", "_seen")
+
+    def __init__(self, bool_fields: Any = None) -> None:
+        self._seen: list[list[Any]] = []
+        self._bool_fields = bool_fields
+
+    def knows(self, tools: Any) -> bool:
+        """Whether ``tools`` equals a list accepted lately (and its ``bool`` fields are bools)."""
+        seen = self._seen
+        for i, known in enumerate(seen):
+            if tools == known:
+                if self._bool_fields is not None and not self._bool_fields(tools):
+                    return False
+                if i:
+                    seen.insert(0, seen.pop(i))
+                return True
+        return False
+
+    def remember(self, accepted: list[Any]) -> None:
+        """Keep the converted ``accepted`` list as plain values, the oldest forgotten past the bound."""
+        self._seen.insert(0, msgspec.to_builtins(accepted))
+        del self._seen[MEMO_TOOLS:]
+
+
+MEMO_TOOLS = 4
+"""How many accepted tool lists each format's gate remembers."""
+_OPENAI_TOOLS_SEEN = _ToolsMemo(_strict_is_bool)
 
 
 _MESSAGES = frozenset({"messages"})
@@ -262,6 +321,7 @@ class _AnthropicTools(Struct, gc=False):
     tools: Annotated[list[_AnthropicToolSpec], Meta(min_length=1)]
 
 
+_ANTHROPIC_TOOLS_SEEN = _ToolsMemo()
 _ANTHROPIC_DEPTH = 6 + JSON_LEVELS  # body, messages, message, content, block, input, then its JSON
 _ANTHROPIC_TOOLS_DEPTH = 4 + JSON_LEVELS  # body, tools, tool, input_schema, then its JSON
 
@@ -279,7 +339,8 @@ def anthropic(body: Any) -> Gated | None:
         return None
     messages = body["messages"]
     roles = list(map(_role, messages))
-    typed, depth, tools = _tools(body, _AnthropicTools, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH)
+    typed, depth, tools = _tools(body, _AnthropicTools, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH,
+                                 _ANTHROPIC_TOOLS_SEEN)
     return Gated(typed, depth, 0, range(len(messages)), roles, _anthropic_passthrough(turns, roles), tools)
 
 
