@@ -27,7 +27,8 @@ the gate accepts, the Python checks accept with identical results.
 
 from __future__ import annotations
 
-from operator import itemgetter
+from itertools import compress
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -51,7 +52,6 @@ FEW = 8
 about what the gate does for them (read at call time: tests set it to 0)."""
 
 _NonEmpty = Annotated[str, Meta(min_length=1)]
-_NonBlank = Annotated[str, Meta(pattern=r"\S")]  # (re's \s is str.isspace: what str.strip() strips)
 
 
 class Gated:
@@ -91,7 +91,7 @@ class _Strict(Struct, forbid_unknown_fields=True, gc=False):
 
 class _Function(_Strict):
     name: _NonEmpty
-    arguments: _NonBlank
+    arguments: str  # (not blank: checked after the conversion, cheaper than a pattern for msgspec to run)
 
 
 class _Call(_Strict):
@@ -145,8 +145,10 @@ class _OpenAITools(Struct, gc=False):
 
 _OPENAI_DEPTH = 6  # body, messages, message, tool_calls, call, function
 _OPENAI_TOOLS_DEPTH = 5 + JSON_LEVELS  # body, tools, tool, function, parameters, then the schema's JSON
-_CANONICAL_ROLE = {"user": "user", "assistant": "assistant", "tool": "user"}
+_KIND = {_System: "s", _User: "u", _Assistant: "a", _Tool: "t"}
+_CANONICAL_ROLE = {"u": "user", "a": "assistant", "t": "user"}
 _role = itemgetter("role")
+_content = attrgetter("content")
 
 
 def _strict_is_bool(tools: list[Any]) -> bool:
@@ -164,32 +166,40 @@ def openai(body: Any) -> Gated | None:
         turns = msgspec.convert(body, _OpenAIMessages).messages
     except msgspec.ValidationError:
         return None
-    messages = body["messages"]
-    roles = list(map(_role, messages))
-    start = 1 if roles[0] == "system" else 0
-    if start:
-        del roles[0]
-    if "system" in roles:
+    kinds = "".join(map(_KIND.__getitem__, map(type, turns)))  # (one letter a message: C-speed scans)
+    start = 1 if kinds[0] == "s" else 0
+    if kinds.find("s", start) >= 0:
         return None  # (only a first system message is forwarded as is)
-    starts: list[int] | range = range(start, len(messages))
-    if "tool" in roles:  # a tool result is a user message; a run of them is one
-        if "tool\ntool" in "\n".join(roles):
-            keep = [i for i in range(len(roles)) if not (i and roles[i] == "tool" and roles[i - 1] == "tool")]
-            starts = [start + i for i in keep]
-            roles = [roles[i] for i in keep]
-        roles = list(map(_CANONICAL_ROLE.__getitem__, roles))
-    passthrough = _openai_passthrough(turns)
+    starts: list[int] | range = range(start, len(kinds))
+    roles = kinds[start:]
+    if "tt" in roles:  # a tool result is a user message; a run of them is one
+        starts = [i for i in starts if not (i > start and kinds[i] == "t" and kinds[i - 1] == "t")]
+        roles = "".join([kinds[i] for i in starts])
+    passthrough = _openai_assistants(turns, kinds)
+    if passthrough is None:
+        return None
     typed, depth, tools = _tools(body, _OpenAITools, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH, _OPENAI_TOOLS_SEEN)
-    return Gated(typed, depth, start, starts, roles, passthrough, tools)
+    return Gated(typed, depth, start, starts, list(map(_CANONICAL_ROLE.__getitem__, roles)), passthrough, tools)
 
 
-def _openai_passthrough(turns: list[Any]) -> bool:
-    """Whether accepted messages are forwarded as sent: no assistant message's content is one the
+def _openai_assistants(turns: list[Any], kinds: str) -> bool | None:
+    """``None`` when a tool call's arguments are blank (the Python path decides about those), else
+    whether accepted messages are forwarded as sent: no assistant message's content is one the
     canonical path fills in (``null`` without tool calls, ``""`` with them)."""
-    for turn in turns:
-        if type(turn) is _Assistant and (turn.content is None if turn.tool_calls is UNSET else turn.content == ""):
-            return False
-    return True
+    passthrough = True
+    for turn in compress(turns, map("a".__eq__, kinds)):
+        calls = turn.tool_calls
+        if calls is UNSET:
+            if turn.content is None:
+                passthrough = False
+            continue
+        if turn.content == "":
+            passthrough = False
+        for call in calls:
+            arguments = call.function.arguments
+            if not arguments or arguments.isspace():  # (str.isspace: what str.strip() strips)
+                return None
+    return passthrough
 
 
 def _few(body: Any) -> bool:
@@ -351,10 +361,7 @@ def _anthropic_passthrough(turns: list[Any], roles: list[str]) -> bool:
     evens, odds = roles[0::2], roles[1::2]
     if evens.count(roles[0]) != len(evens) or (odds and (odds[0] == roles[0] or odds.count(odds[0]) != len(odds))):
         return False
-    for turn in turns:
-        content = turn.content
-        if type(content) is str:
-            continue
+    for content in filter(list.__instancecheck__, map(_content, turns)):  # (the others are strings)
         if _lone_plain_text(content):
             return False
         for block in content:
