@@ -18,8 +18,8 @@ Rules across fields or messages that only decide whether the client's body can b
 is (an OpenAI assistant's empty content, Anthropic roles in a row, a lone plain text block) are
 checked on the converted structs and only clear :attr:`Gated.passthrough`.
 
-Agents send the same tools with every request: a tool list equal to one the gate accepted lately
-is accepted again without converting it (:class:`_ToolsMemo`).
+Agents send the same tools with every request: a tool list whose JSON is that of one the gate
+accepted lately is accepted again without converting it (:class:`_ToolsMemo`).
 
 ``tests/test_gate_property.py`` checks, for generated valid and invalid requests, that whenever
 the gate accepts, the Python checks accept with identical results.
@@ -32,6 +32,7 @@ from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from llmrouter.lazy import Convert, LazyConversation, Texts
@@ -151,10 +152,6 @@ _role = itemgetter("role")
 _content = attrgetter("content")
 
 
-def _strict_is_bool(tools: list[Any]) -> bool:
-    return all(type(tool["function"].get("strict", False)) is bool for tool in tools)
-
-
 def openai(body: Any) -> Gated | None:
     """The gate for an OpenAI Chat Completions body, or ``None`` when its messages are not all of
     the common shapes: an optional first ``system`` message of string content, then ``user``
@@ -213,53 +210,54 @@ def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int,
     tools = body.get("tools")
     if tools is None:
         return _MESSAGES, depth, False
-    if not memo.knows(tools):
+    try:
+        encoded: bytes | None = orjson.dumps(tools)
+    except TypeError:  # (orjson's encode error: nesting beyond its limit; no such list is accepted)
+        encoded = None
+    if encoded is None or not memo.knows(encoded):
         try:
-            accepted = msgspec.convert(body, schema).tools
+            msgspec.convert(body, schema)
         except msgspec.ValidationError:
             return _MESSAGES, depth, False
-        memo.remember(accepted)
+        if encoded is not None:
+            memo.remember(encoded)
     return _MESSAGES_AND_TOOLS, max(depth, tools_depth), True
 
 
 class _ToolsMemo:
-    """The tool lists the gate accepted lately, the latest first (at most :data:`MEMO_TOOLS`).
+    """The tool lists the gate accepted lately, as their JSON, the latest first (at most
+    :data:`MEMO_TOOLS`).
 
-    An agent sends the same tools, 20-40 JSON schemas, with every request; a list equal to one
-    accepted lately is accepted again after a C-speed ``==`` (no allocation) instead of a
-    conversion that copies every schema. Equal JSON values convert alike but for one looseness of
-    ``==``, ``True == 1 == 1.0``, which matters only where a struct types a field ``bool``
-    (``bool_fields``, checked on a hit). Each list is kept as the gate's own copy (the converted
-    structs turned back into plain values: new containers), so nothing done to a client's body
-    later can change what was accepted."""
+    An agent sends the same tools, 20-40 JSON schemas, with every request. A list whose JSON
+    (orjson's encoding: sequential writes, no allocation per value) is byte for byte that of a list
+    accepted lately is accepted again without the conversion, which copies every schema. Equal
+    bytes mean equal JSON values of equal types (``1``, ``1.0`` and ``true`` encode differently;
+    keys in another order make another list, converted once), so the conversion would accept it."""
 
-    __slots__ = ("_bool_fields", "_seen")
+    __slots__ = ("_seen",)
 
-    def __init__(self, bool_fields: Any = None) -> None:
-        self._seen: list[list[Any]] = []
-        self._bool_fields = bool_fields
+    def __init__(self) -> None:
+        self._seen: list[bytes] = []
 
-    def knows(self, tools: Any) -> bool:
-        """Whether ``tools`` equals a list accepted lately (and its ``bool`` fields are bools)."""
+    def knows(self, encoded: bytes) -> bool:
+        """Whether ``encoded`` is the JSON of a tool list accepted lately."""
         seen = self._seen
         for i, known in enumerate(seen):
-            if tools == known:
-                if self._bool_fields is not None and not self._bool_fields(tools):
-                    return False
+            if encoded == known:
                 if i:
                     seen.insert(0, seen.pop(i))
                 return True
         return False
 
-    def remember(self, accepted: list[Any]) -> None:
-        """Keep the converted ``accepted`` list as plain values, the oldest forgotten past the bound."""
-        self._seen.insert(0, msgspec.to_builtins(accepted))
+    def remember(self, encoded: bytes) -> None:
+        """Keep the JSON of an accepted list, the oldest forgotten past the bound."""
+        self._seen.insert(0, encoded)
         del self._seen[MEMO_TOOLS:]
 
 
 MEMO_TOOLS = 4
 """How many accepted tool lists each format's gate remembers."""
-_OPENAI_TOOLS_SEEN = _ToolsMemo(_strict_is_bool)
+_OPENAI_TOOLS_SEEN = _ToolsMemo()
 
 
 _MESSAGES = frozenset({"messages"})
