@@ -27,8 +27,8 @@ the gate accepts, the Python checks accept with identical results.
 
 from __future__ import annotations
 
-from itertools import compress
-from operator import attrgetter, itemgetter
+from itertools import chain, compress
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -148,8 +148,8 @@ _OPENAI_DEPTH = 6  # body, messages, message, tool_calls, call, function
 _OPENAI_TOOLS_DEPTH = 5 + JSON_LEVELS  # body, tools, tool, function, parameters, then the schema's JSON
 _KIND = {_System: "s", _User: "u", _Assistant: "a", _Tool: "t"}
 _CANONICAL_ROLE = {"u": "user", "a": "assistant", "t": "user"}
-_role = itemgetter("role")
 _content = attrgetter("content")
+_role_of = attrgetter("role")
 
 
 def openai(body: Any) -> Gated | None:
@@ -345,11 +345,10 @@ def anthropic(body: Any) -> Gated | None:
         turns = msgspec.convert(body, _AnthropicMessages).messages
     except msgspec.ValidationError:
         return None
-    messages = body["messages"]
-    roles = list(map(_role, messages))
+    roles = list(map(_role_of, turns))  # (msgspec's own strings for the literal: compared by identity)
     typed, depth, tools = _tools(body, _AnthropicTools, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH,
                                  _ANTHROPIC_TOOLS_SEEN)
-    return Gated(typed, depth, 0, range(len(messages)), roles, _anthropic_passthrough(turns, roles), tools)
+    return Gated(typed, depth, 0, range(len(roles)), roles, _anthropic_passthrough(turns, roles), tools)
 
 
 def _anthropic_passthrough(turns: list[Any], roles: list[str]) -> bool:
@@ -359,12 +358,13 @@ def _anthropic_passthrough(turns: list[Any], roles: list[str]) -> bool:
     evens, odds = roles[0::2], roles[1::2]
     if evens.count(roles[0]) != len(evens) or (odds and (odds[0] == roles[0] or odds.count(odds[0]) != len(odds))):
         return False
-    for content in filter(list.__instancecheck__, map(_content, turns)):  # (the others are strings)
-        if _lone_plain_text(content):
+    contents = list(filter(list.__instancecheck__, map(_content, turns)))  # (the others are strings)
+    for content in contents:
+        if len(content) == 1 and _lone_plain_text(content):
             return False
-        for block in content:
-            if type(block) is _ToolResult and (block.is_error is False or _lone_plain_text(block.content)):
-                return False
+    for block in filter(_ToolResult.__instancecheck__, chain.from_iterable(contents)):
+        if block.is_error is False or _lone_plain_text(block.content):
+            return False
     return True
 
 
