@@ -211,7 +211,7 @@ def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int,
     if tools is None:
         return _MESSAGES, depth, False
     try:
-        encoded: bytes | None = orjson.dumps(tools)
+        encoded: bytes | None = orjson.dumps(tools) if type(tools) is list else None
     except TypeError:  # (orjson's encode error: nesting beyond its limit; no such list is accepted)
         encoded = None
     if encoded is None or not memo.knows(encoded):
