@@ -82,8 +82,9 @@ class Settings(PluginSettings):
         return found
 
     @cached_property
-    def seen(self) -> dict[str, frozenset[str]]:
-        """Texts matched lately and their tags (see :func:`classify`); mutable, bounded."""
+    def seen(self) -> dict[Any, tuple[str, frozenset[str]]]:
+        """Texts matched lately and their tags, by :func:`_probe` (see :func:`classify`); mutable,
+        bounded."""
         return {}
 
     @cached_property
@@ -96,14 +97,27 @@ class Settings(PluginSettings):
         """The tags with a keyword in ``text`` (one text of the window), remembered for the next
         requests: agents resend the conversation, so most of a window was matched before."""
         seen = self.seen
-        found = seen.get(text)
-        if found is None:
-            found = frozenset(self.match(text.casefold()))
-            if len(text) <= MAX_REMEMBERED_CHARS:
-                if len(seen) >= MAX_REMEMBERED:
-                    del seen[next(iter(seen))]  # the oldest
-                seen[text] = found
-        return found
+        probe = _probe(text)
+        found = seen.get(probe)
+        if found is not None and found[0] == text:
+            return found[1]
+        tags = frozenset(self.match(text.casefold()))
+        if len(text) <= MAX_REMEMBERED_CHARS:
+            if found is None and len(seen) >= MAX_REMEMBERED:
+                del seen[next(iter(seen))]  # the oldest
+            seen[probe] = (text, tags)
+        return tags
+
+
+_ENDS = 32
+
+
+def _probe(text: str) -> Any:
+    """What a remembered text is found by: a short text itself; a long one by its length and ends.
+    Hashing those is cheaper than hashing kilobytes of a text seen before in another string object
+    (each request's texts are new objects, so their hashes are not cached); a text that shares them
+    with another is told apart by comparing it whole (a ``memcmp``), and replaces it."""
+    return text if len(text) <= 4 * _ENDS else (len(text), text[:_ENDS], text[-_ENDS:])
 
 
 MAX_REMEMBERED = 512

@@ -6,9 +6,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from llmrouter.jsonutil import dumps, loads
+from llmrouter.observe.events import ParsedJSON
 from llmrouter.testing import anthropic_message, openai_chat
 from llmrouter.web.app import BUS
+from llmrouter.web.request_preview import CONVERSATION, LEFT_OUT, TAIL, preview
 from tests.test_dashboard import ECHO, next_event, open_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,3 +192,37 @@ def test_the_bench_subscriber_subscribes_like_the_dashboard_page() -> None:
 async def test_dashboard_false_removes_the_request_route_too(router: Any) -> None:
     client = await router({**ECHO, "server": {"dashboard": False}})
     assert (await client.client.get("/dashboard/requests/x")).status == 404
+
+
+def _preview_by_the_rule(body: dict[str, Any], limit: int) -> tuple[bytes, dict[str, Any] | None]:
+    """The module notes' rule, spelled out plainly: the oracle for preview()."""
+    raw = dumps(body)
+    if len(raw) <= limit:
+        return raw, None
+    name = next((n for n in CONVERSATION if n in body), None)
+    whole = body[name] if name is not None else None
+    items = whole if isinstance(whole, list) else [whole] if name is not None else []
+    rest = {k: v for k, v in body.items() if k not in LEFT_OUT and k not in CONVERSATION}
+    for count in (min(TAIL, len(items)), 1 if items else 0, 0):
+        candidate = dict(rest)
+        if count:
+            candidate[name] = items[-count:] if isinstance(whole, list) else whole  # type: ignore[index]
+        if len(dumps(candidate)) <= limit or count == 0:
+            break
+    return dumps(candidate), {"bytes": len(raw), "items": len(items) - count,
+                              "fields": [n for n in LEFT_OUT if n in body]}
+
+
+KEYS = st.sampled_from(["model", "messages", "input", "system", "instructions", "tools", "max_tokens", "x"])
+VALUES = st.one_of(st.text(max_size=40), st.integers(0, 9), st.lists(st.text(max_size=300), max_size=8),
+                   st.dictionaries(st.text(max_size=3), st.text(max_size=50), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=8), st.sampled_from([0, 1, 50, 200, 600, 2000]), st.booleans())
+def test_previews_follow_the_rule(body: dict[str, Any], limit: int, as_sent: bool) -> None:
+    """Whatever the fields, their order, the conversation's type and the limit: the bytes and the
+    note the module notes describe."""
+    request = ParsedJSON(body, dumps(body)) if as_sent else body
+    got = preview(request, limit)
+    assert (got.request, got.omitted) == _preview_by_the_rule(body, limit)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
@@ -331,3 +332,104 @@ def test_the_gate_declines_what_it_does_not_model() -> None:
                                                          "input": deep(12)}]}],
                      [{"role": "system", "content": "s"}], [{"role": "user", "content": "u", "x": 1}]):
         assert CLIENT_FORMATS["anthropic"].gate({"model": "m", "max_tokens": 1, "messages": messages}) is None
+
+
+# -- the memo of accepted tool lists ---------------------------------------------------------------
+
+
+def twin(value: Any, rnd: Any) -> Any:
+    """A JSON value ``==`` to ``value`` that a struct may still tell apart: booleans as 0/1 or
+    0.0/1.0, integers as floats, objects with their keys in another order (new containers)."""
+    if isinstance(value, bool):
+        return rnd.choice([value, int(value), float(value)])
+    if isinstance(value, int) and abs(value) < 2**53:
+        return rnd.choice([value, float(value)])
+    if isinstance(value, list):
+        return [twin(item, rnd) for item in value]
+    if isinstance(value, dict):
+        keys = list(value)
+        rnd.shuffle(keys)
+        return {k: twin(value[k], rnd) for k in keys}
+    return value
+
+
+def verdict(gated: Gated | None) -> tuple[Any, ...] | None:
+    return None if gated is None else (gated.typed, gated.depth, gated.start, list(gated.starts), list(gated.roles),
+                                       gated.passthrough, gated.tools)
+
+
+SCHEMAS = st.one_of(st.sampled_from([1, 2, 3, 10, 11]).map(deep), st.dictionaries(TEXT, JSON, max_size=3))
+"""Tool schemas within the gate's bound, as a remembered list holds them."""
+NAME = st.sampled_from(["read", "write", "x"])
+ACCEPTED_TOOLS = {
+    "openai": st.lists(Odd(0).obj(type=st.just("function"), function=Odd(0).obj(
+        name=NAME, parameters=SCHEMAS, description=OPTIONAL, strict=st.one_of(st.just(MISSING), st.booleans()))),
+        min_size=1, max_size=3),
+    "anthropic": st.lists(Odd(0).obj(name=NAME, input_schema=SCHEMAS, description=OPTIONAL,
+                                     cache_control=st.one_of(st.just(MISSING), fresh({"type": "ephemeral"}))),
+                          min_size=1, max_size=3),
+}
+"""Tool lists the gate accepts."""
+
+
+@contextmanager
+def fresh_memos() -> Iterator[None]:
+    with mock.patch.object(gate, "_OPENAI_TOOLS_SEEN", gate._ToolsMemo()), \
+            mock.patch.object(gate, "_ANTHROPIC_TOOLS_SEEN", gate._ToolsMemo()):
+        yield
+
+
+@PROPERTY
+@given(st.sampled_from(["openai", "anthropic"]), st.data())
+def test_a_remembered_tool_list_changes_no_verdict(fmt: str, data: st.DataObject) -> None:
+    """A body whose tools are a list the gate accepted before, or ``==`` to it with other types or key
+    order, or differ from it a little, gets the verdict a gate that never saw that list gives, and
+    the Python checks agree with it."""
+    messages, tools = NEAR[fmt]
+    conversation = data.draw(st.just([{"role": "user", "content": "u"}]) | messages(Odd(0)))
+    first = body_of(fmt, conversation, data.draw(st.one_of(*[ACCEPTED_TOOLS[fmt]] * 3, tools(data.draw(RATES)))), {})
+    try:
+        first = orjson.loads(orjson.dumps(first))
+    except TypeError:  # (an integer beyond 64 bits: no JSON body the router decodes holds one)
+        assume(False)
+    rnd = data.draw(st.randoms(use_true_random=False))
+    how = data.draw(st.sampled_from(["same", "same", "twin", "corrupted"]))
+    tools = first["tools"] if how == "same" else twin(first["tools"], rnd) if how == "twin" \
+        else data.draw(corrupted(st.just(twin(first["tools"], rnd))))
+    second = orjson.loads(orjson.dumps({**first, "tools": tools}))  # (new objects, as each request brings)
+    with fresh_memos():
+        expected = verdict(CLIENT_FORMATS[fmt].gate(second))
+    with fresh_memos():
+        CLIENT_FORMATS[fmt].gate(first)
+        memo = gate._OPENAI_TOOLS_SEEN if fmt == "openai" else gate._ANTHROPIC_TOOLS_SEEN
+        event(f"{fmt}: second list {'found' if memo.knows(orjson.dumps(second['tools'])) else 'not found'} in the memo")
+        assert verdict(CLIENT_FORMATS[fmt].gate(second)) == expected
+        check(fmt, second, note=False)
+
+
+def test_the_memo_keeps_the_json_of_the_latest_lists() -> None:
+    """At most MEMO_TOOLS lists, the latest (or latest found) first, kept as JSON: editing a client's
+    body afterwards changes nothing; an equal list with a ``bool`` field given as a number is not
+    taken for the remembered one."""
+    def body(name: str, strict: Any = True) -> dict[str, Any]:
+        return {"model": "m", "messages": [{"role": "user", "content": "u"}], "tools": [
+            {"type": "function", "function": {"name": name, "parameters": {"type": "object"}, "strict": strict}}]}
+
+    def known(body: dict[str, Any]) -> bool:
+        return gate._OPENAI_TOOLS_SEEN.knows(orjson.dumps(body["tools"]))
+
+    with fresh_memos():
+        first = body("t0")
+        assert gate.openai(first).tools
+        first["tools"][0]["function"]["parameters"]["deep"] = deep(40)  # (after the gate: not what it saw)
+        assert known(body("t0")) and not known(first)
+        assert not gate.openai(first).tools  # converted again: too deep for the gate
+        for strict in (1, 1.0):
+            assert body("t0", strict) == body("t0")  # (== would take it for the remembered list)
+            assert not known(body("t0", strict)) and not gate.openai(body("t0", strict)).tools
+        for i in range(1, gate.MEMO_TOOLS + 1):
+            assert gate.openai(body(f"t{i}")).tools
+        assert not known(body("t0"))  # the oldest, forgotten
+        assert known(body("t1"))
+        assert gate.openai(body("t5")).tools
+        assert known(body("t1")) and not known(body("t2"))  # t1 was found: kept

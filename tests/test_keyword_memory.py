@@ -20,6 +20,24 @@ def test_remembered_tags_are_the_tags_of_the_text() -> None:
     assert len(settings.seen) == 3
 
 
+def test_long_texts_are_told_apart_whole(monkeypatch: Any) -> None:
+    """A long text is looked up by its length and ends, and then compared whole: texts that share
+    those get their own tags, each time; one found again in a new string object is not matched again."""
+    settings: Settings = load_settings(keyword_classifier, {"tags": TAGS})
+    ends = "x" * 200
+    plain, coded = ends + " plain words " + ends, ends + " has a def   " + ends
+    assert len(plain) == len(coded)
+    for _ in range(2):
+        assert settings.tags_of(plain) == set()
+        assert settings.tags_of(coded) == {"code"}
+    assert len(settings.seen) == 1  # (the same probe: the later text replaced the earlier)
+    matched: list[str] = []
+    real = Settings.match
+    monkeypatch.setattr(Settings, "match", lambda self, haystack: matched.append(haystack) or real(self, haystack))
+    assert settings.tags_of(coded.encode().decode()) == {"code"} and matched == []  # (a new object: remembered)
+    assert settings.tags_of(plain.encode().decode()) == set() and len(matched) == 1
+
+
 def test_memory_is_bounded(monkeypatch: Any) -> None:
     monkeypatch.setattr(keyword_classifier, "MAX_REMEMBERED", 4)
     monkeypatch.setattr(keyword_classifier, "MAX_REMEMBERED_CHARS", 10)

@@ -18,16 +18,21 @@ Rules across fields or messages that only decide whether the client's body can b
 is (an OpenAI assistant's empty content, Anthropic roles in a row, a lone plain text block) are
 checked on the converted structs and only clear :attr:`Gated.passthrough`.
 
+Agents send the same tools with every request: a tool list whose JSON is that of one the gate
+accepted lately is accepted again without converting it (:class:`_ToolsMemo`).
+
 ``tests/test_gate_property.py`` checks, for generated valid and invalid requests, that whenever
 the gate accepts, the Python checks accept with identical results.
 """
 
 from __future__ import annotations
 
-from operator import itemgetter
+from itertools import chain, compress
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
+import orjson
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from llmrouter.lazy import Convert, LazyConversation, Texts
@@ -48,7 +53,6 @@ FEW = 8
 about what the gate does for them (read at call time: tests set it to 0)."""
 
 _NonEmpty = Annotated[str, Meta(min_length=1)]
-_NonBlank = Annotated[str, Meta(pattern=r"\S")]  # (re's \s is str.isspace: what str.strip() strips)
 
 
 class Gated:
@@ -88,7 +92,7 @@ class _Strict(Struct, forbid_unknown_fields=True, gc=False):
 
 class _Function(_Strict):
     name: _NonEmpty
-    arguments: _NonBlank
+    arguments: str  # (not blank: checked after the conversion, cheaper than a pattern for msgspec to run)
 
 
 class _Call(_Strict):
@@ -142,8 +146,10 @@ class _OpenAITools(Struct, gc=False):
 
 _OPENAI_DEPTH = 6  # body, messages, message, tool_calls, call, function
 _OPENAI_TOOLS_DEPTH = 5 + JSON_LEVELS  # body, tools, tool, function, parameters, then the schema's JSON
-_CANONICAL_ROLE = {"user": "user", "assistant": "assistant", "tool": "user"}
-_role = itemgetter("role")
+_KIND = {_System: "s", _User: "u", _Assistant: "a", _Tool: "t"}
+_CANONICAL_ROLE = {"u": "user", "a": "assistant", "t": "user"}
+_content = attrgetter("content")
+_role_of = attrgetter("role")
 
 
 def openai(body: Any) -> Gated | None:
@@ -157,24 +163,40 @@ def openai(body: Any) -> Gated | None:
         turns = msgspec.convert(body, _OpenAIMessages).messages
     except msgspec.ValidationError:
         return None
-    messages = body["messages"]
-    roles = list(map(_role, messages))
-    start = 1 if roles[0] == "system" else 0
-    if start:
-        del roles[0]
-    if "system" in roles:
+    kinds = "".join(map(_KIND.__getitem__, map(type, turns)))  # (one letter a message: C-speed scans)
+    start = 1 if kinds[0] == "s" else 0
+    if kinds.find("s", start) >= 0:
         return None  # (only a first system message is forwarded as is)
-    starts: list[int] | range = range(start, len(messages))
-    if "tool" in roles:  # a tool result is a user message; a run of them is one
-        if "tool\ntool" in "\n".join(roles):
-            keep = [i for i in range(len(roles)) if not (i and roles[i] == "tool" and roles[i - 1] == "tool")]
-            starts = [start + i for i in keep]
-            roles = [roles[i] for i in keep]
-        roles = list(map(_CANONICAL_ROLE.__getitem__, roles))
-    passthrough = not any(type(turn) is _Assistant and (turn.content is None if turn.tool_calls is UNSET
-                                                        else turn.content == "") for turn in turns)
-    typed, depth, tools = _tools(body, _OpenAITools, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH)
-    return Gated(typed, depth, start, starts, roles, passthrough, tools)
+    starts: list[int] | range = range(start, len(kinds))
+    roles = kinds[start:]
+    if "tt" in roles:  # a tool result is a user message; a run of them is one
+        starts = [i for i in starts if not (i > start and kinds[i] == "t" and kinds[i - 1] == "t")]
+        roles = "".join([kinds[i] for i in starts])
+    passthrough = _openai_assistants(turns, kinds)
+    if passthrough is None:
+        return None
+    typed, depth, tools = _tools(body, _OpenAITools, _OPENAI_DEPTH, _OPENAI_TOOLS_DEPTH, _OPENAI_TOOLS_SEEN)
+    return Gated(typed, depth, start, starts, list(map(_CANONICAL_ROLE.__getitem__, roles)), passthrough, tools)
+
+
+def _openai_assistants(turns: list[Any], kinds: str) -> bool | None:
+    """``None`` when a tool call's arguments are blank (the Python path decides about those), else
+    whether accepted messages are forwarded as sent: no assistant message's content is one the
+    canonical path fills in (``null`` without tool calls, ``""`` with them)."""
+    passthrough = True
+    for turn in compress(turns, map("a".__eq__, kinds)):
+        calls = turn.tool_calls
+        if calls is UNSET:
+            if turn.content is None:
+                passthrough = False
+            continue
+        if turn.content == "":
+            passthrough = False
+        for call in calls:
+            arguments = call.function.arguments
+            if not arguments or arguments.isspace():  # (str.isspace: what str.strip() strips)
+                return None
+    return passthrough
 
 
 def _few(body: Any) -> bool:
@@ -182,15 +204,60 @@ def _few(body: Any) -> bool:
     return type(messages) is list and len(messages) <= FEW and body.get("tools") is None
 
 
-def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int) -> tuple[frozenset[str], int, bool]:
+def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int,
+           memo: _ToolsMemo) -> tuple[frozenset[str], int, bool]:
     """``(typed keys, their depth bound, tools accepted)`` once the messages are accepted."""
-    if body.get("tools") is not None:
+    tools = body.get("tools")
+    if tools is None:
+        return _MESSAGES, depth, False
+    try:
+        encoded: bytes | None = orjson.dumps(tools) if type(tools) is list else None
+    except TypeError:  # (orjson's encode error: nesting beyond its limit; no such list is accepted)
+        encoded = None
+    if encoded is None or not memo.knows(encoded):
         try:
             msgspec.convert(body, schema)
         except msgspec.ValidationError:
             return _MESSAGES, depth, False
-        return _MESSAGES_AND_TOOLS, max(depth, tools_depth), True
-    return _MESSAGES, depth, False
+        if encoded is not None:
+            memo.remember(encoded)
+    return _MESSAGES_AND_TOOLS, max(depth, tools_depth), True
+
+
+class _ToolsMemo:
+    """The tool lists the gate accepted lately, as their JSON, the latest first (at most
+    :data:`MEMO_TOOLS`).
+
+    An agent sends the same tools, 20-40 JSON schemas, with every request. A list whose JSON
+    (orjson's encoding: sequential writes, no allocation per value) is byte for byte that of a list
+    accepted lately is accepted again without the conversion, which copies every schema. Equal
+    bytes mean equal JSON values of equal types (``1``, ``1.0`` and ``true`` encode differently;
+    keys in another order make another list, converted once), so the conversion would accept it."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: list[bytes] = []
+
+    def knows(self, encoded: bytes) -> bool:
+        """Whether ``encoded`` is the JSON of a tool list accepted lately."""
+        seen = self._seen
+        for i, known in enumerate(seen):
+            if encoded == known:
+                if i:
+                    seen.insert(0, seen.pop(i))
+                return True
+        return False
+
+    def remember(self, encoded: bytes) -> None:
+        """Keep the JSON of an accepted list, the oldest forgotten past the bound."""
+        self._seen.insert(0, encoded)
+        del self._seen[MEMO_TOOLS:]
+
+
+MEMO_TOOLS = 4
+"""How many accepted tool lists each format's gate remembers."""
+_OPENAI_TOOLS_SEEN = _ToolsMemo()
 
 
 _MESSAGES = frozenset({"messages"})
@@ -262,6 +329,7 @@ class _AnthropicTools(Struct, gc=False):
     tools: Annotated[list[_AnthropicToolSpec], Meta(min_length=1)]
 
 
+_ANTHROPIC_TOOLS_SEEN = _ToolsMemo()
 _ANTHROPIC_DEPTH = 6 + JSON_LEVELS  # body, messages, message, content, block, input, then its JSON
 _ANTHROPIC_TOOLS_DEPTH = 4 + JSON_LEVELS  # body, tools, tool, input_schema, then its JSON
 
@@ -277,10 +345,10 @@ def anthropic(body: Any) -> Gated | None:
         turns = msgspec.convert(body, _AnthropicMessages).messages
     except msgspec.ValidationError:
         return None
-    messages = body["messages"]
-    roles = list(map(_role, messages))
-    typed, depth, tools = _tools(body, _AnthropicTools, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH)
-    return Gated(typed, depth, 0, range(len(messages)), roles, _anthropic_passthrough(turns, roles), tools)
+    roles = list(map(_role_of, turns))  # (msgspec's own strings for the literal: compared by identity)
+    typed, depth, tools = _tools(body, _AnthropicTools, _ANTHROPIC_DEPTH, _ANTHROPIC_TOOLS_DEPTH,
+                                 _ANTHROPIC_TOOLS_SEEN)
+    return Gated(typed, depth, 0, range(len(roles)), roles, _anthropic_passthrough(turns, roles), tools)
 
 
 def _anthropic_passthrough(turns: list[Any], roles: list[str]) -> bool:
@@ -290,15 +358,13 @@ def _anthropic_passthrough(turns: list[Any], roles: list[str]) -> bool:
     evens, odds = roles[0::2], roles[1::2]
     if evens.count(roles[0]) != len(evens) or (odds and (odds[0] == roles[0] or odds.count(odds[0]) != len(odds))):
         return False
-    for turn in turns:
-        content = turn.content
-        if type(content) is str:
-            continue
-        if _lone_plain_text(content):
+    contents = list(filter(list.__instancecheck__, map(_content, turns)))  # (the others are strings)
+    for content in contents:
+        if len(content) == 1 and _lone_plain_text(content):
             return False
-        for block in content:
-            if type(block) is _ToolResult and (block.is_error is False or _lone_plain_text(block.content)):
-                return False
+    for block in filter(_ToolResult.__instancecheck__, chain.from_iterable(contents)):
+        if block.is_error is False or _lone_plain_text(block.content):
+            return False
     return True
 
 

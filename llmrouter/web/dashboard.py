@@ -49,6 +49,7 @@ _MAX_HEADS = 64
 _COPY_ONCE = 64 * 1024
 # Where the request's bytes go in an event serialised without them: orjson never writes a NUL byte.
 _HOLE = b"\x00"
+_AS_SENT = (ParsedJSON, JSONBytes)  # (a tuple: a union written in place is built at each call)
 
 
 def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None) -> bytes:
@@ -74,7 +75,7 @@ def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None)
         if type(kind) is str and len(_HEADS) < _MAX_HEADS:
             _HEADS[kind] = head
     request = event.get("request")
-    raw = request.raw if isinstance(request, ParsedJSON | JSONBytes) else None
+    raw = request.raw if isinstance(request, _AS_SENT) else None
     # A request kept as bytes and within the limit goes whole: no preview to compute (or cache).
     cut = _preview(request, limit) if limit is not None and request is not None \
         and (raw is None or len(raw) > limit) else None
@@ -104,7 +105,7 @@ def sse_frame(event: dict[str, object], uses: int = 1, limit: int | None = None)
 
 
 def _preview(request: Any, limit: int) -> Preview:
-    if not isinstance(request, ParsedJSON | JSONBytes):
+    if not isinstance(request, _AS_SENT):
         return preview(request, limit)
     raw = request.raw
     entry = _PREVIEWS.get(id(raw))

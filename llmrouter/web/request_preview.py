@@ -25,6 +25,8 @@ from llmrouter.observe.events import JSONBytes, ParsedJSON
 TAIL = 4
 LEFT_OUT = ("system", "instructions", "tools")
 CONVERSATION = ("messages", "input")
+_SKIPPED = LEFT_OUT + CONVERSATION
+_AS_SENT = (ParsedJSON, JSONBytes)  # (a tuple: a union written in place is built at each call)
 
 
 class Preview:
@@ -41,7 +43,7 @@ class Preview:
 
 def request_json(request: Any) -> bytes:
     """The serialised JSON of a ``complete`` event's ``request`` (the client's own bytes when kept)."""
-    if isinstance(request, ParsedJSON | JSONBytes):
+    if isinstance(request, _AS_SENT):
         return request.raw
     return dumps(request)
 
@@ -53,22 +55,27 @@ def preview(request: Any, limit: int) -> Preview:
     body = request
     if len(raw) > limit and isinstance(request, JSONBytes):
         body = request.parsed()
-    if len(raw) <= limit or not isinstance(body, Mapping):
+    if len(raw) <= limit or not (type(body) is ParsedJSON or isinstance(body, Mapping)):
         return Preview(raw, None)
     return _cut(body, len(raw), limit)
 
 
 def _cut(body: Mapping[str, Any], size: int, limit: int) -> Preview:
-    kept = {k: v for k, v in body.items() if k not in LEFT_OUT and k not in CONVERSATION}
-    name = next((n for n in CONVERSATION if n in body), None)
+    kept = dict(body)
+    for key in _SKIPPED:
+        if key in kept:
+            del kept[key]
+    name = "messages" if "messages" in body else "input" if "input" in body else None
     whole = body[name] if name is not None else None
     items = whole if isinstance(whole, list) else [whole] if name is not None else []
     count, encoded = 0, b""
+    # (the conversation goes last, as into a copy of the other fields: kept is that copy)
     for count in dict.fromkeys((min(TAIL, len(items)), 1 if items else 0, 0)):
-        candidate = dict(kept)
         if count:
-            candidate[name] = items[-count:] if isinstance(whole, list) else whole  # type: ignore[index]
-        encoded = dumps(candidate)
+            kept[name] = items[-count:] if isinstance(whole, list) else whole  # type: ignore[index]
+        elif name in kept:
+            del kept[name]
+        encoded = dumps(kept)
         if len(encoded) <= limit:
             break
     fields = [n for n in LEFT_OUT if n in body]
