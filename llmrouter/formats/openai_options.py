@@ -18,19 +18,24 @@ from llmrouter.models import ResponseFormat, Tool, ToolChoice
 _FUNCTION_KEYS = frozenset({"name", "description", "parameters"})
 
 
+def function_of(raw: dict[str, Any], path: str, what: str) -> tuple[dict[str, Any], str]:
+    """The ``function`` object of the tool or tool call ``raw`` at ``path`` (``what`` names it in
+    errors) and that function's non-empty ``name``; ``raw``'s ``type`` must be ``function`` (the
+    default)."""
+    kind = raw.get("type", "function")
+    if kind != "function":
+        raise _fail(f"{path}.type", f"unsupported {what} type {kind!r}")
+    function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
+    name = _string(_require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True)
+    return function, name
+
+
 def parse_tools(raw_tools: Any) -> list[Tool]:
     """The ``tools`` list as canonical tools."""
     tools = []
     for i, raw in enumerate(_array(raw_tools, "tools")):
         path = f"tools[{i}]"
-        raw = _object(raw, path)
-        kind = raw.get("type", "function")
-        if kind != "function":
-            raise _fail(f"{path}.type", f"unsupported tool type {kind!r}")
-        function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
-        name = _string(
-            _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
-        )
+        function, name = function_of(_object(raw, path), path, "tool")
         description = function.get("description")
         if description is not None:
             _string(description, f"{path}.function.description")

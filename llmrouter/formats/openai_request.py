@@ -20,6 +20,7 @@ from llmrouter.formats.fields import require as _require
 from llmrouter.formats.fields import rest as _rest
 from llmrouter.formats.fields import string as _string
 from llmrouter.formats.gate import Gated
+from llmrouter.formats.openai_options import function_of as _function_of
 from llmrouter.formats.openai_options import parse_plugins as _plugins
 from llmrouter.formats.openai_options import parse_response_format as _response_format
 from llmrouter.formats.openai_options import parse_stop as _stop
@@ -130,13 +131,7 @@ def _user_parts(content: Any, path: str) -> list[Part]:
 def _tool_use(raw: Any, path: str) -> ToolUsePart:
     raw = _object(raw, path)
     call_id = _string(_require(raw, "id", f"{path}.id"), f"{path}.id", non_empty=True)
-    kind = raw.get("type", "function")
-    if kind != "function":
-        raise _fail(f"{path}.type", f"unsupported tool call type {kind!r}")
-    function = _object(_require(raw, "function", f"{path}.function"), f"{path}.function")
-    name = _string(
-        _require(function, "name", f"{path}.function.name"), f"{path}.function.name", non_empty=True
-    )
+    function, name = _function_of(raw, path, "tool call")
     arguments = function.get("arguments", "")
     extra = _rest(raw, _CALL_KEYS)
     if not isinstance(arguments, dict):
