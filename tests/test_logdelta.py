@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmrouter.jsonutil import loads
-from llmrouter.observe import logdelta
+from llmrouter.observe import logdelta, requestlog
 from llmrouter.observe.logdelta import MARKER
 from llmrouter.observe.logfiles import follow_lines, read_lines, segments
 from llmrouter.observe.requestlog import REDACTED, RawJSON, RequestLog, read_log
@@ -142,6 +142,27 @@ def test_bodies_with_secrets_keys_or_line_breaks_are_written_whole(tmp_path: Pat
     assert lines == full_lines(entries, secrets=(secret,))
     assert secret.encode() not in b"".join(stored) and loads(lines[3])["request"]["api_key"] == REDACTED
     assert b'"n":1}' in lines[5] and b"\n" not in lines[5]
+
+
+def test_lines_after_a_failed_write_never_refer_to_the_lost_batch(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = [entry(i, orjson.dumps(body)) for i, body in enumerate(agent_session(6))]
+    path = tmp_path / "requests.jsonl"
+    rlog = RequestLog(path)
+    real_append = requestlog._Segment.append
+
+    def disk_full(self: Any, pieces: list[bytes]) -> None:
+        raise OSError(28, "No space left on device")
+
+    for n, e in enumerate(entries):
+        monkeypatch.setattr(requestlog._Segment, "append", disk_full if n == 3 else real_append)
+        rlog.write(e)
+        assert rlog.wait_idle(30)
+    rlog.close()
+    assert len(segments(path)) == 2
+    assert sum(line.startswith(MARKER) for line in stored_lines(path)) == 3  # lines 1, 2 and 5
+    expected = full_lines(entries)
+    assert decoded(path) == expected[:3] + expected[4:]
 
 
 def test_plain_segments_never_hold_delta_lines(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ changes), but compressing a 260 KB body costs the writer thread ~0.1 ms per requ
 it is a repeat; a delta line costs a few microseconds. References never cross segments, so every
 segment stays readable on its own, deleting old segments never breaks a kept one, and a ``kill -9``
 (which truncates a segment after its last complete batch) cannot orphan a reference. Reader and
-writer apply the same window rule (:meth:`Window.usable`), so a reader keeps every line a later
+writer apply the same window rule (``_Window.usable``), so a reader keeps every line a later
 delta line may name and no more.
 """
 

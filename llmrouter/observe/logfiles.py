@@ -297,15 +297,15 @@ class _Tail:
             data = decoded
         lines = (self.rest + data).split(b"\n")
         self.rest = lines.pop()
-        decoded = []
+        out = []
         for line in lines:
             if line.strip():
                 full = self.expander.expand(line)
                 if full is None:
                     log.warning("%s: a line skipped: %s", self.path.name, _UNRESOLVED)
                 else:
-                    decoded.append(full)
-        return decoded
+                    out.append(full)
+        return out
 
     def close(self) -> None:
         self.file.close()

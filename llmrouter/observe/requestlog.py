@@ -115,8 +115,8 @@ def _dumps(value: Any) -> bytes:
 
 
 class _Line(NamedTuple):
-    """A line to write as ``pieces`` (newline excluded); when it is ``head``, one client body as the
-    client sent it and ``tail``, the scanner's ``verdict`` on that body (for a delta line)."""
+    """A line to write as ``pieces`` (newline excluded). ``verdict`` is set only when the pieces are
+    ``[head, a client body as sent, tail]``: the scanner's verdict on that body (for a delta line)."""
 
     pieces: list[bytes]
     verdict: Verdict | None = None
@@ -197,8 +197,7 @@ class RequestLog:
         self._secrets = sorted({s.encode() for s in secrets if s and _SAFE_SECRET_RE.fullmatch(s)},
                                key=len, reverse=True)
         self._scanner = BodyScanner(self._secrets)
-        self._delta = DeltaIndex()
-        self._delta_for: _Segment | None = None  # the segment the index's lines are in (None: the next)
+        self._delta = DeltaIndex()  # the lines of the current segment (reset whenever a segment ends)
         self._segment: _Segment | None = None
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -349,9 +348,6 @@ class RequestLog:
             pieces: list[bytes] = []  # lines in pieces and their line breaks, never joined before compressing
             size = count = 0
             for entry in entries:
-                if self._segment is not self._delta_for:  # the line goes to a new segment
-                    self._delta.reset()
-                    self._delta_for = self._segment
                 try:
                     line = self._compact(self._encode(entry))
                 except (TypeError, ValueError) as exc:
@@ -386,6 +382,7 @@ class RequestLog:
             log.error("cannot write request log %s: %s", segment.path, exc)
             segment.abandon()
             self._segment = None
+            self._delta.reset()  # (the lines of this batch are lost with the segment)
             return
         if segment.size >= self.max_bytes:
             self._seal()
@@ -404,13 +401,12 @@ class RequestLog:
         else:
             raise FileExistsError(f"no free segment name next to {self.path}")
         self.segments_started += 1
-        if self._delta_for is None:  # the lines indexed since the last segment ended go here
-            self._delta_for = self._segment
         self._prune()
         return self._segment
 
     def _seal(self) -> None:
         segment, self._segment = self._segment, None
+        self._delta.reset()  # (delta lines never refer to another segment)
         if segment is None:
             return
         try:
