@@ -207,7 +207,7 @@ def _messages(raw_messages: Any, gated: Gated | None) -> tuple[list[TextPart] | 
                 continue
         path = f"messages[{i}]"
         raw = _object(raw, path)
-        if _require(raw, "role", f"{path}.role") not in ("system", "developer"):
+        if _require(raw, "role", f"{path}.role") not in _SYSTEM_ROLES:
             break
         system.extend(_text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content"))
         start = i + 1
@@ -237,7 +237,7 @@ def _turns(raw_messages: list[Any], start: int, stop: int) -> list[Message]:
         path = f"messages[{i}]"
         raw = _object(raw, path)
         role = _require(raw, "role", f"{path}.role")
-        if role in ("system", "developer"):
+        if role in _SYSTEM_ROLES:
             parts = _text_parts(_require(raw, "content", f"{path}.content"), f"{path}.content")
             extra = _rest(raw, _MESSAGE_KEYS)
             messages.append(checked_message("system", list(parts), _name(raw, path), extra))
