@@ -39,6 +39,7 @@ from typing import Any, TypeGuard
 from llmrouter.errors import ProviderError, RouterError
 from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
 from llmrouter.formats.checked import checked_text, checked_usage
+from llmrouter.formats.fields import count, count_or_none
 from llmrouter.jsonutil import dumps, dumps_str, loads, loads_object_or_none
 from llmrouter.models import (
     BlockDelta,
@@ -127,13 +128,9 @@ def usage_from_wire(usage: Any) -> Usage:
     """Read an Anthropic usage object (missing or null counts are zero / unknown)."""
     if not isinstance(usage, dict):
         return Usage()
-    # (each count an int, not a bool, else unknown; written out: this runs for every reply)
-    inputs, outputs = usage.get("input_tokens"), usage.get("output_tokens")
-    read, created = usage.get("cache_read_input_tokens"), usage.get("cache_creation_input_tokens")
-    return checked_usage(inputs if isinstance(inputs, int) and not isinstance(inputs, bool) and inputs else 0,
-                         outputs if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs else 0,
-                         read if isinstance(read, int) and not isinstance(read, bool) else None,
-                         created if isinstance(created, int) and not isinstance(created, bool) else None)
+    return checked_usage(count(usage.get("input_tokens")), count(usage.get("output_tokens")),
+                         count_or_none(usage.get("cache_read_input_tokens")),
+                         count_or_none(usage.get("cache_creation_input_tokens")))
 
 
 def error_type_for(error: RouterError) -> str:

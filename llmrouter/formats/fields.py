@@ -67,6 +67,18 @@ def integer(value: Any, path: str) -> int:
     return value
 
 
+def count_or_none(value: Any) -> int | None:
+    """A count read leniently from a provider's reply: ``value`` if it is an integer (not a
+    bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def count(value: Any) -> int:
+    """A count read leniently from a provider's reply: ``value`` if it is an integer (not a
+    bool), else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def boolean(value: Any, path: str) -> bool:
     """``true`` or ``false``."""
     if not isinstance(value, bool):

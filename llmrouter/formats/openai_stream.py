@@ -13,6 +13,7 @@ from typing import Any
 from llmrouter.errors import RouterError
 from llmrouter.formats.base import SSEStreamDecoder, StreamRenderer
 from llmrouter.formats.checked import checked_usage
+from llmrouter.formats.fields import count
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.models import (
     BlockDelta,
@@ -138,14 +139,10 @@ def usage_from_openai(data: Any) -> Usage:
     """An OpenAI ``usage`` object as canonical usage (cached tokens split out of the input)."""
     if not isinstance(data, dict):
         return Usage()
-    prompt = _int(data.get("prompt_tokens"))
+    prompt = count(data.get("prompt_tokens"))
     details = data.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return checked_usage(max(prompt - cached, 0), _int(data.get("completion_tokens")), cached or None)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return checked_usage(max(prompt - cached, 0), count(data.get("completion_tokens")), cached or None)
 
 
 def sse(payload: Any) -> bytes:

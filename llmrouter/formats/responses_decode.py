@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmrouter.formats.base import SSEStreamDecoder
+from llmrouter.formats.fields import count
 from llmrouter.formats.responses_items import FORMAT, custom_input, usage_from_json
 from llmrouter.formats.responses_upstream import call_part, message_parts, stop_reason_of
 from llmrouter.jsonutil import dumps, loads
@@ -101,7 +102,7 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
         item = data.get("item")
         if not isinstance(item, dict) or item.get("type") not in ("function_call", "custom_tool_call"):
             return
-        output_index = _int(data.get("output_index"))
+        output_index = count(data.get("output_index"))
         self._has_calls = True
         part = call_part(item, arguments="")
         part.input = {}
@@ -113,7 +114,7 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
         part = data.get("part") if isinstance(data.get("part"), dict) else {}
         if part.get("type") not in ("output_text", "refusal"):
             return
-        output_index, content_index = _int(data.get("output_index")), _int(data.get("content_index"))
+        output_index, content_index = count(data.get("output_index")), count(data.get("content_index"))
         self._seen_parts.add(output_index)
         extra: dict[str, Any] = {"_refusal": True} if part.get("type") == "refusal" else {}
         if content_index == 0 and isinstance(data.get("item_id"), str):
@@ -121,19 +122,19 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
         self._text_blocks[(output_index, content_index)] = self._block(TextPart(text="", extra=extra), events)
 
     def _text_delta(self, data: dict[str, Any], events: list[StreamEvent]) -> None:
-        key = (_int(data.get("output_index")), _int(data.get("content_index")))
+        key = (count(data.get("output_index")), count(data.get("content_index")))
         delta = data.get("delta")
         if key in self._text_blocks and isinstance(delta, str) and delta:
             self._refused = self._refused or data.get("type") == "response.refusal.delta"
             events.append(BlockDelta(index=self._text_blocks[key], text=delta))
 
     def _part_done(self, data: dict[str, Any], events: list[StreamEvent]) -> None:
-        index = self._text_blocks.pop((_int(data.get("output_index")), _int(data.get("content_index"))), None)
+        index = self._text_blocks.pop((count(data.get("output_index")), count(data.get("content_index"))), None)
         if index is not None:
             events.append(BlockStop(index=index))
 
     def _arguments_delta(self, data: dict[str, Any], events: list[StreamEvent]) -> None:
-        output_index = _int(data.get("output_index"))
+        output_index = count(data.get("output_index"))
         delta = data.get("delta")
         if output_index in self._call_blocks and isinstance(delta, str) and delta:
             self._call_args[output_index] = True
@@ -144,7 +145,7 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
         item = data.get("item")
         if not isinstance(item, dict):
             return
-        output_index = _int(data.get("output_index"))
+        output_index = count(data.get("output_index"))
         kind = item.get("type")
         if kind in ("function_call", "custom_tool_call"):
             index = self._call_blocks.pop(output_index, None)
@@ -219,5 +220,3 @@ _HANDLERS: dict[str, Callable[[ResponsesStreamDecoder, dict[str, Any], list[Stre
 }
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

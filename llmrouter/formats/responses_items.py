@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llmrouter.errors import RouterError
+from llmrouter.formats.fields import count
 from llmrouter.formats.openai_stream import error_type
 from llmrouter.jsonutil import dumps, loads
 from llmrouter.models import (
@@ -323,9 +324,9 @@ def usage_from_json(data: Any) -> Usage:
     if not isinstance(data, dict):
         return Usage()
     details = data.get("input_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return Usage(input_tokens=max(_int(data.get("input_tokens")) - cached, 0),
-                 output_tokens=_int(data.get("output_tokens")), cache_read_input_tokens=cached or None)
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return Usage(input_tokens=max(count(data.get("input_tokens")) - cached, 0),
+                 output_tokens=count(data.get("output_tokens")), cache_read_input_tokens=cached or None)
 
 
 def status_of(stop: StopReason | None) -> tuple[str, dict[str, Any] | None]:
@@ -394,5 +395,3 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
