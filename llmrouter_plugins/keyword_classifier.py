@@ -97,7 +97,7 @@ class Settings(PluginSettings):
         """The tags with a keyword in ``text`` (one text of the window), remembered for the next
         requests: agents resend the conversation, so most of a window was matched before."""
         seen = self.seen
-        probe = _probe(text)
+        probe = text if len(text) <= _SHORT else (len(text), text[:_ENDS], text[-_ENDS:])  # (_probe() inlined)
         found = seen.get(probe)
         if found is not None and found[0] == text:
             return found[1]
@@ -110,6 +110,7 @@ class Settings(PluginSettings):
 
 
 _ENDS = 32
+_SHORT = 4 * _ENDS
 
 
 def _probe(text: str) -> Any:
@@ -117,7 +118,7 @@ def _probe(text: str) -> Any:
     Hashing those is cheaper than hashing kilobytes of a text seen before in another string object
     (each request's texts are new objects, so their hashes are not cached); a text that shares them
     with another is told apart by comparing it whole (a ``memcmp``), and replaces it."""
-    return text if len(text) <= 4 * _ENDS else (len(text), text[:_ENDS], text[-_ENDS:])
+    return text if len(text) <= _SHORT else (len(text), text[:_ENDS], text[-_ENDS:])
 
 
 MAX_REMEMBERED = 512
@@ -135,7 +136,10 @@ def classify(ctx: Context) -> list[str]:
     texts = ctx.request.iter_text(last_messages=WINDOW_MESSAGES)
     if not settings.per_text:
         return settings.match(_SEPARATOR.join(texts).casefold())
-    found: set[str] = set()
+    tags_of = settings.tags_of
+    found: frozenset[str] | set[str] = frozenset()
     for text in texts:
-        found.update(settings.tags_of(text))
-    return [tag for tag, _ in settings.matchers if tag in found]
+        tags = tags_of(text)
+        if tags:  # (most texts have none: no set is built for them)
+            found = found | tags
+    return [tag for tag, _ in settings.matchers if tag in found] if found else []

@@ -119,6 +119,8 @@ def stream_transformer(ctx: Context) -> HealingTransformer | None:
 
 def heal_text(text: str, *, json_requested: bool = False) -> str | None:
     """Return the repaired compact JSON for ``text``, or ``None`` when it must be left as it is."""
+    if not json_requested and _MAY_BE_ATTEMPT.match(text) is None:
+        return None  # prose: not a fence, object or array after the leading whitespace (the usual reply)
     if not text.strip() or _is_valid_json(text):
         return None
     payload = _find_payload(text, json_requested)
@@ -212,6 +214,10 @@ def _skip_space(text: str, index: int) -> int:
         index += 1
     return index
 
+
+_MAY_BE_ATTEMPT = re.compile(r"\s*[`{\[]")
+r"""How a reply that is a JSON attempt as a whole begins (``\s`` is what ``str.strip`` removes): a
+fenced block, an object or an array. Without a request for JSON nothing else is ever repaired."""
 
 _MAY_BE_JSON = re.compile(r'[ \t\n\r]*[-{\["0-9tfn]')
 """How a JSON text can begin (after JSON's own whitespace): anything else, such as prose, is not

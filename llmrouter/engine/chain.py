@@ -3,7 +3,7 @@ hook and validated settings, walked until one picks a provider that is available
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Route
-from llmrouter.engine.capabilities import CandidateCheck, capability_message, settle
+from llmrouter.engine.capabilities import CandidateCheck, Lacking, capability_message, settle
 from llmrouter.engine.hooks import Hook, pending
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
@@ -20,6 +20,8 @@ from llmrouter.upstream.providers import Provider
 
 _NONE_BLOCKED: frozenset[str] = frozenset()
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+Walked = tuple[Route | None, list[tuple[str, str]]]
+"""A walk's decision and the blocked choices it passed over."""
 
 
 class Gate(Protocol):
@@ -135,25 +137,79 @@ class RuleChain:
         then passes, the chain continues. Candidates passed over for capabilities are appended to
         ``lacking`` as ``(provider, model, missing)``.
         """
-        gate = self.gate
-        blocked = gate.blocked() if gate is not None else _NONE_BLOCKED
-        if exclude:
-            blocked = blocked.union(exclude)
-        skipped: list[tuple[str, str]] = []
-        check = CandidateCheck(ctx.request, blocked, gate, skipped, lacking)
-        for rule in self.rules[start:] if start else self.rules:
-            decision = self._call(rule, ctx)  # (ask() inlined: most route hooks are plain functions)
-            if decision is None:  # (the rule passes: what the lines below make of None)
+        walked = self.walk_now(ctx, start, exclude, lacking)
+        return walked if type(walked) is tuple else await walked  # type: ignore[misc]
+
+    def walk_now(self, ctx: Context, start: int, exclude: Iterable[str], lacking: Lacking | None = None,
+                 check: CandidateCheck | None = None) -> Walked | Awaitable[Walked]:
+        """:meth:`walk` without a coroutine while every rule's hook answers at once with a plain
+        :class:`Route` (or None) that is accepted: the usual case. Otherwise the awaitable that
+        finishes the walk from that rule (``check``: the walk's own, when it continues)."""
+        if check is None:
+            gate = self.gate
+            blocked = gate.blocked() if gate is not None else _NONE_BLOCKED
+            if exclude:
+                blocked = blocked.union(exclude)
+            check = CandidateCheck(ctx.request, blocked, gate, [], lacking)
+        rules = self.rules
+        providers = self.providers
+        for index in range(start, len(rules)):
+            rule = rules[index]
+            # (_call() inlined: most route hooks are plain functions, most rules pass)
+            ctx.settings = ctx.config_settings = rule.settings
+            ctx.plugin_id = rule.type
+            try:
+                decision = rule.function(ctx)
+            except RouterError:
+                raise
+            except Exception as exc:
+                raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+            finally:
+                ctx.plugin_id = None
+            if decision is None:
                 continue
+            if type(decision) is not Route:  # awaitable, or of another type
+                return self._walk_on(ctx, index, decision, check, False)
+            if decision.provider not in providers:  # (what _checked() makes of an unknown provider)
+                continue
+            if check.rejects(decision, ctx.providers):  # open circuit, or lacking a capability
+                return self._walk_on(ctx, index, decision, check, True)
+            ctx.state["_rule"] = rule.index
+            return decision, check.skipped
+        return None, check.skipped
+
+    async def _walk_on(self, ctx: Context, index: int, decision: Any, check: CandidateCheck,
+                       rejected: bool) -> Walked:
+        """The walk from rule ``index``, whose hook returned ``decision``: an awaitable or a value not
+        checked yet, or (``rejected``) a Route ``check`` has just turned down."""
+        rule = self.rules[index]
+        if not rejected:
             if pending(decision):
                 decision = await self._await(rule, ctx, decision)
             decision = self._checked(rule, decision)
-            if decision is not None and check.rejects(decision, ctx.providers):
-                decision = await settle(partial(self.ask, rule), ctx, decision, check, len(self.providers))
-            if decision is not None:
-                ctx.state["_rule"] = rule.index
-                return decision, skipped
-        return None, skipped
+            rejected = decision is not None and check.rejects(decision, ctx.providers)
+        if rejected:
+            decision = await settle(partial(self.ask, rule), ctx, decision, check, len(self.providers))
+        if decision is not None:
+            ctx.state["_rule"] = rule.index
+            return decision, check.skipped
+        walked = self.walk_now(ctx, index + 1, (), check.lacking, check)
+        return walked if type(walked) is tuple else await walked  # type: ignore[misc]
+
+    def decide(self, ctx: Context) -> Route | Awaitable[Route]:
+        """:meth:`route` without a coroutine when the walk needs none (see :meth:`walk_now`)."""
+        if ctx.request.forced_provider:
+            return self.route(ctx)
+        lacking: Lacking = []
+        walked = self.walk_now(ctx, 0, (), lacking)
+        if type(walked) is not tuple:
+            return self._decided(ctx, walked, lacking)  # type: ignore[arg-type]
+        decision, skipped = walked
+        return decision if decision is not None else self._no_route(ctx, skipped, lacking)
+
+    async def _decided(self, ctx: Context, walking: Awaitable[Walked], lacking: Lacking) -> Route:
+        decision, skipped = await walking
+        return decision if decision is not None else self._no_route(ctx, skipped, lacking)
 
     async def route(self, ctx: Context) -> Route:
         """The route for ``ctx``: a forced provider, else the first rule's available, able choice.
@@ -166,12 +222,14 @@ class RuleChain:
             if request.forced_provider not in self.providers:
                 raise NoRoute(f"forced provider '{request.forced_provider}' is not available")
             return Route(request.forced_provider)
-        lacking: list[tuple[str, str, tuple[str, ...]]] = []
+        lacking: Lacking = []
         decision, skipped = await self.walk(ctx, 0, (), lacking)
-        if decision is not None:
-            return decision
+        return decision if decision is not None else self._no_route(ctx, skipped, lacking)
+
+    def _no_route(self, ctx: Context, skipped: list[tuple[str, str]], lacking: Lacking) -> Route:
+        """Raise the error for a walk that found nothing."""
         if skipped and self.gate is not None:
             raise self.gate.unavailable(list(dict.fromkeys(skipped)))
         if lacking:
-            raise NoRoute(capability_message(request.model, lacking))
-        raise NoRoute(f"no provider configured for model '{request.model}'")
+            raise NoRoute(capability_message(ctx.request.model, lacking))
+        raise NoRoute(f"no provider configured for model '{ctx.request.model}'")

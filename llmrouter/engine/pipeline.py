@@ -11,23 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import ValidationError
 
 from llmrouter.config import Config, ConfigError
-from llmrouter.context import Context, Flow, ProviderInfo, Route
+from llmrouter.context import Context, ProviderInfo, Route
 from llmrouter.engine.chain import Gate, RuleChain
 from llmrouter.engine.exchange import CLIENT_BODY, DELIVERED, LOGGED_REQUEST, PLUGIN_PROVIDER, complete_entry
-from llmrouter.engine.hooks import Hook, pending
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.engine.request_plugins import RequestPlugins
+from llmrouter.engine.stages import Step, collect_tags, run_flow_hooks
 from llmrouter.engine.streams import transform
-from llmrouter.errors import PluginFailed, RouterError
+from llmrouter.errors import PluginFailed
 from llmrouter.formats.base import iter_events, response_to_events
 from llmrouter.formats.passthrough import ClientBody
 from llmrouter.keys.limiter import KeyLimiter
@@ -47,19 +45,6 @@ _REQUEST_HOOKS = ("on_start", "pre_request", "post_response", "on_end")
 _ENDED = "_ended"
 _RECORDED = "_recorded"
 """``ctx.state`` markers: the request's late hooks have run / its log line is written."""
-_NONE_BLOCKED: frozenset[str] = frozenset()
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One plugin's implementation of one hook, with its validated settings and raw config table."""
-
-    plugin_id: str
-    function: Hook
-    settings: Any
-    config_settings: Any
-    table: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
 
 class Pipeline:
@@ -96,8 +81,10 @@ class Pipeline:
             "response_classifiers": self.response_classifier_ids})
         self._infos: Mapping[str, ProviderInfo] | None = None
         self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
-        # A stage without hooks has nothing to run, unless a subclass (tracing) does more per stage.
+        # A stage without hooks has nothing to run, unless a subclass (tracing) does more per stage;
+        # without such a subclass, stages run without a coroutine of their own (see engine/stages.py).
         self._skip_empty_stages = type(self)._run_flow_hooks is Pipeline._run_flow_hooks
+        self._plain_stages = type(self)._classify is Pipeline._classify and type(self)._route is Pipeline._route
         self.gate = gate
         self.health: dict[str, bool] = gate.health if gate is not None else {}
         self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
@@ -213,36 +200,21 @@ class Pipeline:
         ``fatal`` hooks (on_start, pre_request) fail the request on exceptions; the others log a
         warning and continue.
         """
-        for step in steps:
-            ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
-            had_response = ctx.response is not None
-            try:
-                result = step.function(ctx)
-                if pending(result):
-                    result = await result
-                if not had_response and ctx.response is not None:
-                    ctx.mark_modified(step.plugin_id)
-            except RouterError:
-                if fatal:
-                    raise
-                log.warning("plugin %r raised in a late hook; continuing", step.plugin_id, exc_info=True)
-                continue
-            except Exception as exc:
-                if fatal:
-                    raise PluginFailed(f"plugin '{step.plugin_id}' failed: {describe_failure(exc)}") from exc
-                log.warning("plugin %r failed: %s; continuing", step.plugin_id, exc, exc_info=True)
-                continue
-            finally:
-                ctx.plugin_id = None
-            if result is Flow.STOP:
-                ctx.stopped_by = step.plugin_id
-                return True
-        return False
+        stopped = run_flow_hooks(ctx, steps, fatal)
+        return stopped if type(stopped) is bool else await stopped  # type: ignore[misc]
+
+    def _flow(self, ctx: Context, stage: str, steps: list[Step], fatal: bool) -> bool | Awaitable[bool]:
+        """:meth:`_run_flow_hooks`, without a coroutine unless a subclass wraps it or a hook needs one."""
+        if self._skip_empty_stages:
+            return run_flow_hooks(ctx, steps, fatal)
+        return self._run_flow_hooks(ctx, stage, steps, fatal=fatal)
 
     async def _classify(self, ctx: Context, steps: list[Step]) -> None:
-        tags = await _collect_tags(ctx, steps, ctx.request.tags, "classifier")
+        tags = collect_tags(ctx, steps, ctx.request.tags, "classifier")
+        if type(tags) is not list:
+            tags = await tags  # type: ignore[misc]
         if tags != ctx.request.tags:  # (an assignment re-validates the list: skipped when nothing changes)
-            ctx.request.tags = tags
+            ctx.request.tags = tags  # type: ignore[assignment]
 
     async def _route(self, ctx: Context) -> Route:
         return await self.chain.route(ctx)
@@ -277,21 +249,35 @@ class Pipeline:
         On return either ``ctx.response`` is set (a plugin answered) or ``ctx.provider`` and
         ``ctx.sent_model`` say where to send the request.
         """
-        overrides = self._request_overrides(ctx.request)
+        request = ctx.request
+        overrides = self._request_overrides(request) if request.plugins else {}
         ctx.state["_overrides"] = overrides
-        plugin_ids = self.plugin_ids
-        on_start = self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids)
-        pre_request = self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids)
+        if overrides:
+            plugin_ids = self.plugin_ids
+            on_start = self._select(self.hooks["on_start"], "on_start", overrides, plugin_ids)
+            pre_request = self._select(self.hooks["pre_request"], "pre_request", overrides, plugin_ids)
+            classifiers = self._select(self.classifiers, "classify", overrides, self.classifier_ids)
+        else:  # (the usual case: the config's steps as they are)
+            on_start, pre_request, classifiers = self.hooks["on_start"], self.hooks["pre_request"], self.classifiers
         skip_empty = self._skip_empty_stages
-        stopped = False if skip_empty and not on_start else \
-            await self._run_flow_hooks(ctx, "on_start", on_start, fatal=True)
+        stopped = False if skip_empty and not on_start else self._flow(ctx, "on_start", on_start, True)
+        if type(stopped) is not bool:
+            stopped = await stopped
         if not stopped:
-            await self._classify(ctx, self._select(self.classifiers, "classify", overrides, self.classifier_ids))
+            if self._plain_stages:  # _classify() inlined: no coroutine unless a classifier needs one
+                tags = collect_tags(ctx, classifiers, ctx.request.tags, "classifier")
+                if type(tags) is not list:
+                    tags = await tags  # type: ignore[misc]
+                if tags != ctx.request.tags:
+                    ctx.request.tags = tags  # type: ignore[assignment]
+            else:
+                await self._classify(ctx, classifiers)
             if self._listening("classified"):
                 self.bus.publish({"type": "classified", "id": ctx.request_id, "ts_ms": now_ms(),
                                   "tags": list(ctx.request.tags)})
-            stopped = False if skip_empty and not pre_request else \
-                await self._run_flow_hooks(ctx, "pre_request", pre_request, fatal=True)
+            stopped = False if skip_empty and not pre_request else self._flow(ctx, "pre_request", pre_request, True)
+            if type(stopped) is not bool:
+                stopped = await stopped
         if stopped and ctx.response is None:
             raise PluginFailed("pipeline stopped without producing a response")
         if ctx.response is not None:
@@ -300,7 +286,9 @@ class Pipeline:
             if not ctx.response.model:
                 ctx.response.model = ctx.request.model
             return
-        decision = await self._route(ctx)
+        decision = self.chain.decide(ctx) if self._plain_stages else self._route(ctx)
+        if not isinstance(decision, Route):
+            decision = await decision
         ctx.provider = decision.provider
         ctx.sent_model = decision.model or ctx.request.model
         client_body = ctx.state.get(CLIENT_BODY)
@@ -361,7 +349,9 @@ class Pipeline:
         overrides = ctx.state.get("_overrides", {})
         plugin_ids = self.plugin_ids
         if ctx.response is not None:
-            post = self._select(self.hooks["post_response"], "post_response", overrides, plugin_ids)
+            post = self.hooks["post_response"]
+            if overrides:
+                post = self._select(post, "post_response", overrides, plugin_ids)
             classify = bool(self.response_classifiers or overrides)
             if ctx.delivered:
                 # Classify what the client got; late edits must not reach the log either.
@@ -370,21 +360,27 @@ class Pipeline:
                 if post or self.hooks["on_end"] or overrides:
                     ctx.state[DELIVERED] = (ctx.response, list(ctx.modified_by))
                     ctx.response = ctx.response.model_copy(deep=True)
-            stopped = False if self._skip_empty_stages and not post else \
-                await self._run_flow_hooks(ctx, "post_response", post, fatal=False)
+            stopped = self._flow(ctx, "post_response", post, False)
+            if type(stopped) is not bool:
+                stopped = await stopped
             if not ctx.delivered and classify:
                 await self._classify_response(ctx, overrides)
             if stopped:
                 return
-        on_end = self._select(self.hooks["on_end"], "on_end", overrides, plugin_ids)
+        on_end = self.hooks["on_end"]
+        if overrides:
+            on_end = self._select(on_end, "on_end", overrides, plugin_ids)
         if on_end or not self._skip_empty_stages:
-            await self._run_flow_hooks(ctx, "on_end", on_end, fatal=False)
+            ended = self._flow(ctx, "on_end", on_end, False)
+            if type(ended) is not bool:
+                await ended
 
     async def _classify_response(self, ctx: Context, overrides: Mapping[str, dict[str, Any]]) -> None:
         """Run the response classifiers over ``ctx.response`` into ``ctx.response_tags``."""
         steps = self._select(self.response_classifiers, "classify_response", overrides, self.response_classifier_ids)
         if steps and ctx.response is not None:
-            ctx.response_tags = await _collect_tags(ctx, steps, ctx.response_tags, "response classifier")
+            tags = collect_tags(ctx, steps, ctx.response_tags, "response classifier")
+            ctx.response_tags = tags if type(tags) is list else await tags  # type: ignore[assignment,misc]
 
     async def fail(self, ctx: Context, error: str) -> None:
         """A request failed after its context existed: run ``on_end`` with ``ctx.error`` set.
@@ -472,38 +468,6 @@ async def default_stream_call(pipeline: Pipeline, ctx: Context) -> AsyncIterator
 
 def _always(kind: str) -> bool:
     return True
-
-
-def describe_failure(exc: Exception) -> str:
-    """A plugin's exception in one line; a rejected assignment names the model and field, e.g.
-    ``invalid ChatRequest.system: Input should be a valid list (got int)``."""
-    if isinstance(exc, ValidationError):
-        problems = []
-        for error in exc.errors(include_url=False):
-            where = ".".join(str(part) for part in error["loc"])
-            got = type(error["input"]).__name__
-            problems.append(f"invalid {exc.title}.{where}: {error['msg']} (got {got})")
-        return "; ".join(problems)
-    return str(exc)
-
-
-async def _collect_tags(ctx: Context, steps: list[Step], initial: list[str], what: str) -> list[str]:
-    """Tags from tag-returning hooks (classifiers), merged in order and de-duplicated; a hook that
-    raises is logged and skipped."""
-    tags = list(initial)
-    for step in steps:
-        ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
-        try:
-            result = step.function(ctx)
-            if pending(result):
-                result = await result
-            if result:
-                tags.extend([result] if isinstance(result, str) else (str(tag) for tag in result))
-        except Exception as exc:
-            log.warning("%s %r failed: %s; skipped", what, step.plugin_id, exc)
-        finally:
-            ctx.plugin_id = None
-    return list(dict.fromkeys(tags))
 
 
 def _shape(request: ChatRequest) -> tuple[Any, ...]:

@@ -189,7 +189,7 @@ class Metrics:
 
     def attempt(self, provider: str, error: ProviderError | None) -> None:
         """One upstream attempt ended (``error`` None on success)."""
-        key = (provider, attempt_outcome(error))
+        key = (provider, "success" if error is None else attempt_outcome(error))
         total = self._attempts.get(key)
         if total is None:
             total = self._attempts[key] = _Total(self._child(self.attempts, *key), now=not self._defer)

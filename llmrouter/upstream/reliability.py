@@ -59,6 +59,7 @@ _CONTEXT_OVERFLOW = re.compile(r"context[ _]length|context window|maximum contex
                                r"|too many (?:input )?tokens", re.IGNORECASE)
 #: In-stream error types (Anthropic names) mapped to the HTTP status they stand for.
 _NOT_A_FAULT = frozenset({400, 401, 403, 404, 413, 422})
+_CLOSED = CircuitState.CLOSED
 _STREAM_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
                         "not_found_error": 404, "rate_limit_error": 429, "overloaded_error": 529}
 
@@ -211,6 +212,7 @@ class Reliability:
         ctx.state["attempts"] = attempts
         tried: list[str] = []
         circuits = self.circuits
+        plain_attempt = type(self).attempt is Reliability.attempt  # (a subclass may wrap attempts)
         while True:
             name, model = ctx.provider, ctx.sent_model
             assert name is not None and model is not None
@@ -221,7 +223,8 @@ class Reliability:
             error: ProviderError | None = None
             retry = 0
             while True:
-                ticket = connection.acquire()
+                # (a closed circuit grants an ordinary attempt: acquire() inlined for that case)
+                ticket = Ticket.NORMAL if connection.state is _CLOSED else connection.acquire()
                 breaker = circuits.models.get((name, model)) if circuits.models else None
                 model_ticket = breaker.acquire() if breaker is not None else Ticket.NORMAL
                 if ticket is None or model_ticket is None:
@@ -231,7 +234,10 @@ class Reliability:
                     break
                 started = time.perf_counter()
                 try:
-                    result = await self.attempt(call, provider, ctx, model, pipeline.http)  # type: ignore[arg-type]
+                    if plain_attempt:  # (attempt() inlined)
+                        result = await call(provider, ctx.request, model, pipeline.http)  # type: ignore[arg-type]
+                    else:
+                        result = await self.attempt(call, provider, ctx, model, pipeline.http)  # type: ignore[arg-type]
                 except ProviderError as exc:
                     error = exc
                     attempts.append(_attempt(name, model, exc.upstream_status, started, exc.message))
@@ -256,14 +262,19 @@ class Reliability:
                     connection.abandon(ticket)
                     self._model_outcome(name, model, breaker, model_ticket, None)
                     raise
-                connection.success(ticket)
-                attempts.append(_attempt(name, model, 200, started, None))
-                if self.metrics is not None:
-                    self.metrics.attempt(name, None)
+                if ticket is not Ticket.NORMAL or connection.failures:  # (else success() has nothing to do)
+                    connection.success(ticket)
+                attempts.append({"provider": name, "model": model, "status": 200,  # (_attempt() inlined)
+                                 "duration_ms": round((time.perf_counter() - started) * 1000, 3), "error": None})
+                metrics = circuits.metrics
+                if metrics is not None:
+                    metrics.attempt(name, None)
                 if isinstance(result, PrimedStream):
                     # A stream is judged when it ends: one that breaks after its first byte failed.
                     result.on_outcome = functools.partial(self._model_outcome, name, model, breaker, model_ticket)
-                else:
+                elif circuits.models or model_ticket is not Ticket.NORMAL:
+                    # (an ordinary attempt's outcome goes to the model's breaker as it is now: none
+                    # when no model has one, and then there is nothing to record)
                     self._model_outcome(name, model, breaker, model_ticket, True)
                 return result
             if not (self.failover and should_fail_over(error)):

@@ -28,6 +28,9 @@ Example::
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 from pydantic import Field
 
 from llmrouter.context import Context, ProviderInfo, Route
@@ -40,11 +43,30 @@ class Settings(RuleSettings):
 
     quality_bias: Number = Field(default=0.5, ge=0.0, le=1.0)
 
+    @cached_property
+    def last(self) -> list[Any]:
+        """The last choice made with these settings: ``[providers, choice]``, where ``providers`` is
+        what the choice depends on (the names and infos of ``ctx.providers``). Mutable."""
+        return [None, None]
+
 
 @hookimpl
 def route(ctx: Context) -> Route | None:
     """Route to the candidate with the highest quality/cost score (or the first, if none can be scored)."""
     settings: Settings = ctx.settings
+    # The choice depends only on the settings and the providers (frozen infos): usually the same
+    # as for the previous request, told by comparing the infos (by identity first, C-speed).
+    providers = ctx.providers
+    key = (tuple(providers), tuple(providers.values()))
+    last = settings.last
+    if last[0] == key:
+        return last[1]  # type: ignore[no-any-return]
+    choice = _choose(ctx, settings)
+    last[0], last[1] = key, choice
+    return choice
+
+
+def _choose(ctx: Context, settings: Settings) -> Route | None:
     bias = settings.quality_bias
     pool = candidates(ctx)
     if not pool:
