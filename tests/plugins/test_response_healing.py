@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmrouter.models import (
     ChatRequest,
@@ -153,3 +157,22 @@ def test_settings_can_switch_off_tool_argument_repair(make_ctx) -> None:
     ctx = make_ctx(response=response, settings={"repair_tool_arguments": False}, plugin_id="response-healing")
     response_healing.post_response(ctx)
     assert ctx.response.tool_calls()[0].raw_arguments == '{"a": 1,'
+
+
+# Pieces replies are made of: whitespace of every kind str.strip removes, fences, brackets, prose.
+_PIECES = [" ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u00a0", "\u2003", "\u3000", FENCE, FENCE + "json\n",
+           "{", "}", "[", "]", '"a"', ":", "1", ",", "true", "null", "note", "Sure, here it is", "-", "'", "`"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_the_prose_shortcut_gives_what_the_full_rules_give(text: str) -> None:
+    """Without a request for JSON, a text whose first non-blank character is not a fence, ``{`` or
+    ``[`` is answered at once (None): the full rules, shortcut disabled, must agree on every text."""
+    got = response_healing.heal_text(text)
+    real = response_healing._MAY_BE_ATTEMPT
+    response_healing._MAY_BE_ATTEMPT = re.compile("")  # matches everything: the full rules decide
+    try:
+        assert got == response_healing.heal_text(text)
+    finally:
+        response_healing._MAY_BE_ATTEMPT = real
