@@ -235,6 +235,7 @@ async def test_connect_errors_and_connect_timeouts_are_retried(router: Any, mock
     reply = await client.openai(openai_chat())
     assert reply.status == 200 and route.call_count == 3
     assert statuses(reply) == [("a", None), ("a", None), ("a", 200)]
+    assert client.app[RELIABILITY].circuits.connections["a"].failures == 0, "the success reset the count"
 
 
 @pytest.mark.parametrize("code", [400, 401, 404, 422])
