@@ -100,6 +100,16 @@ async def test_a_stop_from_any_hook_ends_the_stage(router: Any, awaiting: str) -
     assert reply.log_line["plugins"] == ["b"]
 
 
+@pytest.mark.parametrize("awaiting", ["", "b", "ab"])
+async def test_a_stop_in_post_response_skips_the_rest_and_on_end(router: Any, awaiting: str) -> None:
+    seen: list[str] = []
+    client = await router(config(), plugins={
+        p: Hooks(p, seen, p in awaiting, **({"post_response": Flow.STOP} if p == "b" else {})) for p in "abc"})
+    reply = await client.openai(openai_chat("hi"))
+    assert reply.status == 200
+    assert [s.split(" as ")[0] for s in seen][-3:] == ["c.pre_request", "a.post_response", "b.post_response"]
+
+
 @pytest.mark.parametrize("awaiting", ["", "b"])
 async def test_failures_are_the_same_whether_a_hook_awaits(router: Any, awaiting: str) -> None:
     seen: list[str] = []

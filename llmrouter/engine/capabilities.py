@@ -85,6 +85,8 @@ class CandidateCheck:
     what the request needs. One per walk; what the request needs is worked out only once a
     candidate's capabilities are known."""
 
+    __slots__ = ("request", "blocked", "gate", "skipped", "lacking", "needs")
+
     def __init__(self, request: ChatRequest, blocked: frozenset[str], gate: ModelGate | None,
                  skipped: list[tuple[str, str]], lacking: Lacking | None) -> None:
         self.request = request

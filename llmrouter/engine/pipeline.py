@@ -85,6 +85,7 @@ class Pipeline:
         # without such a subclass, stages run without a coroutine of their own (see engine/stages.py).
         self._skip_empty_stages = type(self)._run_flow_hooks is Pipeline._run_flow_hooks
         self._plain_stages = type(self)._classify is Pipeline._classify and type(self)._route is Pipeline._route
+        self._plain_finish = type(self).finish is Pipeline.finish
         self.gate = gate
         self.health: dict[str, bool] = gate.health if gate is not None else {}
         self.discovered: Mapping[str, tuple[str, ...]] = discovered if discovered is not None else {}
@@ -308,7 +309,9 @@ class Pipeline:
         if ctx.response is None:
             assert ctx.provider is not None and ctx.sent_model is not None
             ctx.response = await self.call_provider(ctx)
-        await self.finish(ctx)
+        ending = self._finish_now(ctx) if self._plain_finish else self.finish(ctx)
+        if ending is not None:
+            await ending
         return ctx.response
 
     def call_provider(self, ctx: Context) -> Awaitable[ChatResponse]:
@@ -343,6 +346,44 @@ class Pipeline:
     async def finish(self, ctx: Context) -> None:
         """post_response then on_end (skipped when a post_response hook returns STOP). Runs at most
         once per request: a request ends once, whichever path it takes."""
+        ending = self._finish_now(ctx)
+        if ending is not None:
+            await ending
+
+    def _finish_now(self, ctx: Context) -> Awaitable[Any] | None:
+        """:meth:`finish` without a coroutine in the usual case (no response classifier, no request
+        plugins, no subclass wrapping the stages, late hooks that answer at once); else the
+        awaitable of what is left to do."""
+        state = ctx.state
+        if state.get(_ENDED):
+            return None
+        if self.response_classifiers or state.get("_overrides") or not self._skip_empty_stages:
+            return self._finish(ctx)
+        state[_ENDED] = True
+        if ctx.response is not None:
+            post = self.hooks["post_response"]
+            if ctx.delivered and (post or self.hooks["on_end"]):
+                # Late edits must not reach the log (see _finish).
+                state[DELIVERED] = (ctx.response, list(ctx.modified_by))
+                ctx.response = ctx.response.model_copy(deep=True)
+            stopped = run_flow_hooks(ctx, post, False)
+            if type(stopped) is not bool:
+                return self._end_after(ctx, stopped)  # type: ignore[arg-type]
+            if stopped:
+                return None
+        on_end = self.hooks["on_end"]
+        ended = run_flow_hooks(ctx, on_end, False) if on_end else False
+        return None if type(ended) is bool else ended  # type: ignore[return-value]
+
+    async def _end_after(self, ctx: Context, post: Awaitable[bool]) -> None:
+        """on_end once the post_response hooks (``post``) are done, unless one returned STOP."""
+        if not await post:
+            ended = run_flow_hooks(ctx, self.hooks["on_end"], False)
+            if type(ended) is not bool:
+                await ended  # type: ignore[misc]
+
+    async def _finish(self, ctx: Context) -> None:
+        """:meth:`finish` in general."""
         if ctx.state.get(_ENDED):
             return
         ctx.state[_ENDED] = True

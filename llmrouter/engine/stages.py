@@ -51,7 +51,7 @@ def run_flow_hooks(ctx: Context, steps: list[Step], fatal: bool, start: int = 0)
         had_response = ctx.response is not None
         try:
             result = step.function(ctx)
-            if pending(result):
+            if result is not None and pending(result):  # (most flow hooks return None)
                 return _run_flow_rest(ctx, steps, fatal, index, result, had_response)
             if not had_response and ctx.response is not None:
                 ctx.mark_modified(step.plugin_id)
@@ -110,7 +110,7 @@ def collect_tags(ctx: Context, steps: list[Step], initial: list[str], what: str)
         ctx.plugin_id, ctx.settings, ctx.config_settings = step.plugin_id, step.settings, step.config_settings
         try:
             result = step.function(ctx)
-            if pending(result):
+            if type(result) is not list and pending(result):  # (most classifiers return a list)
                 return _collect_rest(ctx, steps, index, result, list(initial) if tags is None else tags, what)
             if result:
                 if tags is None:
@@ -120,7 +120,9 @@ def collect_tags(ctx: Context, steps: list[Step], initial: list[str], what: str)
             log.warning("%s %r failed: %s; skipped", what, step.plugin_id, exc)
         finally:
             ctx.plugin_id = None
-    return list(dict.fromkeys(initial if tags is None else tags))
+    if tags is None:
+        return list(dict.fromkeys(initial)) if initial else []
+    return list(dict.fromkeys(tags))
 
 
 async def _collect_rest(ctx: Context, steps: list[Step], index: int, result: Any, tags: list[str],

@@ -141,6 +141,11 @@ class Reliability:
         self.circuits = CircuitBoard(providers, routing.circuit_failures, routing.circuit_cooldown_s, bus,
                                      clock=clock)
         self.health = self.circuits.health
+        if type(self).blocked is Reliability.blocked and type(self).model_blocked is Reliability.model_blocked:
+            # Asked once per routed request (and per candidate): the board's own methods, one call
+            # instead of two (the board is never replaced).
+            self.blocked = self.circuits.blocked  # type: ignore[method-assign]
+            self.model_blocked = self.circuits.model_blocked  # type: ignore[method-assign]
 
     def reconfigure(self, config: Config, providers: Mapping[str, Provider]) -> None:
         """Apply a reloaded config: routing settings, and breakers for new providers (existing
