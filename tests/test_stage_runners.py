@@ -9,9 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llmrouter import ChatResponse, Context, Flow, Route, hookimpl
 from llmrouter.context import ProviderInfo
+from llmrouter.engine.capabilities import CandidateCheck, plainly_able
 from llmrouter.engine.stages import Step, collect_tags, run_flow_hooks
 from llmrouter.models import ChatRequest
 from llmrouter.testing import openai_chat
@@ -255,3 +258,37 @@ def test_fallback_choice_is_remembered_only_for_the_same_providers() -> None:
         decision = fallback.route(ctx)
         assert (decision.provider if decision else None) == expected
         assert decision == fallback._choose(ctx, settings)
+
+
+class _Gate:
+    def __init__(self, open_models: set[tuple[str, str]]) -> None:
+        self.open_models = open_models
+
+    def model_blocked(self, provider: str, model: str) -> bool:
+        return (provider, model) in self.open_models
+
+
+class _Info(ProviderInfo):
+    """A ProviderInfo subclass (its capabilities are the check's to read)."""
+
+
+_INFOS = [None, ProviderInfo("p", "openai"), ProviderInfo("p", "openai", capabilities=frozenset({"tools"})),
+          ProviderInfo("p", "openai", model_capabilities={"m": frozenset()}),
+          ProviderInfo("p", "openai", model_capabilities={"other": frozenset({"vision"})}), _Info("p", "openai")]
+
+
+@given(info=st.sampled_from(_INFOS), blocked=st.sets(st.sampled_from(["p", "q"])),
+       open_models=st.sets(st.tuples(st.sampled_from(["p", "q"]), st.sampled_from(["m", "x"]))),
+       model=st.sampled_from([None, "m", "x"]), tools=st.booleans(), gated=st.booleans())
+def test_a_plainly_able_choice_is_one_the_candidate_check_accepts_silently(
+        info: ProviderInfo | None, blocked: set[str], open_models: set[tuple[str, str]], model: str | None,
+        tools: bool, gated: bool) -> None:
+    request = ChatRequest(model="m", messages=[], tools=[{"name": "t", "input_schema": {}}] if tools else None)
+    providers = {"p": info} if info is not None else {}
+    gate = _Gate(open_models) if gated else None
+    decision = Route("p", model)
+    skipped: list[tuple[str, str]] = []
+    lacking: list[tuple[str, str, tuple[str, ...]]] = []
+    check = CandidateCheck(request, frozenset(blocked), gate, skipped, lacking)
+    if plainly_able(decision, request, providers, frozenset(blocked), gate):
+        assert not check.rejects(decision, providers) and not skipped and not lacking

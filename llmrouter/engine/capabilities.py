@@ -115,6 +115,21 @@ class CandidateCheck:
         return bool(absent)
 
 
+def plainly_able(decision: Route, request: ChatRequest, providers: Mapping[str, ProviderInfo],
+                 blocked: frozenset[str], gate: ModelGate | None) -> bool:
+    """Whether :meth:`CandidateCheck.rejects` would accept ``decision`` with nothing to record
+    because nothing is known against it: its provider is not blocked, its model's circuit is not
+    open and nothing is known of the model's capabilities. False says only "ask the check"."""
+    name = decision.provider
+    if name in blocked:
+        return False
+    info = providers.get(name)
+    if info is not None and (type(info) is not ProviderInfo or info.capabilities is not None
+                             or info.model_capabilities):
+        return False  # (capabilities known, or a subclass that may know them: the check decides)
+    return gate is None or not gate.model_blocked(name, decision.model or request.model)
+
+
 async def settle(ask: Callable[[Context], Awaitable[Route | None]], ctx: Context, rejected: Route,
                  check: CandidateCheck, limit: int) -> Route | None:
     """The rule's decision once its choice ``rejected`` (which ``check.rejects`` has just turned

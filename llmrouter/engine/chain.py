@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Route
-from llmrouter.engine.capabilities import CandidateCheck, Lacking, capability_message, settle
+from llmrouter.engine.capabilities import CandidateCheck, Lacking, capability_message, plainly_able, settle
 from llmrouter.engine.hooks import Hook, pending
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
@@ -145,12 +145,14 @@ class RuleChain:
         """:meth:`walk` without a coroutine while every rule's hook answers at once with a plain
         :class:`Route` (or None) that is accepted: the usual case. Otherwise the awaitable that
         finishes the walk from that rule (``check``: the walk's own, when it continues)."""
+        gate = self.gate
+        request = ctx.request  # (the check, built when first needed, is the walk's: of this request)
         if check is None:
-            gate = self.gate
             blocked = gate.blocked() if gate is not None else _NONE_BLOCKED
             if exclude:
                 blocked = blocked.union(exclude)
-            check = CandidateCheck(ctx.request, blocked, gate, [], lacking)
+        else:
+            blocked = check.blocked
         rules = self.rules
         providers = self.providers
         for index in range(start, len(rules)):
@@ -169,14 +171,17 @@ class RuleChain:
             if decision is None:
                 continue
             if type(decision) is not Route:  # awaitable, or of another type
+                check = check or CandidateCheck(request, blocked, gate, [], lacking)
                 return self._walk_on(ctx, index, decision, check, False)
             if decision.provider not in providers:  # (what _checked() makes of an unknown provider)
                 continue
-            if check.rejects(decision, ctx.providers):  # open circuit, or lacking a capability
-                return self._walk_on(ctx, index, decision, check, True)
+            if not plainly_able(decision, request, ctx.providers, blocked, gate):
+                check = check or CandidateCheck(request, blocked, gate, [], lacking)
+                if check.rejects(decision, ctx.providers):  # open circuit, or lacking a capability
+                    return self._walk_on(ctx, index, decision, check, True)
             ctx.state["_rule"] = rule.index
-            return decision, check.skipped
-        return None, check.skipped
+            return decision, check.skipped if check is not None else []
+        return None, check.skipped if check is not None else []
 
     async def _walk_on(self, ctx: Context, index: int, decision: Any, check: CandidateCheck,
                        rejected: bool) -> Walked:
