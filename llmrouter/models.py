@@ -16,6 +16,7 @@ Design rules:
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -301,7 +302,8 @@ class ChatRequest(DeferredFields, _Checked):
         bounds the scan to the system prompt and that many of the latest messages (agents resend
         the whole conversation every turn; what is new is at the end).
         """
-        texts = [p.text for p in self.system or []]
+        system = self.system
+        texts = list(map(_TEXT_OF, system)) if system else []
         conversation = deferred(self)
         if conversation is not None and last_messages is not None and 0 <= last_messages < conversation.count:
             tail = conversation.tail_texts(last_messages) if last_messages else []  # read from the raw messages
@@ -325,6 +327,8 @@ class ChatRequest(DeferredFields, _Checked):
                             texts.append(inner.fallback_text)
         return texts
 
+
+_TEXT_OF = attrgetter("text")
 
 for _name in DEFERRABLE:  # reading these may convert them (see llmrouter.lazy)
     setattr(ChatRequest, _name, DeferredField(_name))

@@ -136,10 +136,12 @@ def classify(ctx: Context) -> list[str]:
     texts = ctx.request.iter_text(last_messages=WINDOW_MESSAGES)
     if not settings.per_text:
         return settings.match(_SEPARATOR.join(texts).casefold())
-    tags_of = settings.tags_of
-    found: frozenset[str] | set[str] = frozenset()
+    seen = settings.seen
+    found: frozenset[str] = frozenset()
     for text in texts:
-        tags = tags_of(text)
+        # (a remembered text's tags looked up here, as tags_of() would: no call for the usual hit)
+        hit = seen.get(text if len(text) <= _SHORT else (len(text), text[:_ENDS], text[-_ENDS:]))
+        tags = hit[1] if hit is not None and hit[0] == text else settings.tags_of(text)
         if tags:  # (most texts have none: no set is built for them)
             found = found | tags
     return [tag for tag, _ in settings.matchers if tag in found] if found else []
