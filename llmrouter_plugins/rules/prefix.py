@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cached_property
 
 from pydantic import StrictBool
 
@@ -44,6 +45,11 @@ class Settings(PluginSettings):
     rewrite_model: OptionalName = None
     strip_prefix: StrictBool = False
 
+    @cached_property
+    def route(self) -> Route:
+        """``Route(provider, rewrite_model)``, made once (routes are immutable)."""
+        return Route(self.provider, self.rewrite_model)
+
     def referenced_providers(self) -> Iterable[str]:
         """``provider``."""
         return [self.provider]
@@ -60,9 +66,7 @@ def route(ctx: Context) -> Route | None:
     model = ctx.request.model
     if not model.startswith(settings.model_prefix) or settings.provider not in ctx.providers:
         return None
-    if settings.rewrite_model is not None:
-        return Route(settings.provider, settings.rewrite_model)
-    if not settings.strip_prefix:
-        return Route(settings.provider, None)
+    if settings.rewrite_model is not None or not settings.strip_prefix:
+        return settings.route  # Route(provider, rewrite_model)
     rest = model[len(settings.model_prefix):]
     return Route(settings.provider, rest) if rest else None

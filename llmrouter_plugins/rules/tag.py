@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cached_property
 
 from llmrouter.context import Context, Route
 from llmrouter.hookspecs import hookimpl
@@ -35,6 +36,11 @@ class Settings(PluginSettings):
     tag: Name
     provider: Name
     rewrite_model: OptionalName = None
+
+    @cached_property
+    def route(self) -> Route:
+        """``Route(provider, rewrite_model)``, made once (routes are immutable)."""
+        return Route(self.provider, self.rewrite_model)
 
     def referenced_providers(self) -> Iterable[str]:
         """``provider``."""
@@ -50,5 +56,5 @@ def route(ctx: Context) -> Route | None:
     """Route to ``provider`` when ``tag`` is among the request's tags."""
     settings: Settings = ctx.settings
     if settings.tag in ctx.request.tags and settings.provider in ctx.providers:
-        return Route(settings.provider, settings.rewrite_model)
+        return settings.route
     return None
