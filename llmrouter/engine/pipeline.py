@@ -81,9 +81,9 @@ class Pipeline:
             "response_classifiers": self.response_classifier_ids})
         self._infos: Mapping[str, ProviderInfo] | None = None
         self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
-        # A stage without hooks has nothing to run, unless a subclass (tracing) does more per stage;
-        # without such a subclass, stages run without a coroutine of their own (see engine/stages.py).
+        # A stage without hooks has nothing to run, unless a subclass (tracing) does more per stage.
         self._skip_empty_stages = type(self)._run_flow_hooks is Pipeline._run_flow_hooks
+        # Without such a subclass, stages run without a coroutine of their own (see engine/stages.py).
         self._plain_stages = type(self)._classify is Pipeline._classify and type(self)._route is Pipeline._route
         self._plain_finish = type(self).finish is Pipeline.finish
         self.gate = gate
