@@ -128,9 +128,14 @@ def usage_from_wire(usage: Any) -> Usage:
     """Read an Anthropic usage object (missing or null counts are zero / unknown)."""
     if not isinstance(usage, dict):
         return Usage()
-    return checked_usage(count(usage.get("input_tokens")), count(usage.get("output_tokens")),
-                         count_or_none(usage.get("cache_read_input_tokens")),
-                         count_or_none(usage.get("cache_creation_input_tokens")))
+    get = usage.get
+    # (exactly int or absent, the usual values: no call; anything else as count()/count_or_none() read it)
+    inputs, outputs = get("input_tokens"), get("output_tokens")
+    read, created = get("cache_read_input_tokens"), get("cache_creation_input_tokens")
+    return checked_usage(inputs if type(inputs) is int else count(inputs),
+                         outputs if type(outputs) is int else count(outputs),
+                         read if read is None or type(read) is int else count_or_none(read),
+                         created if created is None or type(created) is int else count_or_none(created))
 
 
 def error_type_for(error: RouterError) -> str:
