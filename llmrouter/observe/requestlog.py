@@ -202,7 +202,10 @@ class RequestLog:
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._idle = threading.Condition()
-        self._pending = 0
+        # Entries queued (counted by write(), without a lock) and written (by the writer thread, under
+        # _idle): each counter has one thread adding to it, so neither needs a lock for itself.
+        self._queued = 0
+        self._written = 0
         self._closed = False
         self.segments_started = 0
         self._thread = threading.Thread(target=self._run, name="llmrouter-requestlog", daemon=True)
@@ -215,18 +218,21 @@ class RequestLog:
         return segment.path if segment is not None else None
 
     def write(self, entry: dict[str, Any]) -> None:
-        """Queue one entry and return at once (entries written after :meth:`close` are ignored)."""
+        """Queue one entry and return at once (entries written after :meth:`close` are ignored).
+
+        Called from one thread (the server's event loop), which is what lets it count the entry
+        without taking a lock."""
         if self._closed:
             log.warning("request log %s is closed; entry %s not written", self.path, entry.get("id"))
             return
-        with self._idle:
-            self._pending += 1
+        self._queued += 1
         self._queue.put(entry)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until every queued entry is on disk (for tests and tools); False on timeout."""
+        """Block until every entry queued so far is on disk (for tests and tools); False on timeout."""
+        queued = self._queued
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+            return self._idle.wait_for(lambda: self._written >= queued, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write everything queued, seal the segment and stop the writer. Idempotent."""
@@ -363,7 +369,7 @@ class RequestLog:
             if pieces:
                 self._append(pieces, count)
             with self._idle:
-                self._pending -= len(entries)
+                self._written += len(entries)
                 self._idle.notify_all()
             del entries
         self._seal()
