@@ -120,7 +120,14 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
 
     def render_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
         """A Messages ``Message`` object for ``response``."""
-        content = [block for block in map(_response_block, response.content) if block is not None]
+        content = []
+        for part in response.content:
+            if type(part) is TextPart and "citations" not in part.extra:
+                content.append({"type": "text", "text": part.text})  # (text_block() for the usual part)
+            else:
+                block = _response_block(part)
+                if block is not None:
+                    content.append(block)
         return {
             "id": message_id_for(response.id),
             "type": "message",

@@ -113,7 +113,8 @@ def stop_reason_from_wire(reason: Any) -> StopReason | None:
 def usage_to_wire(usage: Usage) -> dict[str, int]:
     """A Message ``usage`` object; cache figures only when known."""
     wire = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-    _add_cache_usage(wire, usage)
+    if usage.cache_creation_input_tokens is not None or usage.cache_read_input_tokens is not None:
+        _add_cache_usage(wire, usage)
     return wire
 
 

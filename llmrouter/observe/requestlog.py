@@ -277,6 +277,11 @@ class RequestLog:
         around = rest.split(_HOLE)
         if len(around) != len(raws) + 1:  # a bytes value held a NUL: not JSON, but keep the line whole
             return _Line([self._scrub(_dumps(entry))])
+        if len(raws) == 1 and len(raws[0].raw) < SMALL_BODY:  # (the usual entry: the branch below, unrolled)
+            value = raws[0]
+            if has_secret_key(value.parsed):
+                return _Line([self._redacted(entry)])
+            return _Line([self._scrub(b"".join((around[0], one_line(value.raw), around[1])))])
         if sum(len(value.raw) for value in raws) < SMALL_BODY:
             # A chat-sized body: checking it whole costs less than the scanner's bookkeeping.
             if any(has_secret_key(value.parsed) for value in raws):
@@ -305,7 +310,7 @@ class RequestLog:
         pieces, verdict = line
         if not self.compress:
             return pieces
-        length = sum(len(piece) for piece in pieces)
+        length = sum(map(len, pieces))
         if verdict is None:
             self._delta.add_line(length)
             return pieces
@@ -361,7 +366,7 @@ class RequestLog:
                     continue
                 line.append(b"\n")
                 pieces += line
-                size += sum(len(piece) for piece in line)
+                size += sum(map(len, line))
                 count += 1
                 if size >= MAX_BATCH_BYTES:  # agent-sized entries: write in bounded pieces
                     self._append(pieces, count)
