@@ -101,3 +101,38 @@ def test_the_default_transport_is_the_fast_one() -> None:
     """Without an override the client runs on ``ProviderTransport`` (aiohttp's pool)."""
     client = new_http_client()
     assert isinstance(client._transport_for_url(httpx.URL("http://x.invalid/")), ProviderTransport)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_a_reply_read_whole_releases_its_connection_for_the_next_call(
+        aiohttp_server: object, monkeypatch: pytest.MonkeyPatch, direct: bool) -> None:
+    """aiohttp's ``ClientSession._request`` (what ``request()`` wraps) is there and answers a read
+    whole exchange; with it (or without, through ``request()``), each reply gives its connection back,
+    so sequential calls reuse one connection and the body, status and headers come through."""
+    from aiohttp import ClientSession, web
+
+    from llmrouter.upstream import client as client_module
+
+    assert callable(getattr(ClientSession, "_request", None)), "aiohttp removed ClientSession._request"
+    monkeypatch.setattr(client_module, "_SESSION_REQUEST", direct)
+    peers: set[object] = set()
+
+    async def answer(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername"))  # type: ignore[union-attr]
+        return web.Response(body=await request.read(), content_type="application/json",
+                            headers={"Retry-After": "3", "X-Other": "x"})
+
+    app = web.Application()
+    app.router.add_post("/v1", answer)
+    server = await aiohttp_server(app)  # type: ignore[operator]
+    client = new_http_client()
+    try:
+        url = httpx.URL(f"http://127.0.0.1:{server.port}/v1")
+        for i in range(5):
+            reply = await client_module.post(client, url, b'{"n": %d}' % i, {"content-type": "application/json"},
+                                             httpx.Timeout(5.0).as_dict())
+            assert (reply.status_code, reply.content) == (200, b'{"n": %d}' % i)
+            assert reply.headers.get("retry-after") == "3" and "x-other" not in reply.headers
+        assert len(peers) == 1
+    finally:
+        await client.aclose()

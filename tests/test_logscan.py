@@ -313,3 +313,32 @@ def test_line_may_hold_secret_key_sees_every_spelling_and_skips_the_regex_for_a_
     monkeypatch.setattr(logscan, "_SECRET_KEY_RE", Counting())
     assert not logscan.line_may_hold_secret_key(plain)
     assert searched == []
+
+
+def _line_may_hold_secret_key_plainly(line: bytes) -> bool:
+    """The rule :func:`logscan.line_may_hold_secret_key` implements, written plainly (one search
+    per credential ending, the ``\\u`` search without the backslash pre-check)."""
+    lowered = line.lower()
+    if (b'authorization"' in lowered or b'api-key"' in lowered or b'api_key"' in lowered
+            or b'apikey"' in lowered) and logscan._SECRET_KEY_RE.search(line):
+        return True
+    return (b"\\u" in line and logscan._NAME_ESCAPE_RE.search(line) is not None) or \
+        (b"\xe2" in line and logscan._KELVIN in line)
+
+
+_LINE_PIECES = [b'"key"', b'key"', b'KEY"', b"api", b"API", b"Api", b"-", b"_", b'"', b":", b" ", b"x",
+                b"authorization", b"AUTHORIZATION", b"x-", b"proxy-", b"goog-", b"\\u0061", b"\\u212a",
+                b"\\", b"u", b"\xe2\x84\xaa", b"\xe2", b"{", b"}", b",", b"monkey", b"api_ke", b"y",
+                b'"apikey":', b'"API-KEY":', b'"x-api-key" :', b'"Api_Key":', b'"authorization":', b'"key":']
+
+
+@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_LINE_PIECES), max_size=24))
+def test_line_may_hold_secret_key_gives_the_plain_rules_answer(pieces: list[bytes]) -> None:
+    """The quicker searches (one ``key"`` search, a backslash before ``\\u``) decide every line as the
+    plain rule does, credential names at the line's very start included."""
+    line = b"".join(pieces)
+    assert logscan.line_may_hold_secret_key(line) == _line_may_hold_secret_key_plainly(line), line
+    lowered = line.lower()
+    assert logscan._api_key_token(lowered) == (b'api-key"' in lowered or b'api_key"' in lowered
+                                               or b'apikey"' in lowered), line

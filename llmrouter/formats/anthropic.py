@@ -65,7 +65,7 @@ from llmrouter.formats.anthropic_stream import (
     usage_to_wire,
 )
 from llmrouter.formats.base import ROUTER_FIELDS, ClientFormat, StreamDecoder, StreamRenderer, UpstreamFormat
-from llmrouter.formats.checked import checked_response
+from llmrouter.formats.checked import checked_response, checked_text
 from llmrouter.formats.gate import Gated
 from llmrouter.models import (
     ChatRequest,
@@ -81,6 +81,8 @@ from llmrouter.models import (
     ToolResultPart,
     ToolUsePart,
 )
+
+_TEXT_KEYS = frozenset({"type", "text"})
 
 __all__ = ["OPAQUE_BLOCK_TYPES", "OPAQUE_TOOL_RESULT_BLOCK_TYPES", "RAW_ARGUMENTS_KEY", "AnthropicFormat"]
 
@@ -118,7 +120,14 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
 
     def render_response(self, response: ChatResponse, request: ChatRequest) -> dict[str, Any]:
         """A Messages ``Message`` object for ``response``."""
-        content = [block for block in map(_response_block, response.content) if block is not None]
+        content = []
+        for part in response.content:
+            if type(part) is TextPart and "citations" not in part.extra:
+                content.append({"type": "text", "text": part.text})  # (text_block() for the usual part)
+            else:
+                block = _response_block(part)
+                if block is not None:
+                    content.append(block)
         return {
             "id": message_id_for(response.id),
             "type": "message",
@@ -192,12 +201,22 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
         content = body.get("content")
         if not isinstance(content, list):
             raise ValueError("Anthropic reply has no content list")
+        parts: list[Part] = []
+        for block in content:
+            if type(block) is dict and block.get("type") == "text" and block.keys() <= _TEXT_KEYS:
+                # The usual block, as response_block_to_part() converts it, without the call.
+                text = block.get("text")
+                parts.append(checked_text(text if isinstance(text, str) else "", {}))
+            else:
+                part = response_block_to_part(block)
+                if part is not None:
+                    parts.append(part)
         sequence = body.get("stop_sequence")
         reply_id, model = body.get("id"), body.get("model")
         return checked_response(
             reply_id if isinstance(reply_id, str) else "",
             model if isinstance(model, str) else "",
-            [part for part in map(response_block_to_part, content) if part is not None],
+            parts,
             stop_reason_from_wire(body.get("stop_reason")),
             usage_from_wire(body.get("usage")),
             stop_sequence=sequence if isinstance(sequence, str) else None,

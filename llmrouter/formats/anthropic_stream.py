@@ -113,7 +113,8 @@ def stop_reason_from_wire(reason: Any) -> StopReason | None:
 def usage_to_wire(usage: Usage) -> dict[str, int]:
     """A Message ``usage`` object; cache figures only when known."""
     wire = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
-    _add_cache_usage(wire, usage)
+    if usage.cache_creation_input_tokens is not None or usage.cache_read_input_tokens is not None:
+        _add_cache_usage(wire, usage)
     return wire
 
 
@@ -128,9 +129,14 @@ def usage_from_wire(usage: Any) -> Usage:
     """Read an Anthropic usage object (missing or null counts are zero / unknown)."""
     if not isinstance(usage, dict):
         return Usage()
-    return checked_usage(count(usage.get("input_tokens")), count(usage.get("output_tokens")),
-                         count_or_none(usage.get("cache_read_input_tokens")),
-                         count_or_none(usage.get("cache_creation_input_tokens")))
+    get = usage.get
+    # (exactly int or absent, the usual values: no call; anything else as count()/count_or_none() read it)
+    inputs, outputs = get("input_tokens"), get("output_tokens")
+    read, created = get("cache_read_input_tokens"), get("cache_creation_input_tokens")
+    return checked_usage(inputs if type(inputs) is int else count(inputs),
+                         outputs if type(outputs) is int else count(outputs),
+                         read if read is None or type(read) is int else count_or_none(read),
+                         created if created is None or type(created) is int else count_or_none(created))
 
 
 def error_type_for(error: RouterError) -> str:

@@ -139,10 +139,15 @@ def usage_from_openai(data: Any) -> Usage:
     """An OpenAI ``usage`` object as canonical usage (cached tokens split out of the input)."""
     if not isinstance(data, dict):
         return Usage()
-    prompt = count(data.get("prompt_tokens"))
+    prompt = data.get("prompt_tokens")
+    if type(prompt) is not int:  # (exactly int, the usual value: no call; anything else as count() reads it)
+        prompt = count(prompt)
+    completion = data.get("completion_tokens")
+    if type(completion) is not int:
+        completion = count(completion)
     details = data.get("prompt_tokens_details")
     cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return checked_usage(max(prompt - cached, 0), count(data.get("completion_tokens")), cached or None)
+    return checked_usage(max(prompt - cached, 0), completion, cached or None)
 
 
 def sse(payload: Any) -> bytes:

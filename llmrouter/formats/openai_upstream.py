@@ -239,35 +239,41 @@ def parse_chat_response(body: Any) -> ChatResponse:
     if not isinstance(message, dict):
         raise ValueError("chat completion choice has no message")
     content: list[Part] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
+    get = message.get
+    reasoning = get("reasoning_content") or get("reasoning")
+    if reasoning and isinstance(reasoning, str):
         content.append(ThinkingPart(thinking=reasoning))
-    text = message.get("content")
+    text = get("content")
     if isinstance(text, list):  # a few servers answer with content parts
         text = "".join(
             p.get("text", "") for p in text if isinstance(p, dict) and isinstance(p.get("text"), str)
         )
-    if isinstance(text, str) and text:
+    if text and isinstance(text, str):
         content.append(checked_text(text))
-    refusal = message.get("refusal")
-    if isinstance(refusal, str) and refusal:
+    refusal = get("refusal")
+    if refusal and isinstance(refusal, str):
         content.append(checked_text(refusal))
-    raw_calls = message.get("tool_calls")
-    if not isinstance(raw_calls, list):
-        raw_calls = []
-    if isinstance(message.get("function_call"), dict):
-        raw_calls = [*raw_calls, {"function": message["function_call"]}]
-    for position, raw in enumerate(raw_calls):
-        call = _upstream_tool_call(raw, position)
-        if call is not None:
-            content.append(call)
+    else:
+        refusal = None
+    raw_calls = get("tool_calls")
+    if raw_calls is not None or "function_call" in message:  # (the usual text reply has neither)
+        if not isinstance(raw_calls, list):
+            raw_calls = []
+        if isinstance(get("function_call"), dict):
+            raw_calls = [*raw_calls, {"function": message["function_call"]}]
+        for position, raw in enumerate(raw_calls):
+            call = _upstream_tool_call(raw, position)
+            if call is not None:
+                content.append(call)
     reason = stop_reason(choice.get("finish_reason"))
-    if isinstance(refusal, str) and refusal and reason == "end_turn":
+    if refusal is not None and reason == "end_turn":
         reason = "refusal"
     extra = {}
     if (fingerprint := body.get("system_fingerprint")) is not None:
         extra["system_fingerprint"] = fingerprint
     if (tier := body.get("service_tier")) is not None:
         extra["service_tier"] = tier
-    return checked_response(str(body.get("id") or ""), str(body.get("model") or ""), content, reason,
+    reply_id, model = body.get("id"), body.get("model")
+    return checked_response(reply_id if type(reply_id) is str else str(reply_id or ""),
+                            model if type(model) is str else str(model or ""), content, reason,
                             usage_from_openai(body.get("usage")), extra=extra)

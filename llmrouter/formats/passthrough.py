@@ -73,10 +73,6 @@ def forward_body(client: ClientBody, model: str, stream: bool) -> dict[str, Any]
     return None
 
 
-def _present(body: dict[str, Any], key: str) -> bool:
-    return body.get(key) is not None
-
-
 # -- OpenAI Chat Completions ---------------------------------------------------------------------
 
 _OPENAI_TOP = frozenset({
@@ -88,10 +84,11 @@ _OPENAI_NEVER = ROUTER_FIELDS | {"max_tokens", "max_completion_tokens", "stream"
 
 def _openai(body: dict[str, Any], model: str, stream: bool, gated: Gated | None = None) -> dict[str, Any] | None:
     messages = body["messages"]
+    get = body.get
     if not (gated is not None and gated.passthrough or _openai_messages_ok(messages)) \
-            or _present(body, "response_format"):
+            or get("response_format") is not None:
         return None
-    tools = body.get("tools")
+    tools = get("tools")
     if tools is not None and not (gated is not None and gated.tools
                                   or tools and all(_openai_tool_ok(t) for t in tools)):
         return None
@@ -111,14 +108,15 @@ def _openai(body: dict[str, Any], model: str, stream: bool, gated: Gated | None 
             out["tool_choice"] = choice
             if parallel is not None:
                 out["parallel_tool_calls"] = parallel
-    if _present(body, "max_completion_tokens"):
-        out["max_completion_tokens"] = body["max_completion_tokens"]
-    elif _present(body, "max_tokens"):
-        out["max_tokens"] = body["max_tokens"]
-    for key in ("temperature", "top_p"):
-        if _present(body, key):
-            out[key] = body[key]
-    stop = body.get("stop")
+    if (value := get("max_completion_tokens")) is not None:
+        out["max_completion_tokens"] = value
+    elif (value := get("max_tokens")) is not None:
+        out["max_tokens"] = value
+    if (value := get("temperature")) is not None:
+        out["temperature"] = value
+    if (value := get("top_p")) is not None:
+        out["top_p"] = value
+    stop = get("stop")
     if isinstance(stop, str):
         stop = [stop]
     if stop:
@@ -126,11 +124,12 @@ def _openai(body: dict[str, Any], model: str, stream: bool, gated: Gated | None 
     if stream:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
-    if _present(body, "metadata"):
-        out["metadata"] = body["metadata"]
-    for key, value in body.items():
-        if key not in _OPENAI_TOP and key not in _OPENAI_NEVER:
-            out.setdefault(key, value)
+    if (value := get("metadata")) is not None:
+        out["metadata"] = value
+    if not body.keys() <= _OPENAI_TOP:  # (the usual body has no other keys: no loop)
+        for key, value in body.items():
+            if key not in _OPENAI_TOP and key not in _OPENAI_NEVER:
+                out.setdefault(key, value)
     return out
 
 
@@ -218,19 +217,22 @@ def _anthropic(body: dict[str, Any], model: str, stream: bool, gated: Gated | No
         out["tools"] = tools
     if choice is not None:
         out["tool_choice"] = choice
-    for key in ("temperature", "top_p"):
-        if _present(body, key):
-            out[key] = body[key]
-    if body.get("stop_sequences"):
+    get = body.get
+    if (value := get("temperature")) is not None:
+        out["temperature"] = value
+    if (value := get("top_p")) is not None:
+        out["top_p"] = value
+    if get("stop_sequences"):
         out["stop_sequences"] = body["stop_sequences"]
     if stream:
         out["stream"] = True
     for key in ("thinking", "metadata", "output_config"):
-        if _present(body, key):
-            out[key] = body[key]
-    for key, value in body.items():
-        if key not in _ANTHROPIC_TOP and key not in ROUTER_FIELDS and key not in out:
+        if (value := get(key)) is not None:
             out[key] = value
+    if not body.keys() <= _ANTHROPIC_TOP:  # (the usual body has no other keys: no loop)
+        for key, value in body.items():
+            if key not in _ANTHROPIC_TOP and key not in ROUTER_FIELDS and key not in out:
+                out[key] = value
     return out
 
 

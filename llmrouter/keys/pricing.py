@@ -35,7 +35,7 @@ class Pricing:
 
     def cost_usd(self, usage: Usage, *models: str | None) -> float | None:
         """What ``usage`` cost in US dollars, or None when the provider has no price for it."""
-        price = self.match(*models)
+        price = self.match(*models) if self.prices else None
         if price is None:
             if self.flat_per_1m is None:
                 return None

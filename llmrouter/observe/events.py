@@ -249,7 +249,9 @@ class EventBus:
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber, dropping where a queue is full."""
         if self._history.maxlen and event.get("type") == "complete":
-            self._history.append(_compact(event))
+            request = event.get("request")  # (what _compact() does, without the call)
+            self._history.append({**event, "request": JSONBytes(request.raw)} if isinstance(request, ParsedJSON)
+                                 else event)
         for subscription in self._subscribers:
             subscription.offer(event)
 

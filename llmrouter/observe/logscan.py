@@ -58,6 +58,7 @@ _MAX_SAFE_KEYS = 4096
 _SAMPLE = 32
 _BLOCK = 32 << 10
 _CONTAINERS = (dict, list)
+_API_ENDINGS = (b"api-", b"api_", b"api")
 
 
 def has_secret_key(value: Any) -> bool:
@@ -92,12 +93,24 @@ def line_may_hold_secret_key(line: bytes) -> bool:
     spelled with ``\\u`` escapes always counts)."""
     lowered = line.lower()
     # Cheap substring tests first: the regex costs ~10 us per line and almost never matches. Every
-    # name it matches ends in one of these, quote included (``"key"`` alone, which every entry has,
-    # does not: it names the virtual key, never the key itself).
-    if (b'authorization"' in lowered or b'api-key"' in lowered or b'api_key"' in lowered
-            or b'apikey"' in lowered) and _SECRET_KEY_RE.search(line):
+    # name it matches ends in ``authorization"`` or ``api-key"``, ``api_key"``, ``apikey"`` (quote
+    # included): one search for ``key"`` finds the last three (``"key"`` alone, which every entry
+    # has, is not one of them: it names the virtual key, never the key itself).
+    if (b'authorization"' in lowered or _api_key_token(lowered)) and _SECRET_KEY_RE.search(line):
         return True
-    return (b"\\u" in line and _NAME_ESCAPE_RE.search(line) is not None) or (b"\xe2" in line and _KELVIN in line)
+    # (a one-byte search first: most lines hold no backslash at all, and it runs at memchr speed)
+    return (b"\\" in line and b"\\u" in line and _NAME_ESCAPE_RE.search(line) is not None) \
+        or (b"\xe2" in line and _KELVIN in line)
+
+
+def _api_key_token(lowered: bytes) -> bool:
+    """Whether ``api-key"``, ``api_key"`` or ``apikey"`` occurs in ``lowered``."""
+    at = lowered.find(b'key"')
+    while at >= 0:
+        if lowered[max(at - 4, 0):at].endswith(_API_ENDINGS):
+            return True
+        at = lowered.find(b'key"', at + 4)
+    return False
 
 
 def may_hold_secret_key(data: bytes) -> bool:

@@ -165,7 +165,9 @@ class Metrics:
         if self.multiprocess_dir:
             self.in_flight.dec()
         provider = entry.get("provider") or ""
-        model = self._model(entry.get("sent_model") or "")
+        model = entry.get("sent_model") or ""
+        if model not in self._models:
+            model = self._model(model)
         key = (entry.get("endpoint") or "", provider, model, str(entry.get("status")))
         row = self._rows.get(key)
         if row is None:  # bounded: model labels are capped, the other labels are the router's own
@@ -177,15 +179,16 @@ class Metrics:
                 row.lazy_histogram(_TTFT, self.ttft, provider).add(ttft)
         usage = entry.get("usage")
         if usage:
+            lazy = row._lazy  # (the children found already: no call to look them up)
             tokens = usage.get("input_tokens")
             if tokens:
-                row.lazy_total(_INPUT, self.tokens, provider, model, "input").add(tokens)
+                (lazy[_INPUT] or row.lazy_total(_INPUT, self.tokens, provider, model, "input")).add(tokens)
             tokens = usage.get("output_tokens")
             if tokens:
-                row.lazy_total(_OUTPUT, self.tokens, provider, model, "output").add(tokens)
+                (lazy[_OUTPUT] or row.lazy_total(_OUTPUT, self.tokens, provider, model, "output")).add(tokens)
         cost = entry.get("cost_usd")
         if cost:
-            row.lazy_total(_COST, self.cost, provider, model).add(cost)
+            (row._lazy[_COST] or row.lazy_total(_COST, self.cost, provider, model)).add(cost)
 
     def attempt(self, provider: str, error: ProviderError | None) -> None:
         """One upstream attempt ended (``error`` None on success)."""
@@ -358,9 +361,13 @@ class _Pending:
             return False
 
     def add(self, seconds: float) -> None:
-        """One request that took ``seconds``."""
+        """One request that took ``seconds`` (what :meth:`_Observations.add` does, inline)."""
         self.requests += 1
-        self.seconds.add(seconds)
+        observations = self.seconds
+        observations.sum += seconds
+        bounds = observations._bounds
+        if seconds <= bounds[-1]:
+            observations.counts[bisect_left(bounds, seconds)] += 1
 
     def flush(self) -> None:
         """Apply the pending request count and durations."""

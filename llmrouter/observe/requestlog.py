@@ -202,7 +202,10 @@ class RequestLog:
         self._last_stamp = datetime.min.replace(tzinfo=UTC)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._idle = threading.Condition()
-        self._pending = 0
+        # Entries queued (counted by write(), without a lock) and written (by the writer thread, under
+        # _idle): each counter has one thread adding to it, so neither needs a lock for itself.
+        self._queued = 0
+        self._written = 0
         self._closed = False
         self.segments_started = 0
         self._thread = threading.Thread(target=self._run, name="llmrouter-requestlog", daemon=True)
@@ -215,18 +218,21 @@ class RequestLog:
         return segment.path if segment is not None else None
 
     def write(self, entry: dict[str, Any]) -> None:
-        """Queue one entry and return at once (entries written after :meth:`close` are ignored)."""
+        """Queue one entry and return at once (entries written after :meth:`close` are ignored).
+
+        Called from one thread (the server's event loop), which is what lets it count the entry
+        without taking a lock."""
         if self._closed:
             log.warning("request log %s is closed; entry %s not written", self.path, entry.get("id"))
             return
-        with self._idle:
-            self._pending += 1
+        self._queued += 1
         self._queue.put(entry)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until every queued entry is on disk (for tests and tools); False on timeout."""
+        """Block until every entry queued so far is on disk (for tests and tools); False on timeout."""
+        queued = self._queued
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+            return self._idle.wait_for(lambda: self._written >= queued, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write everything queued, seal the segment and stop the writer. Idempotent."""
@@ -271,6 +277,11 @@ class RequestLog:
         around = rest.split(_HOLE)
         if len(around) != len(raws) + 1:  # a bytes value held a NUL: not JSON, but keep the line whole
             return _Line([self._scrub(_dumps(entry))])
+        if len(raws) == 1 and len(raws[0].raw) < SMALL_BODY:  # (the usual entry: the branch below, unrolled)
+            value = raws[0]
+            if has_secret_key(value.parsed):
+                return _Line([self._redacted(entry)])
+            return _Line([self._scrub(b"".join((around[0], one_line(value.raw), around[1])))])
         if sum(len(value.raw) for value in raws) < SMALL_BODY:
             # A chat-sized body: checking it whole costs less than the scanner's bookkeeping.
             if any(has_secret_key(value.parsed) for value in raws):
@@ -299,7 +310,7 @@ class RequestLog:
         pieces, verdict = line
         if not self.compress:
             return pieces
-        length = sum(len(piece) for piece in pieces)
+        length = sum(map(len, pieces))
         if verdict is None:
             self._delta.add_line(length)
             return pieces
@@ -355,7 +366,7 @@ class RequestLog:
                     continue
                 line.append(b"\n")
                 pieces += line
-                size += sum(len(piece) for piece in line)
+                size += sum(map(len, line))
                 count += 1
                 if size >= MAX_BATCH_BYTES:  # agent-sized entries: write in bounded pieces
                     self._append(pieces, count)
@@ -363,7 +374,7 @@ class RequestLog:
             if pieces:
                 self._append(pieces, count)
             with self._idle:
-                self._pending -= len(entries)
+                self._written += len(entries)
                 self._idle.notify_all()
             del entries
         self._seal()

@@ -99,7 +99,9 @@ class Provider:
         # (exception-raising) header lookup, a measurable cost per request.
         host = self._host if url is self._url else url.netloc.decode("ascii")
         extra = self._request_headers(request)
-        if extra:  # (what headers() gives, in one dict)
+        # (what headers() gives, in one dict; forwarded headers the static ones already hold, as an
+        # Anthropic client's anthropic-version usually is, change nothing: the same dict without them)
+        if extra and not extra.items() <= self._headers.items():
             return url, {**self._headers, **extra, "host": host, "content-length": str(len(content))}
         return url, {**self._headers, "host": host, "content-length": str(len(content))}
 
