@@ -216,3 +216,32 @@ async def test_streamed_chunks_straight_from_aiohttp_and_encoded_ones_through_ht
         await response.aclose()
     finally:
         await client.aclose()
+
+
+async def test_cookies_an_upstream_sets_are_never_sent_back(aiohttp_server: Any) -> None:
+    """The router forwards requests of many clients: a cookie one reply sets (a CDN's bot-management
+    cookie, say) must not ride along on the next client's request, on either path to aiohttp."""
+    cookies_seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        cookies_seen.append(request.headers.get("Cookie"))
+        response = web.json_response({"ok": True})
+        response.set_cookie("__cf_bm", "abc123", path="/")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat", handler)
+    server = await aiohttp_server(app)
+    url = f"http://localhost:{server.port}/v1/chat"  # (a host name: cookie jars ignore IP hosts)
+    client = new_http_client()
+    timeout = httpx.Timeout(5.0).as_dict()
+    try:
+        for _ in range(2):
+            reply = await post(client, httpx.URL(url), b"{}", {"Content-Type": "application/json"}, timeout)
+            assert reply.status_code == 200
+        for _ in range(2):
+            response = await send(client, httpx.Request("POST", url, content=b"{}"))
+            assert response.status_code == 200
+    finally:
+        await client.aclose()
+    assert cookies_seen == [None, None, None, None]

@@ -81,6 +81,18 @@ class ProviderTransport(AiohttpTransport):
     chunk through httpx's stream machinery; httpx still applies content decoding.
     """
 
+    def get_client(self) -> ClientSession:
+        """The aiohttp session (pool limits and TLS context from httpx's settings) without a cookie
+        jar: the router sends many clients' requests over it, so a cookie one reply sets must never
+        ride on the next request (provider calls skip httpx's cookie handling for the same reason),
+        and no request pays for looking cookies up."""
+        if self.client is not None:  # a session, or a factory, given to the constructor
+            return super().get_client()
+        limit = self.limits.max_connections
+        connector = aiohttp.TCPConnector(limit=limit if limit is not None else 100, ssl=self.ssl_context,
+                                         keepalive_timeout=self.limits.keepalive_expiry)
+        return ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; buffered requests come back with their body already read."""
         timeout = request.extensions.get("timeout", {})
