@@ -189,6 +189,9 @@ def defer(request: ChatRequest, field: str, value: Deferred) -> ChatRequest:
 
 def message_roles(request: ChatRequest) -> Sequence[str]:
     """The role of each of ``request``'s messages, without converting a deferred conversation."""
+    private = request.__pydantic_private__
+    if not (private and private.get("_lazy")):  # nothing deferred: the field's value is the list itself
+        return [message.role for message in request.__dict__["messages"]]
     conversation = deferred(request)
     if conversation is not None:
         return conversation.roles  # type: ignore[no-any-return]

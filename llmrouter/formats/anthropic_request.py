@@ -7,6 +7,8 @@ import base64
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
+from multidict import CIMultiDictProxy
+
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
 from llmrouter.formats.checked import checked_message, checked_request, checked_text
@@ -57,6 +59,14 @@ _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "non
 
 def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
     """The client's headers an Anthropic provider is sent too, by lower-case name (the last of a repeated one)."""
+    if type(headers) is CIMultiDictProxy:  # (a request's: case-insensitive lookups, no walk over every header)
+        version = headers.getall("anthropic-version", None)
+        beta = headers.getall("anthropic-beta", None)
+        if beta is None:
+            return {} if version is None else {"anthropic-version": version[-1]}
+        if version is None:
+            return {"anthropic-beta": beta[-1]}
+        # (both: the walk below keeps the order in which the client sent them)
     forwarded = {}
     for key, value in headers.items():
         name = key.lower()
@@ -153,7 +163,7 @@ class MessagesRequestParser:
             "temperature": _get_number(body, "temperature"),
             "top_p": _get_number(body, "top_p"),
             "source_format": "anthropic",
-            "extra": {k: v for k, v in body.items() if k not in _TOP_LEVEL_KEYS},
+            "extra": _extra(body, _TOP_LEVEL_KEYS),
             "headers": _forwarded(headers),
         }
         tools = body.get("tools")
@@ -182,7 +192,7 @@ class MessagesRequestParser:
         fields["metadata"] = None if metadata is None else dict(metadata)
         thinking = _get_object(body, "thinking", "thinking")
         fields["thinking"] = None if thinking is None else dict(thinking)
-        request = checked_request(**fields)
+        request = checked_request(fields)
         if lazy is not None:
             defer(request, "messages", lazy)
         if lazy_tools is not None:
@@ -199,7 +209,19 @@ class MessagesRequestParser:
 
     def _convert(self, messages: list[Any], start: int, stop: int) -> list[Message]:
         """The canonical messages of ``messages[start:stop]``, one per wire message."""
-        return [self._message(messages[i], f"messages[{i}]") for i in range(start, stop)]
+        converted = []
+        add = converted.append
+        plain_keys = self._MESSAGE
+        for i in range(start, stop):
+            message = messages[i]
+            if type(message) is dict and type(content := message.get("content")) is str \
+                    and message.keys() <= plain_keys and (role := message.get("role")) in _ROLES:
+                # A message of string content and no other keys: what _message makes of it, without
+                # the field path only an error message needs.
+                add(checked_message(role, [checked_text(content)], extra={}))
+            else:
+                add(self._message(message, f"messages[{i}]"))
+        return converted
 
     def _system(self, system: Any) -> list[TextPart] | None:
         if system is None:

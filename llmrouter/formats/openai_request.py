@@ -458,7 +458,7 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
         fields["metadata"] = dict(_object(value, "metadata"))  # (the request's own, as validation copies it)
     if (value := get("plugins")) is not None:
         fields["plugins"] = [dict(entry) for entry in _plugins(value)]
-    request = checked_request(**fields)
+    request = checked_request(fields)
     if lazy is not None:
         defer(request, "messages", lazy)
     if lazy_tools is not None:

@@ -27,14 +27,21 @@ async def read_body(request: web.Request, limit_bytes: int) -> bytes:
 
     :raises PayloadTooLarge: over the limit.
     """
-    if request.content_length is not None and request.content_length > limit_bytes:
-        raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit_bytes} bytes")
+    length = request.content_length
+    if length is not None and length > limit_bytes:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit_bytes} bytes")
     stream = request.content
-    raise_limits = getattr(stream, "set_read_chunk_size", None)  # (aiohttp >= 3.14; its read() does this)
-    if raise_limits is not None:
-        raise_limits(limit_bytes + 1)
-    chunks: list[bytes] = []
-    size = 0
+    if not stream.is_eof():  # (once the whole body is in, the stream pauses reading no more)
+        raise_limits = getattr(stream, "set_read_chunk_size", None)  # (aiohttp >= 3.14; its read() does this)
+        if raise_limits is not None:
+            raise_limits(limit_bytes + 1)
+    chunk = await stream.readany()  # (everything received so far, joined)
+    size = len(chunk)
+    if size > limit_bytes:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+    if not chunk or stream.at_eof():  # the usual small body: it all came before the handler ran
+        return chunk
+    chunks = [chunk]
     while chunk := await stream.readany():
         size += len(chunk)
         if size > limit_bytes:
