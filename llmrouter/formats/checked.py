@@ -88,27 +88,37 @@ def checked_message(role: Role, content: list[Part], name: str | None = _UNSET,
     become the message's own."""
     if name is _UNSET:
         if extra is _UNSET:
-            return _built(Message, {"role": role, "content": content, "name": None, "extra": {}},  # type: ignore[no-any-return]
-                          {"role", "content"})
-        fields_set = {"role", "content", "extra"}
+            fields_set = {"role", "content"}
+            extra = {}
+        else:
+            fields_set = {"role", "content", "extra"}
         name = None
     elif extra is _UNSET:
         fields_set = {"role", "content", "name"}
         extra = {}
     else:
         fields_set = {"role", "content", "name", "extra"}
-    message: Message = _built(Message, {"role": role, "content": content, "name": name, "extra": extra}, fields_set)
-    return message
+    message = _new(Message)  # (_built, inlined: two parts and a message or more for every request)
+    _set_dict(message, {"role": role, "content": content, "name": name, "extra": extra})
+    _set_fields_set(message, fields_set)
+    _set_extra(message, None)
+    _set_private(message, None)
+    return message  # type: ignore[no-any-return]
 
 
 def checked_text(text: str, extra: dict[str, Any] = _UNSET) -> TextPart:
     """``TextPart(text=..., ...)`` for a string (``extra`` counts as set only when given, and becomes
     the part's own)."""
+    part = _new(TextPart)  # (_built, inlined)
     if extra is _UNSET:
-        part: TextPart = _built(TextPart, {"type": "text", "text": text, "extra": {}}, {"text"})
+        _set_dict(part, {"type": "text", "text": text, "extra": {}})
+        _set_fields_set(part, {"text"})
     else:
-        part = _built(TextPart, {"type": "text", "text": text, "extra": extra}, {"text", "extra"})
-    return part
+        _set_dict(part, {"type": "text", "text": text, "extra": extra})
+        _set_fields_set(part, {"text", "extra"})
+    _set_extra(part, None)
+    _set_private(part, None)
+    return part  # type: ignore[no-any-return]
 
 
 def checked_response(id: str, model: str, content: list[Part], stop_reason: StopReason | None, usage: Usage,

@@ -191,7 +191,8 @@ def _messages(raw_messages: Any, gated: Gated | None) -> tuple[list[TextPart] | 
                                                                list[Message] | LazyConversation]:
     """The system prompt (the leading system/developer messages) and the conversation after it, deferred
     (:mod:`llmrouter.lazy`) when :func:`deferrable` or the gate (``gated``) proves it converts."""
-    raw_messages = _array(raw_messages, "messages")
+    if type(raw_messages) is not list:
+        raw_messages = _array(raw_messages, "messages")
     if not raw_messages:
         raise _fail("messages", "must contain at least one message")
     system: list[TextPart] = []
@@ -417,15 +418,18 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
     """
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, got {kind_of(body)}")
-    model = _string(_require(body, "model", "model"), "model", non_empty=True)
-    system, messages = _messages(_require(body, "messages", "messages"), gated)
+    get = body.get
+    model = get("model")
+    if type(model) is not str or not model:  # (the checks with their messages only when they fail)
+        model = _string(_require(body, "model", "model"), "model", non_empty=True)
+    system, messages = _messages(body["messages"] if "messages" in body else _require(body, "messages", "messages"),
+                                 gated)
     extra = _rest(body, _CANONICAL_FIELDS)
     lazy = messages if isinstance(messages, LazyConversation) else None
     # Every field is checked here, in the order of the checks' error messages, and the request built
     # once from them (as ChatRequest(...) would build it), not assigned field by field afterwards.
     fields: dict[str, Any] = {"model": model, "system": system, "messages": [] if lazy is not None else messages,
                               "source_format": "openai", "extra": extra}
-    get = body.get
     if (n := get("n")) is not None and _integer(n, "n") != 1:
         # One canonical reply per request: silently answering with one of n choices would mislead.
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
@@ -444,10 +448,10 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
     if (value := get("max_completion_tokens")) is not None:  # (extra keeps the client's key as a marker)
         fields["max_tokens"] = extra["max_completion_tokens"] = _integer(value, "max_completion_tokens")
     elif (value := get("max_tokens")) is not None:
-        fields["max_tokens"] = _integer(value, "max_tokens")
+        fields["max_tokens"] = value if type(value) is int else _integer(value, "max_tokens")
     for key, check in _SCALAR_FIELDS:
         if (value := get(key)) is not None:
-            fields[key] = check(value, key)
+            fields[key] = value if type(value) is float and check is _number else check(value, key)
     if (value := get("stream_options")) is not None:
         options = _object(value, "stream_options")
         if options.get("include_usage") is not None:

@@ -104,7 +104,8 @@ def check_limits(body: Any, max_depth: int, max_messages: int, gated: Gated | No
             raise InvalidRequest(f"{key}: {len(messages)} messages exceed the limit of {max_messages}")
     if gated is not None and gated.depth <= max_depth:  # (then body is a dict: the gate typed its keys)
         typed = gated.typed
-        exceeds = _levels_exceed([v for k, v in body.items() if k not in typed], 2, max_depth)
+        exceeds = _levels_exceed([v for k, v in body.items() if k not in typed and (type(v) is dict or type(v) is list)],
+                                 2, max_depth)
     else:
         exceeds = json_depth_exceeds(body, max_depth)
     if exceeds:
@@ -119,10 +120,9 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     return _levels_exceed([value], 1, limit)
 
 
-def _levels_exceed(values: list[Any], depth: int, limit: int) -> bool:
-    """Whether the containers among ``values``, at nesting level ``depth``, nest deeper than ``limit``
-    levels in all (scalars among them count for nothing)."""
-    level = [v for v in values if type(v) is dict or type(v) is list]
+def _levels_exceed(level: list[Any], depth: int, limit: int) -> bool:
+    """Whether the containers ``level`` (dicts and lists only), at nesting level ``depth``, nest
+    deeper than ``limit`` levels in all."""
     while level:
         if depth > limit:
             return True
