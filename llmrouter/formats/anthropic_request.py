@@ -132,7 +132,8 @@ class MessagesRequestParser:
         about ``body``, if it ran (its messages and tools then need no deferral check)."""
         if not isinstance(body, dict):
             _fail("body", "must be a JSON object")
-        model = body.get("model")
+        get = body.get
+        model = get("model")
         if model is None:
             _fail("model", "field required")
         if not isinstance(model, str) or not model:
@@ -154,14 +155,17 @@ class MessagesRequestParser:
             lazy = deferrable(messages, self._convert) if gated is None else \
                 gated.conversation(messages, self._convert, _texts)
         # Each field checked in turn (the order of the error messages), and the request built once
-        # from them, as ChatRequest(...) would build it, rather than assigned field by field.
+        # from them, as ChatRequest(...) would build it, rather than assigned field by field. (The
+        # usual values are taken as they are; the checks run, with their messages, for the others.)
+        system, temperature, top_p = get("system"), get("temperature"), get("top_p")
         fields: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
             "messages": [] if lazy is not None else self._convert(messages, 0, len(messages)),
-            "system": self._system(body.get("system")),
-            "temperature": _get_number(body, "temperature"),
-            "top_p": _get_number(body, "top_p"),
+            "system": [checked_text(system)] if type(system) is str else self._system(system),
+            "temperature": temperature if temperature is None or type(temperature) is float
+            else _get_number(body, "temperature"),
+            "top_p": top_p if top_p is None or type(top_p) is float else _get_number(body, "top_p"),
             "source_format": "anthropic",
             "extra": _extra(body, _TOP_LEVEL_KEYS),
             "headers": _forwarded(headers),
@@ -175,9 +179,8 @@ class MessagesRequestParser:
                 lazy_tools = LazyList(tools, self._tools)  # converted when read
             else:
                 fields["tools"] = self._tools(tools)
-        choice = _get_object(body, "tool_choice", "tool_choice")
-        if choice is not None:
-            fields["tool_choice"] = self._tool_choice(choice)
+        if get("tool_choice") is not None:
+            fields["tool_choice"] = self._tool_choice(_get_object(body, "tool_choice", "tool_choice"))  # type: ignore[arg-type]
         stop = body.get("stop_sequences")
         if stop is not None:
             if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
@@ -188,19 +191,16 @@ class MessagesRequestParser:
             if not isinstance(stream, bool):
                 _fail("stream", "must be a boolean")
             fields["stream"] = stream
-        metadata = _get_object(body, "metadata", "metadata")
-        fields["metadata"] = None if metadata is None else dict(metadata)
-        thinking = _get_object(body, "thinking", "thinking")
-        fields["thinking"] = None if thinking is None else dict(thinking)
+        fields["metadata"] = None if get("metadata") is None else dict(_get_object(body, "metadata", "metadata"))  # type: ignore[arg-type]
+        fields["thinking"] = None if get("thinking") is None else dict(_get_object(body, "thinking", "thinking"))  # type: ignore[arg-type]
         request = checked_request(fields)
         if lazy is not None:
             defer(request, "messages", lazy)
         if lazy_tools is not None:
             defer(request, "tools", lazy_tools)
-        output_config = _get_object(body, "output_config", "output_config")
-        if output_config is not None:
-            self._output_config(output_config, request)
-        plugins = body.get("plugins")
+        if get("output_config") is not None:
+            self._output_config(_get_object(body, "output_config", "output_config"), request)  # type: ignore[arg-type]
+        plugins = get("plugins")
         if plugins is not None:
             if not isinstance(plugins, list) or not all(isinstance(p, dict) for p in plugins):
                 _fail("plugins", "must be a list of objects")

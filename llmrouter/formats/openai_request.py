@@ -408,6 +408,11 @@ def _call_ok(call: Any) -> bool:
 _SCALAR_FIELDS = (("temperature", _number), ("top_p", _number), ("stop", lambda value, key: _stop(value)),
                   ("stream", _boolean))
 """Top-level fields checked by one function each, in the order of their checks."""
+_USUAL_FIELDS = frozenset({"model", "messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens",
+                           "temperature", "top_p", "stream", "stream_options"})
+"""The fields most requests are made of: a body of no others skips the checks of the rest (``n``,
+``parallel_tool_calls``, ``stop``, ``response_format``, ``metadata``, ``plugins``), absent."""
+_USUAL_SCALAR_FIELDS = tuple((key, check) for key, check in _SCALAR_FIELDS if key in _USUAL_FIELDS)
 
 
 def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
@@ -424,13 +429,14 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
         model = _string(_require(body, "model", "model"), "model", non_empty=True)
     system, messages = _messages(body["messages"] if "messages" in body else _require(body, "messages", "messages"),
                                  gated)
-    extra = _rest(body, _CANONICAL_FIELDS)
+    extra = {} if body.keys() <= _CANONICAL_FIELDS else _rest(body, _CANONICAL_FIELDS)
+    rare = not body.keys() <= _USUAL_FIELDS  # (else the checks of the other fields have nothing to check)
     lazy = messages if isinstance(messages, LazyConversation) else None
     # Every field is checked here, in the order of the checks' error messages, and the request built
     # once from them (as ChatRequest(...) would build it), not assigned field by field afterwards.
     fields: dict[str, Any] = {"model": model, "system": system, "messages": [] if lazy is not None else messages,
                               "source_format": "openai", "extra": extra}
-    if (n := get("n")) is not None and _integer(n, "n") != 1:
+    if rare and (n := get("n")) is not None and _integer(n, "n") != 1:
         # One canonical reply per request: silently answering with one of n choices would mislead.
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
     raw_tools = get("tools")
@@ -443,24 +449,25 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
             fields["tools"] = _tools(raw_tools)
     if (value := get("tool_choice")) is not None:
         fields["tool_choice"] = _tool_choice(value)
-    if (parallel := get("parallel_tool_calls")) is not None:
+    parallel = get("parallel_tool_calls") if rare else None
+    if parallel is not None:
         parallel = _boolean(parallel, "parallel_tool_calls")
     if (value := get("max_completion_tokens")) is not None:  # (extra keeps the client's key as a marker)
         fields["max_tokens"] = extra["max_completion_tokens"] = _integer(value, "max_completion_tokens")
     elif (value := get("max_tokens")) is not None:
         fields["max_tokens"] = value if type(value) is int else _integer(value, "max_tokens")
-    for key, check in _SCALAR_FIELDS:
+    for key, check in _SCALAR_FIELDS if rare else _USUAL_SCALAR_FIELDS:
         if (value := get(key)) is not None:
             fields[key] = value if type(value) is float and check is _number else check(value, key)
     if (value := get("stream_options")) is not None:
         options = _object(value, "stream_options")
         if options.get("include_usage") is not None:
             fields["include_usage"] = _boolean(options["include_usage"], "stream_options.include_usage")
-    if (value := get("response_format")) is not None:
+    if rare and (value := get("response_format")) is not None:
         fields["response_format"] = _response_format(value)
-    if (value := get("metadata")) is not None:
+    if rare and (value := get("metadata")) is not None:
         fields["metadata"] = dict(_object(value, "metadata"))  # (the request's own, as validation copies it)
-    if (value := get("plugins")) is not None:
+    if rare and (value := get("plugins")) is not None:
         fields["plugins"] = [dict(entry) for entry in _plugins(value)]
     request = checked_request(fields)
     if lazy is not None:
