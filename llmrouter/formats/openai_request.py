@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from llmrouter import lazy as lazy_module
@@ -415,9 +416,10 @@ _USUAL_FIELDS = frozenset({"model", "messages", "tools", "tool_choice", "max_tok
 _USUAL_SCALAR_FIELDS = tuple((key, check) for key, check in _SCALAR_FIELDS if key in _USUAL_FIELDS)
 
 
-def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
+def parse_chat_request(body: Any, headers: Mapping[str, str] | None = None, gated: Gated | None = None) -> ChatRequest:
     """Validate an OpenAI Chat Completions request body and convert it to a :class:`ChatRequest`
-    (``gated``: what :func:`llmrouter.formats.gate.openai` proved about ``body``, if it ran).
+    (``gated``: what :func:`llmrouter.formats.gate.openai` proved about ``body``, if it ran;
+    ``headers``, the client's, are not read: the signature is :meth:`ClientFormat.parse_request`'s).
 
     :raises InvalidRequest: naming the offending field path.
     """

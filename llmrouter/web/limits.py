@@ -32,12 +32,14 @@ async def read_body(request: web.Request, limit_bytes: int) -> bytes:
         raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit_bytes} bytes")
     stream = request.content
     if stream.is_eof():  # the whole body is in (a small one usually is, before the handler runs): no wait
-        chunk = stream.read_nowait()
-    else:
-        raise_limits = getattr(stream, "set_read_chunk_size", None)  # (aiohttp >= 3.14; its read() does this)
-        if raise_limits is not None:
-            raise_limits(limit_bytes + 1)
-        chunk = await stream.readany()  # (everything received so far, joined)
+        chunk = stream.read_nowait()  # (all of it, joined)
+        if len(chunk) > limit_bytes:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+        return chunk
+    raise_limits = getattr(stream, "set_read_chunk_size", None)  # (aiohttp >= 3.14; its read() does this)
+    if raise_limits is not None:
+        raise_limits(limit_bytes + 1)
+    chunk = await stream.readany()  # (everything received so far, joined)
     size = len(chunk)
     if size > limit_bytes:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
