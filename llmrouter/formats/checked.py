@@ -77,8 +77,12 @@ def checked_request(fields: dict[str, Any]) -> ChatRequest:
         values["temperature"] = float(values["temperature"])
     if type(values["top_p"]) is int:
         values["top_p"] = float(values["top_p"])
-    request: ChatRequest = _built(ChatRequest, values, set(fields), _REQUEST_PRIVATE.copy())
-    return request
+    request = _new(ChatRequest)  # (_built, inlined)
+    _set_dict(request, values)
+    _set_fields_set(request, set(fields))
+    _set_extra(request, None)
+    _set_private(request, _REQUEST_PRIVATE.copy())
+    return request  # type: ignore[no-any-return]
 
 
 def checked_message(role: Role, content: list[Part], name: str | None = _UNSET,
