@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     import httpx
 
 _NO_SETTINGS: Mapping[str, Any] = MappingProxyType({})
+_no_settings = repeat(_NO_SETTINGS).__next__  # (a default factory in C: _NO_SETTINGS at every call)
 
 
 class Flow(enum.Enum):
@@ -93,8 +95,8 @@ class Context:
     providers: Mapping[str, ProviderInfo]
     http: httpx.AsyncClient | None = None
     response: ChatResponse | None = None
-    settings: Any = field(default_factory=lambda: _NO_SETTINGS)
-    config_settings: Any = field(default_factory=lambda: _NO_SETTINGS)
+    settings: Any = field(default_factory=_no_settings)
+    config_settings: Any = field(default_factory=_no_settings)
     state: dict[str, Any] = field(default_factory=dict)
     endpoint: str = ""
     provider: str | None = None

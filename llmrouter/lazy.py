@@ -33,6 +33,7 @@ the placeholder, which makes the raw value stale (and dropped).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ canonical messages ``convert`` would give, read straight from the raw messages, 
 ``nested``, what ``ChatRequest.iter_text`` reads in them (text parts, opaque blocks' fallback text,
 the text inside tool results); without, their own text parts alone (what ``Message.text()`` joins).
 ``None`` when a message is not of a shape it knows (the caller then converts)."""
+
+
+_role_of = attrgetter("role")
 
 
 class LazyConversation:
@@ -189,6 +193,9 @@ def defer(request: ChatRequest, field: str, value: Deferred) -> ChatRequest:
 
 def message_roles(request: ChatRequest) -> Sequence[str]:
     """The role of each of ``request``'s messages, without converting a deferred conversation."""
+    private = request.__pydantic_private__
+    if not (private and private.get("_lazy")):  # nothing deferred: the field's value is the list itself
+        return list(map(_role_of, request.__dict__["messages"]))
     conversation = deferred(request)
     if conversation is not None:
         return conversation.roles  # type: ignore[no-any-return]

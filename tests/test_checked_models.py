@@ -71,7 +71,7 @@ def _given(**values: Any) -> dict[str, Any]:
 
 
 VALIDATING = {
-    "checked_request": lambda **fields: ChatRequest(**fields),
+    "checked_request": lambda fields: ChatRequest(**fields),
     "checked_message": lambda role, content, name=_UNSET, extra=_UNSET: Message(
         **_given(role=role, content=content, name=name, extra=extra)),
     "checked_response": lambda id, model, content, stop_reason, usage, stop_sequence=_UNSET, extra=_UNSET: ChatResponse(
@@ -243,7 +243,7 @@ def test_an_anthropic_request_is_the_validated_request(index: int) -> None:
 
 
 def test_a_built_request_is_checked_on_assignment_and_coerces_integers() -> None:
-    request = checked_request(model="m", temperature=1, top_p=0)
+    request = checked_request({"model": "m", "temperature": 1, "top_p": 0})
     assert type(request.temperature) is float and type(request.top_p) is float
     assert_same(request, ChatRequest(model="m", temperature=1, top_p=0))
     with pytest.raises(ValidationError):
@@ -254,7 +254,7 @@ def test_a_built_request_is_checked_on_assignment_and_coerces_integers() -> None
     assert_same(message, Message(role="user", content=[TextPart(text="x")]))
     message.content = "y"  # type: ignore[assignment]
     assert message.content == [TextPart(text="y")]
-    assert checked_request(model="m").messages is not checked_request(model="m").messages  # fresh defaults
+    assert checked_request({"model": "m"}).messages is not checked_request({"model": "m"}).messages  # fresh defaults
 
 
 # -- the checks' order: a body with two bad fields is refused for the first, as before ----------------

@@ -80,6 +80,7 @@ class Pipeline:
             "plugins": self.plugin_ids, "classifiers": self.classifier_ids,
             "response_classifiers": self.response_classifier_ids})
         self._infos: Mapping[str, ProviderInfo] | None = None
+        self._infos_from: list[tuple[str, bool, tuple[str, ...], Any]] = []  # (what _infos was made from)
         self._pre_hooks = bool(self.hooks["on_start"] or self.hooks["pre_request"])
         # A stage without hooks has nothing to run, unless a subclass (tracing) does more per stage.
         self._skip_empty_stages = type(self)._run_flow_hooks is Pipeline._run_flow_hooks
@@ -137,15 +138,16 @@ class Pipeline:
         """
         health, discovered, learned = self.health, self.discovered, self.learned
         cached = self._infos
-        if cached is not None:
-            for name, provider in self.providers.items():
-                if provider.info(health.get(name, True), discovered.get(name, ()), learned.get(name)) \
-                        is not cached[name]:
+        if cached is not None:  # (Provider.info gives the same object for the same inputs: compare those)
+            for name, healthy, found, known in self._infos_from:
+                if health.get(name, True) != healthy or discovered.get(name, ()) is not found \
+                        or learned.get(name) is not known:
                     break
             else:
                 return cached
-        infos = [p.info(health.get(name, True), discovered.get(name, ()), learned.get(name))
-                 for name, p in self.providers.items()]
+        inputs = [(name, health.get(name, True), discovered.get(name, ()), learned.get(name)) for name in self.providers]
+        infos = [self.providers[name].info(healthy, found, known) for name, healthy, found, known in inputs]
+        self._infos_from = inputs
         cached = self._infos = MappingProxyType({info.name: info for info in infos})
         return cached
 
@@ -517,9 +519,14 @@ def _shape(request: ChatRequest) -> tuple[Any, ...]:
 
     A conversation (or tool list) not converted yet is not converted for this: its identity is the
     list its conversion will fill (so reading it in a classifier changes nothing), its count known."""
-    conversation = deferred(request)
-    messages = conversation.target if conversation is not None else request.messages
-    count = conversation.count if conversation is not None else len(messages)
+    private = request.__pydantic_private__
+    if private and private.get("_lazy"):
+        conversation = deferred(request)
+        messages = conversation.target if conversation is not None else request.messages
+        count = conversation.count if conversation is not None else len(messages)
+    else:  # nothing deferred: the field's value is the list itself
+        messages = request.__dict__["messages"]
+        count = len(messages)
     # A deferred tool list's placeholder is the list it will be converted into: no need to convert.
     return (id(request), request.model, id(messages), count, id(request.system),
             id(request.__dict__.get("tools")), request.stream)

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
+from multidict import CIMultiDictProxy
+
 from llmrouter import lazy as lazy_module
 from llmrouter.errors import InvalidRequest
+from llmrouter.formats.anthropic_documents import fallback_text as _fallback_text
 from llmrouter.formats.checked import checked_message, checked_request, checked_text
 from llmrouter.formats.gate import Gated
 from llmrouter.lazy import Convert, LazyConversation, LazyList, defer
@@ -57,6 +59,14 @@ _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "non
 
 def _forwarded(headers: Mapping[str, str]) -> dict[str, str]:
     """The client's headers an Anthropic provider is sent too, by lower-case name (the last of a repeated one)."""
+    if type(headers) is CIMultiDictProxy:  # (a request's: case-insensitive lookups, no walk over every header)
+        version = headers.getall("anthropic-version", None)
+        beta = headers.getall("anthropic-beta", None)
+        if beta is None:
+            return {} if version is None else {"anthropic-version": version[-1]}
+        if version is None:
+            return {"anthropic-beta": beta[-1]}
+        # (both: the walk below keeps the order in which the client sent them)
     forwarded = {}
     for key, value in headers.items():
         name = key.lower()
@@ -122,7 +132,8 @@ class MessagesRequestParser:
         about ``body``, if it ran (its messages and tools then need no deferral check)."""
         if not isinstance(body, dict):
             _fail("body", "must be a JSON object")
-        model = body.get("model")
+        get = body.get
+        model = get("model")
         if model is None:
             _fail("model", "field required")
         if not isinstance(model, str) or not model:
@@ -144,16 +155,19 @@ class MessagesRequestParser:
             lazy = deferrable(messages, self._convert) if gated is None else \
                 gated.conversation(messages, self._convert, _texts)
         # Each field checked in turn (the order of the error messages), and the request built once
-        # from them, as ChatRequest(...) would build it, rather than assigned field by field.
+        # from them, as ChatRequest(...) would build it, rather than assigned field by field. (The
+        # usual values are taken as they are; the checks run, with their messages, for the others.)
+        system, temperature, top_p = get("system"), get("temperature"), get("top_p")
         fields: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
             "messages": [] if lazy is not None else self._convert(messages, 0, len(messages)),
-            "system": self._system(body.get("system")),
-            "temperature": _get_number(body, "temperature"),
-            "top_p": _get_number(body, "top_p"),
+            "system": [checked_text(system)] if type(system) is str else self._system(system),
+            "temperature": temperature if temperature is None or type(temperature) is float
+            else _get_number(body, "temperature"),
+            "top_p": top_p if top_p is None or type(top_p) is float else _get_number(body, "top_p"),
             "source_format": "anthropic",
-            "extra": {k: v for k, v in body.items() if k not in _TOP_LEVEL_KEYS},
+            "extra": _extra(body, _TOP_LEVEL_KEYS),
             "headers": _forwarded(headers),
         }
         tools = body.get("tools")
@@ -165,9 +179,8 @@ class MessagesRequestParser:
                 lazy_tools = LazyList(tools, self._tools)  # converted when read
             else:
                 fields["tools"] = self._tools(tools)
-        choice = _get_object(body, "tool_choice", "tool_choice")
-        if choice is not None:
-            fields["tool_choice"] = self._tool_choice(choice)
+        if get("tool_choice") is not None:
+            fields["tool_choice"] = self._tool_choice(_get_object(body, "tool_choice", "tool_choice"))  # type: ignore[arg-type]
         stop = body.get("stop_sequences")
         if stop is not None:
             if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
@@ -178,19 +191,16 @@ class MessagesRequestParser:
             if not isinstance(stream, bool):
                 _fail("stream", "must be a boolean")
             fields["stream"] = stream
-        metadata = _get_object(body, "metadata", "metadata")
-        fields["metadata"] = None if metadata is None else dict(metadata)
-        thinking = _get_object(body, "thinking", "thinking")
-        fields["thinking"] = None if thinking is None else dict(thinking)
-        request = checked_request(**fields)
+        fields["metadata"] = None if get("metadata") is None else dict(_get_object(body, "metadata", "metadata"))  # type: ignore[arg-type]
+        fields["thinking"] = None if get("thinking") is None else dict(_get_object(body, "thinking", "thinking"))  # type: ignore[arg-type]
+        request = checked_request(fields)
         if lazy is not None:
             defer(request, "messages", lazy)
         if lazy_tools is not None:
             defer(request, "tools", lazy_tools)
-        output_config = _get_object(body, "output_config", "output_config")
-        if output_config is not None:
-            self._output_config(output_config, request)
-        plugins = body.get("plugins")
+        if get("output_config") is not None:
+            self._output_config(_get_object(body, "output_config", "output_config"), request)  # type: ignore[arg-type]
+        plugins = get("plugins")
         if plugins is not None:
             if not isinstance(plugins, list) or not all(isinstance(p, dict) for p in plugins):
                 _fail("plugins", "must be a list of objects")
@@ -199,7 +209,19 @@ class MessagesRequestParser:
 
     def _convert(self, messages: list[Any], start: int, stop: int) -> list[Message]:
         """The canonical messages of ``messages[start:stop]``, one per wire message."""
-        return [self._message(messages[i], f"messages[{i}]") for i in range(start, stop)]
+        converted = []
+        add = converted.append
+        plain_keys = self._MESSAGE
+        for i in range(start, stop):
+            message = messages[i]
+            if type(message) is dict and type(content := message.get("content")) is str \
+                    and message.keys() <= plain_keys and (role := message.get("role")) in _ROLES:
+                # A message of string content and no other keys: what _message makes of it, without
+                # the field path only an error message needs.
+                add(checked_message(role, [checked_text(content)], extra={}))
+            else:
+                add(self._message(message, f"messages[{i}]"))
+        return converted
 
     def _system(self, system: Any) -> list[TextPart] | None:
         if system is None:
@@ -349,54 +371,6 @@ class MessagesRequestParser:
         rest = {k: v for k, v in config.items() if k != "format"}
         if rest:
             request.extra["output_config"] = rest
-
-
-def _fallback_text(block: dict[str, Any]) -> str | None:
-    """Plain text standing in for a document or search result at providers of other formats:
-    header lines (title; a search result's source), a blank line, then the text. ``None`` for
-    blocks without a textual form (PDFs, images, server-tool blocks...)."""
-    kind = block.get("type")
-    if kind == "document":
-        body = _document_text(block.get("source"))
-        headers = [block.get("title")]
-    elif kind == "search_result":
-        body = _joined_text(block.get("content"))
-        headers = [block.get("title"), block.get("source")]
-    else:
-        return None
-    if body is None:
-        return None
-    header = "\n".join(h for h in headers if isinstance(h, str) and h)
-    return f"{header}\n\n{body}" if header else body
-
-
-def _document_text(source: Any) -> str | None:
-    if not isinstance(source, dict):
-        return None
-    kind, data = source.get("type"), source.get("data")
-    if kind == "text" and isinstance(data, str):
-        return data
-    if kind == "content":
-        return _joined_text(source.get("content"))
-    media_type = source.get("media_type")
-    if kind == "base64" and isinstance(data, str) and isinstance(media_type, str) \
-            and media_type.split(";")[0].strip() == "text/plain":
-        try:
-            return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
-        except ValueError:
-            return None
-    return None
-
-
-def _joined_text(content: Any) -> str | None:
-    """The text of a string or of a list of text blocks (non-text blocks skipped)."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return None
-    texts = [b["text"] for b in content if isinstance(b, dict) and b.get("type") == "text"
-             and isinstance(b.get("text"), str)]
-    return "\n".join(texts) if texts else None
 
 
 # ---------------------------------------------------------------------------------------------

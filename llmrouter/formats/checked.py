@@ -48,28 +48,41 @@ def _built(cls: type[Any], values: dict[str, Any], fields_set: set[str],
     return obj
 
 
-# ChatRequest's fields in declaration order with their plain defaults, and those made by a factory.
+# ChatRequest's fields in declaration order with their plain defaults (None for those a factory makes).
 _REQUEST_DEFAULTS = {name: None if field.default_factory is not None or field.is_required() else field.default
                      for name, field in ChatRequest.model_fields.items()}
-_REQUEST_FACTORIES = tuple((name, field.default_factory) for name, field in ChatRequest.model_fields.items()
-                           if field.default_factory is not None)
+# (made in checked_request line by line, not by a loop over the factories: this asserts they are these)
+assert {name: field.default_factory for name, field in ChatRequest.model_fields.items()
+        if field.default_factory is not None} == {"messages": list, "plugins": list, "tags": list, "extra": dict,
+                                                  "headers": dict}
 _REQUEST_PRIVATE = {name: attr.get_default() for name, attr in ChatRequest.__private_attributes__.items()}
-_FLOATS = ("temperature", "top_p")
 
 
-def checked_request(**fields: Any) -> ChatRequest:
+def checked_request(fields: dict[str, Any]) -> ChatRequest:
     """``ChatRequest(**fields)`` for values of the canonical types (``system`` a list of text parts or
     ``None``, ``messages`` a list of messages...; an ``int`` ``temperature`` or ``top_p`` becomes a
     ``float``, as validation makes it). Lists and dicts given become the request's own."""
     values = {**_REQUEST_DEFAULTS, **fields}
-    for name, factory in _REQUEST_FACTORIES:
-        if name not in fields:
-            values[name] = factory()  # type: ignore[call-arg]
-    for name in _FLOATS:
-        if type(values[name]) is int:
-            values[name] = float(values[name])
-    request: ChatRequest = _built(ChatRequest, values, set(fields), dict(_REQUEST_PRIVATE))
-    return request
+    if "messages" not in fields:
+        values["messages"] = []
+    if "plugins" not in fields:
+        values["plugins"] = []
+    if "tags" not in fields:
+        values["tags"] = []
+    if "extra" not in fields:
+        values["extra"] = {}
+    if "headers" not in fields:
+        values["headers"] = {}
+    if type(values["temperature"]) is int:
+        values["temperature"] = float(values["temperature"])
+    if type(values["top_p"]) is int:
+        values["top_p"] = float(values["top_p"])
+    request = _new(ChatRequest)  # (_built, inlined)
+    _set_dict(request, values)
+    _set_fields_set(request, set(fields))
+    _set_extra(request, None)
+    _set_private(request, _REQUEST_PRIVATE.copy())
+    return request  # type: ignore[no-any-return]
 
 
 def checked_message(role: Role, content: list[Part], name: str | None = _UNSET,
@@ -77,27 +90,39 @@ def checked_message(role: Role, content: list[Part], name: str | None = _UNSET,
     """``Message(role=..., content=..., ...)`` with these keywords (``name`` and ``extra`` count as
     set only when given), for a list of part models and a string name. ``content`` and ``extra``
     become the message's own."""
-    fields_set = {"role", "content"}
     if name is _UNSET:
+        if extra is _UNSET:
+            fields_set = {"role", "content"}
+            extra = {}
+        else:
+            fields_set = {"role", "content", "extra"}
         name = None
-    else:
-        fields_set.add("name")
-    if extra is _UNSET:
+    elif extra is _UNSET:
+        fields_set = {"role", "content", "name"}
         extra = {}
     else:
-        fields_set.add("extra")
-    message: Message = _built(Message, {"role": role, "content": content, "name": name, "extra": extra}, fields_set)
-    return message
+        fields_set = {"role", "content", "name", "extra"}
+    message = _new(Message)  # (_built, inlined: two parts and a message or more for every request)
+    _set_dict(message, {"role": role, "content": content, "name": name, "extra": extra})
+    _set_fields_set(message, fields_set)
+    _set_extra(message, None)
+    _set_private(message, None)
+    return message  # type: ignore[no-any-return]
 
 
 def checked_text(text: str, extra: dict[str, Any] = _UNSET) -> TextPart:
     """``TextPart(text=..., ...)`` for a string (``extra`` counts as set only when given, and becomes
     the part's own)."""
+    part = _new(TextPart)  # (_built, inlined)
     if extra is _UNSET:
-        part: TextPart = _built(TextPart, {"type": "text", "text": text, "extra": {}}, {"text"})
+        _set_dict(part, {"type": "text", "text": text, "extra": {}})
+        _set_fields_set(part, {"text"})
     else:
-        part = _built(TextPart, {"type": "text", "text": text, "extra": extra}, {"text", "extra"})
-    return part
+        _set_dict(part, {"type": "text", "text": text, "extra": extra})
+        _set_fields_set(part, {"text", "extra"})
+    _set_extra(part, None)
+    _set_private(part, None)
+    return part  # type: ignore[no-any-return]
 
 
 def checked_response(id: str, model: str, content: list[Part], stop_reason: StopReason | None, usage: Usage,

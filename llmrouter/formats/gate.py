@@ -157,8 +157,9 @@ def openai(body: Any) -> Gated | None:
     the common shapes: an optional first ``system`` message of string content, then ``user``
     (string content, optional name), ``assistant`` (string or null content, optional function
     tool calls with string arguments) and ``tool`` (string content) messages."""
-    if _few(body):
-        return None
+    messages = body.get("messages") if type(body) is dict else None
+    if type(messages) is list and len(messages) <= FEW and body.get("tools") is None:
+        return None  # (few messages, no tools: see FEW)
     try:
         turns = msgspec.convert(body, _OpenAIMessages).messages
     except msgspec.ValidationError:
@@ -197,11 +198,6 @@ def _openai_assistants(turns: list[Any], kinds: str) -> bool | None:
             if not arguments or arguments.isspace():  # (str.isspace: what str.strip() strips)
                 return None
     return passthrough
-
-
-def _few(body: Any) -> bool:
-    messages = body.get("messages") if type(body) is dict else None
-    return type(messages) is list and len(messages) <= FEW and body.get("tools") is None
 
 
 def _tools(body: dict[str, Any], schema: Any, depth: int, tools_depth: int,
@@ -339,8 +335,9 @@ def anthropic(body: Any) -> Gated | None:
     common shapes: ``user`` and ``assistant`` messages of string content or of ``text``,
     ``tool_use``, ``tool_result`` (string or text content), signed ``thinking`` and
     ``redacted_thinking`` blocks (``cache_control`` of type ``ephemeral`` allowed)."""
-    if _few(body):
-        return None
+    messages = body.get("messages") if type(body) is dict else None
+    if type(messages) is list and len(messages) <= FEW and body.get("tools") is None:
+        return None  # (few messages, no tools: see FEW)
     try:
         turns = msgspec.convert(body, _AnthropicMessages).messages
     except msgspec.ValidationError:

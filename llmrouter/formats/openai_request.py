@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from llmrouter import lazy as lazy_module
@@ -191,7 +192,8 @@ def _messages(raw_messages: Any, gated: Gated | None) -> tuple[list[TextPart] | 
                                                                list[Message] | LazyConversation]:
     """The system prompt (the leading system/developer messages) and the conversation after it, deferred
     (:mod:`llmrouter.lazy`) when :func:`deferrable` or the gate (``gated``) proves it converts."""
-    raw_messages = _array(raw_messages, "messages")
+    if type(raw_messages) is not list:
+        raw_messages = _array(raw_messages, "messages")
     if not raw_messages:
         raise _fail("messages", "must contain at least one message")
     system: list[TextPart] = []
@@ -407,26 +409,36 @@ def _call_ok(call: Any) -> bool:
 _SCALAR_FIELDS = (("temperature", _number), ("top_p", _number), ("stop", lambda value, key: _stop(value)),
                   ("stream", _boolean))
 """Top-level fields checked by one function each, in the order of their checks."""
+_USUAL_FIELDS = frozenset({"model", "messages", "tools", "tool_choice", "max_tokens", "max_completion_tokens",
+                           "temperature", "top_p", "stream", "stream_options"})
+"""The fields most requests are made of: a body of no others skips the checks of the rest (``n``,
+``parallel_tool_calls``, ``stop``, ``response_format``, ``metadata``, ``plugins``), absent."""
+_USUAL_SCALAR_FIELDS = tuple((key, check) for key, check in _SCALAR_FIELDS if key in _USUAL_FIELDS)
 
 
-def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
+def parse_chat_request(body: Any, headers: Mapping[str, str] | None = None, gated: Gated | None = None) -> ChatRequest:
     """Validate an OpenAI Chat Completions request body and convert it to a :class:`ChatRequest`
-    (``gated``: what :func:`llmrouter.formats.gate.openai` proved about ``body``, if it ran).
+    (``gated``: what :func:`llmrouter.formats.gate.openai` proved about ``body``, if it ran;
+    ``headers``, the client's, are not read: the signature is :meth:`ClientFormat.parse_request`'s).
 
     :raises InvalidRequest: naming the offending field path.
     """
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, got {kind_of(body)}")
-    model = _string(_require(body, "model", "model"), "model", non_empty=True)
-    system, messages = _messages(_require(body, "messages", "messages"), gated)
-    extra = _rest(body, _CANONICAL_FIELDS)
+    get = body.get
+    model = get("model")
+    if type(model) is not str or not model:  # (the checks with their messages only when they fail)
+        model = _string(_require(body, "model", "model"), "model", non_empty=True)
+    system, messages = _messages(body["messages"] if "messages" in body else _require(body, "messages", "messages"),
+                                 gated)
+    extra = {} if body.keys() <= _CANONICAL_FIELDS else _rest(body, _CANONICAL_FIELDS)
+    rare = not body.keys() <= _USUAL_FIELDS  # (else the checks of the other fields have nothing to check)
     lazy = messages if isinstance(messages, LazyConversation) else None
     # Every field is checked here, in the order of the checks' error messages, and the request built
     # once from them (as ChatRequest(...) would build it), not assigned field by field afterwards.
     fields: dict[str, Any] = {"model": model, "system": system, "messages": [] if lazy is not None else messages,
                               "source_format": "openai", "extra": extra}
-    get = body.get
-    if (n := get("n")) is not None and _integer(n, "n") != 1:
+    if rare and (n := get("n")) is not None and _integer(n, "n") != 1:
         # One canonical reply per request: silently answering with one of n choices would mislead.
         raise InvalidRequest("n: only n = 1 is supported (one choice per request)")
     raw_tools = get("tools")
@@ -439,26 +451,27 @@ def parse_chat_request(body: Any, gated: Gated | None = None) -> ChatRequest:
             fields["tools"] = _tools(raw_tools)
     if (value := get("tool_choice")) is not None:
         fields["tool_choice"] = _tool_choice(value)
-    if (parallel := get("parallel_tool_calls")) is not None:
+    parallel = get("parallel_tool_calls") if rare else None
+    if parallel is not None:
         parallel = _boolean(parallel, "parallel_tool_calls")
     if (value := get("max_completion_tokens")) is not None:  # (extra keeps the client's key as a marker)
         fields["max_tokens"] = extra["max_completion_tokens"] = _integer(value, "max_completion_tokens")
     elif (value := get("max_tokens")) is not None:
-        fields["max_tokens"] = _integer(value, "max_tokens")
-    for key, check in _SCALAR_FIELDS:
+        fields["max_tokens"] = value if type(value) is int else _integer(value, "max_tokens")
+    for key, check in _SCALAR_FIELDS if rare else _USUAL_SCALAR_FIELDS:
         if (value := get(key)) is not None:
-            fields[key] = check(value, key)
+            fields[key] = value if type(value) is float and check is _number else check(value, key)
     if (value := get("stream_options")) is not None:
         options = _object(value, "stream_options")
         if options.get("include_usage") is not None:
             fields["include_usage"] = _boolean(options["include_usage"], "stream_options.include_usage")
-    if (value := get("response_format")) is not None:
+    if rare and (value := get("response_format")) is not None:
         fields["response_format"] = _response_format(value)
-    if (value := get("metadata")) is not None:
+    if rare and (value := get("metadata")) is not None:
         fields["metadata"] = dict(_object(value, "metadata"))  # (the request's own, as validation copies it)
-    if (value := get("plugins")) is not None:
+    if rare and (value := get("plugins")) is not None:
         fields["plugins"] = [dict(entry) for entry in _plugins(value)]
-    request = checked_request(**fields)
+    request = checked_request(fields)
     if lazy is not None:
         defer(request, "messages", lazy)
     if lazy_tools is not None:

@@ -37,14 +37,15 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
     """The handler for one chat endpoint speaking client format ``fmt``."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        generation = request.app[LIVE].current  # kept to the end: a reload does not change this request
+        app = request.app  # (a property over two: read once)
+        generation = app[LIVE].current  # kept to the end: a reload does not change this request
         pipeline, config = generation.pipeline, generation.config
         request_id = new_request_id()
         started = time.perf_counter()
         ctx: Context | None = None
         body: Any = None
         gated = None
-        keyring = request.app[KEYRING]
+        keyring = app[KEYRING]
         # Only authenticate() sets a principal, and only when keys are on (without, request.get()
         # would raise and catch a KeyError for every request).
         principal = request.get(PRINCIPAL) if keyring.enabled else None
@@ -67,7 +68,7 @@ def chat_handler(fmt: ClientFormat, endpoint: str) -> Callable[[web.Request], Aw
             ctx = pipeline.new_context(chat_request, request_id, endpoint, request.headers, client_body)
             ctx.key_name = key_name
             if principal is not None and principal.key is not None:
-                limiter = request.app[LIMITER]
+                limiter = app[LIMITER]
                 limiter.check_model(principal, chat_request.model)
                 await limiter.admit(principal)
             await pipeline.prepare(ctx)

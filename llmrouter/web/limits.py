@@ -27,14 +27,25 @@ async def read_body(request: web.Request, limit_bytes: int) -> bytes:
 
     :raises PayloadTooLarge: over the limit.
     """
-    if request.content_length is not None and request.content_length > limit_bytes:
-        raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit_bytes} bytes")
+    length = request.content_length
+    if length is not None and length > limit_bytes:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit_bytes} bytes")
     stream = request.content
+    if stream.is_eof():  # the whole body is in (a small one usually is, before the handler runs): no wait
+        chunk = stream.read_nowait()  # (all of it, joined)
+        if len(chunk) > limit_bytes:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+        return chunk
     raise_limits = getattr(stream, "set_read_chunk_size", None)  # (aiohttp >= 3.14; its read() does this)
     if raise_limits is not None:
         raise_limits(limit_bytes + 1)
-    chunks: list[bytes] = []
-    size = 0
+    chunk = await stream.readany()  # (everything received so far, joined)
+    size = len(chunk)
+    if size > limit_bytes:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+    if not chunk or stream.at_eof():  # the usual small body: it all came before the handler ran
+        return chunk
+    chunks = [chunk]
     while chunk := await stream.readany():
         size += len(chunk)
         if size > limit_bytes:
@@ -97,7 +108,8 @@ def check_limits(body: Any, max_depth: int, max_messages: int, gated: Gated | No
             raise InvalidRequest(f"{key}: {len(messages)} messages exceed the limit of {max_messages}")
     if gated is not None and gated.depth <= max_depth:  # (then body is a dict: the gate typed its keys)
         typed = gated.typed
-        exceeds = _levels_exceed([v for k, v in body.items() if k not in typed], 2, max_depth)
+        exceeds = _levels_exceed([v for k, v in body.items() if k not in typed and (type(v) is dict or type(v) is list)],
+                                 2, max_depth)
     else:
         exceeds = json_depth_exceeds(body, max_depth)
     if exceeds:
@@ -112,10 +124,9 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     return _levels_exceed([value], 1, limit)
 
 
-def _levels_exceed(values: list[Any], depth: int, limit: int) -> bool:
-    """Whether the containers among ``values``, at nesting level ``depth``, nest deeper than ``limit``
-    levels in all (scalars among them count for nothing)."""
-    level = [v for v in values if type(v) is dict or type(v) is list]
+def _levels_exceed(level: list[Any], depth: int, limit: int) -> bool:
+    """Whether the containers ``level`` (dicts and lists only), at nesting level ``depth``, nest
+    deeper than ``limit`` levels in all."""
     while level:
         if depth > limit:
             return True
