@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from llmrouter.jsonutil import loads
@@ -342,3 +342,38 @@ def test_line_may_hold_secret_key_gives_the_plain_rules_answer(pieces: list[byte
     lowered = line.lower()
     assert logscan._api_key_token(lowered) == (b'api-key"' in lowered or b'api_key"' in lowered
                                                or b'apikey"' in lowered), line
+
+
+_ENTRY_KEYS = st.sampled_from(["a", "key", "text", "api_key", "X-Api-Key", "apikey", "authorization", "monkey",
+                               "api_\u212aey", "tokens", "caf\u00e9"])
+_VALUES = st.recursive(st.none() | st.integers(-1000, 1000) | st.text(max_size=6) | _ENTRY_KEYS,
+                       lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_ENTRY_KEYS, kids, max_size=3),
+                       max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(_ENTRY_KEYS, _VALUES, max_size=4), others=st.dictionaries(_ENTRY_KEYS, _VALUES, max_size=3),
+       ascii_only=st.booleans(), indent=st.booleans())
+# A line the cheap search cannot clear (a Kelvin sign, an escaped letter) that holds no key after all.
+@example(body={"a": "api_\u212aey"}, others={}, ascii_only=False, indent=False)
+@example(body={"a": {"API_KEY": 1}}, others={}, ascii_only=True, indent=True)
+def test_a_small_body_entry_is_redacted_exactly_when_it_or_its_body_holds_a_credential_key(
+        tmp_path: Path, body: dict[str, Any], others: dict[str, Any], ascii_only: bool, indent: bool) -> None:
+    # A client's bytes as Python's json module writes them: \u escapes, spaces, line breaks.
+    import json
+    raw = json.dumps(body, ensure_ascii=ascii_only, indent=2 if indent else None).encode()
+    entry = {"type": "complete", **{k: v for k, v in others.items() if k not in ("type", "request")},
+             "request": RawJSON(raw, loads(raw))}
+    rlog = RequestLog(tmp_path / "log.jsonl")
+    try:
+        line = rlog.encode(entry)
+    finally:
+        rlog.close()
+    plain = {**entry, "request": body}
+    held = redact_keys(plain) != plain
+    assert loads(line) == redact_keys(plain)
+    assert (REDACTED.encode() in line) == held
+    if not held and not logscan.line_may_hold_secret_key(orjson.dumps(others)):
+        # The body is written as the client sent it (line breaks as spaces); an entry whose own fields
+        # the cheap search cannot clear is written whole from its parsed form instead, as before.
+        assert raw.replace(b"\n", b" ") in line

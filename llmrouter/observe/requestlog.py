@@ -270,6 +270,16 @@ class RequestLog:
         rest = orjson.dumps(entry, default=hole, option=orjson.OPT_NON_STR_KEYS)
         if rest.startswith(MARKER):
             raise ValueError('"$delta" is reserved for delta lines')
+        if len(raws) == 1 and len(raws[0].raw) < SMALL_BODY:  # the usual entry: one chat-sized client body
+            around = rest.split(_HOLE)
+            if len(around) == 2:
+                value = raws[0]
+                line = b"".join((around[0], one_line(value.raw), around[1]))
+                # A credential-like key in the entry or in its body is a key token in this line: one
+                # search of it rules both out. Only a possible one needs the two exact checks.
+                if line_may_hold_secret_key(line) and (line_may_hold_secret_key(rest) or has_secret_key(value.parsed)):
+                    return _Line([self._redacted(entry)])
+                return _Line([self._scrub(line)])
         if line_may_hold_secret_key(rest):
             return _Line([self._redacted(entry)])
         if not raws:
@@ -277,11 +287,6 @@ class RequestLog:
         around = rest.split(_HOLE)
         if len(around) != len(raws) + 1:  # a bytes value held a NUL: not JSON, but keep the line whole
             return _Line([self._scrub(_dumps(entry))])
-        if len(raws) == 1 and len(raws[0].raw) < SMALL_BODY:  # (the usual entry: the branch below, unrolled)
-            value = raws[0]
-            if has_secret_key(value.parsed):
-                return _Line([self._redacted(entry)])
-            return _Line([self._scrub(b"".join((around[0], one_line(value.raw), around[1])))])
         if sum(len(value.raw) for value in raws) < SMALL_BODY:
             # A chat-sized body: checking it whole costs less than the scanner's bookkeeping.
             if any(has_secret_key(value.parsed) for value in raws):
