@@ -59,6 +59,7 @@ COMPRESSION = {"strategy": zstandard.STRATEGY_FAST, "hash_log": 18, "chain_log":
 # Entries and bytes per write: bound the writer's memory and what a kill -9 can lose.
 MAX_BATCH = 256
 MAX_BATCH_BYTES = 8 << 20
+_JOIN_BYTES = 256 << 10  # a batch this small is joined before compressing (see _Segment.append)
 _STOP = object()
 SMALL_BODY = 8 << 10
 """Client bodies below this size are checked whole, not against remembered bodies."""
@@ -144,11 +145,15 @@ class _Segment:
     def append(self, pieces: list[bytes]) -> None:
         """Write the concatenated ``pieces`` so that a reader can decode all of it, in one ``write``.
 
-        The pieces are compressed one by one: joining agent-sized lines first would copy them."""
+        Chat-sized batches are joined and compressed in one call (each call has a fixed cost, and
+        releases the GIL); bigger ones piece by piece, since joining agent-sized lines would copy them."""
         if self.compressor is not None:
             compress = self.compressor.compress
-            data = b"".join([compress(piece) for piece in pieces]) + \
-                self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            if sum(map(len, pieces)) <= _JOIN_BYTES:
+                data = compress(b"".join(pieces))
+            else:
+                data = b"".join([compress(piece) for piece in pieces])
+            data += self.compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
         else:
             data = b"".join(pieces)
         view = memoryview(data)
