@@ -279,3 +279,24 @@ def test_a_request_kept_as_bytes_goes_into_the_frame_as_sent_without_line_breaks
     spaced = raw.replace(b"\r", b" ").replace(b"\n", b" ")
     assert frame == b'event: complete\ndata: {"type":"complete","id":"r","request":' + spaced + \
         b',"response":{"a":[1,2]}}\n\n'
+
+
+async def test_events_gather_between_writes_but_a_backlog_is_sent_without_pausing(
+        router: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a write the stream lets events gather for ``BATCH_S`` (one write for many under load);
+    a backlog bigger than one write goes out write after write, so nothing is held back or dropped."""
+    monkeypatch.setattr(dashboard, "BATCH_S", 0.2)
+    client = await router(ECHO)
+    bus = client.app[BUS]
+    resp = await open_events(client)
+    bus.publish({"type": "start", "id": "first"})
+    assert (await next_event(resp))[1]["id"] == "first"  # a lone event goes out at once
+    count = 5 * dashboard.WRITE_BATCH
+    for i in range(count):  # a burst while the stream waits: more than one write holds
+        bus.publish({"type": "start", "id": str(i)})
+    started = asyncio.get_running_loop().time()
+    got = [await next_event(resp) for _ in range(count)]
+    assert [d["id"] for _, d in got] == [str(i) for i in range(count)]
+    # Within one gathering pause (0.2 s) plus slack, not one pause per write (5 writes: 1 s).
+    assert asyncio.get_running_loop().time() - started < 0.6
+    resp.close()

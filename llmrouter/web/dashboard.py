@@ -31,6 +31,10 @@ RETRY_MS = 2000
 
 MAX_REQUEST_KB = 1 << 20
 WRITE_BATCH = 64
+BATCH_S = 0.005
+"""After a write, events gather for this long before the next one: under load one wake-up of the
+stream and one write carry the events of many requests instead of a few; the first event after a
+quiet spell goes out at once."""
 
 # Open streams and the ``request_kb`` limit (in bytes, or None) each asked for.
 _STREAMS = web.AppKey("dashboard_streams", dict)
@@ -180,6 +184,8 @@ async def dashboard_events(request: web.Request) -> web.StreamResponse:
                 frames.append(sse_frame(event, uses, request_limit))
             await response.write(frames[0] if len(frames) == 1 else b"".join(frames))
             keepalive.last = loop.time()
+            if len(frames) < WRITE_BATCH:  # all sent: let the next events gather (a backlog goes on at once)
+                await asyncio.sleep(BATCH_S)
     except (ConnectionError, SubscriptionClosed):
         pass  # the client went away, or the server is shutting down
     finally:
