@@ -55,15 +55,8 @@ def run_flow_hooks(ctx: Context, steps: list[Step], fatal: bool, start: int = 0)
                 return _run_flow_rest(ctx, steps, fatal, index, result, had_response)
             if not had_response and ctx.response is not None:
                 ctx.mark_modified(step.plugin_id)
-        except RouterError:
-            if fatal:
-                raise
-            log.warning("plugin %r raised in a late hook; continuing", step.plugin_id, exc_info=True)
-            continue
         except Exception as exc:
-            if fatal:
-                raise PluginFailed(f"plugin '{step.plugin_id}' failed: {describe_failure(exc)}") from exc
-            log.warning("plugin %r failed: %s; continuing", step.plugin_id, exc, exc_info=True)
+            _hook_failed(step, exc, fatal)
             continue
         finally:
             ctx.plugin_id = None
@@ -82,15 +75,8 @@ async def _run_flow_rest(ctx: Context, steps: list[Step], fatal: bool, index: in
         result = await result
         if not had_response and ctx.response is not None:
             ctx.mark_modified(step.plugin_id)
-    except RouterError:
-        if fatal:
-            raise
-        log.warning("plugin %r raised in a late hook; continuing", step.plugin_id, exc_info=True)
-        result = None
     except Exception as exc:
-        if fatal:
-            raise PluginFailed(f"plugin '{step.plugin_id}' failed: {describe_failure(exc)}") from exc
-        log.warning("plugin %r failed: %s; continuing", step.plugin_id, exc, exc_info=True)
+        _hook_failed(step, exc, fatal)
         result = None
     finally:
         ctx.plugin_id = None
@@ -99,6 +85,20 @@ async def _run_flow_rest(ctx: Context, steps: list[Step], fatal: bool, index: in
         return True
     rest = run_flow_hooks(ctx, steps, fatal, index + 1)
     return rest if type(rest) is bool else await rest
+
+
+def _hook_failed(step: Step, exc: Exception, fatal: bool) -> None:
+    """A flow hook raised ``exc`` (called while it is being handled): for a ``fatal`` stage the
+    request fails (a :class:`RouterError` as it is, anything else as :class:`PluginFailed`); for the
+    others a warning is logged and the stage goes on."""
+    if isinstance(exc, RouterError):
+        if fatal:
+            raise exc
+        log.warning("plugin %r raised in a late hook; continuing", step.plugin_id, exc_info=True)
+        return
+    if fatal:
+        raise PluginFailed(f"plugin '{step.plugin_id}' failed: {describe_failure(exc)}") from exc
+    log.warning("plugin %r failed: %s; continuing", step.plugin_id, exc, exc_info=True)
 
 
 def collect_tags(ctx: Context, steps: list[Step], initial: list[str], what: str) -> list[str] | Awaitable[list[str]]:
