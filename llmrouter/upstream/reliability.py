@@ -59,7 +59,6 @@ _CONTEXT_OVERFLOW = re.compile(r"context[ _]length|context window|maximum contex
                                r"|too many (?:input )?tokens", re.IGNORECASE)
 #: In-stream error types (Anthropic names) mapped to the HTTP status they stand for.
 _NOT_A_FAULT = frozenset({400, 401, 403, 404, 413, 422})
-_CLOSED = CircuitState.CLOSED
 _STREAM_ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
                         "not_found_error": 404, "rate_limit_error": 429, "overloaded_error": 529}
 
@@ -228,8 +227,7 @@ class Reliability:
             error: ProviderError | None = None
             retry = 0
             while True:
-                # (a closed circuit grants an ordinary attempt: acquire() inlined for that case)
-                ticket = Ticket.NORMAL if connection.state is _CLOSED else connection.acquire()
+                ticket = connection.acquire()
                 breaker = circuits.models.get((name, model)) if circuits.models else None
                 model_ticket = breaker.acquire() if breaker is not None else Ticket.NORMAL
                 if ticket is None or model_ticket is None:
@@ -267,13 +265,10 @@ class Reliability:
                     connection.abandon(ticket)
                     self._model_outcome(name, model, breaker, model_ticket, None)
                     raise
-                if ticket is not Ticket.NORMAL or connection.failures:  # (else success() has nothing to do)
-                    connection.success(ticket)
-                attempts.append({"provider": name, "model": model, "status": 200,  # (_attempt() inlined)
-                                 "duration_ms": round((time.perf_counter() - started) * 1000, 3), "error": None})
-                metrics = circuits.metrics
-                if metrics is not None:
-                    metrics.attempt(name, None)
+                connection.success(ticket)
+                attempts.append(_attempt(name, model, 200, started, None))
+                if self.metrics is not None:
+                    self.metrics.attempt(name, None)
                 if isinstance(result, PrimedStream):
                     # A stream is judged when it ends: one that breaks after its first byte failed.
                     result.on_outcome = functools.partial(self._model_outcome, name, model, breaker, model_ticket)
