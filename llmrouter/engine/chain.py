@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from llmrouter.config import Config, ConfigError
 from llmrouter.context import Context, Route
@@ -100,10 +100,8 @@ class RuleChain:
         ctx.plugin_id = rule.type
         try:
             return rule.function(ctx)
-        except RouterError:
-            raise
         except Exception as exc:
-            raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+            _raise_failure(rule, exc)
         finally:
             ctx.plugin_id = None
 
@@ -111,10 +109,8 @@ class RuleChain:
         ctx.plugin_id = rule.type
         try:
             return await result
-        except RouterError:
-            raise
         except Exception as exc:
-            raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+            _raise_failure(rule, exc)
         finally:
             ctx.plugin_id = None
 
@@ -162,10 +158,8 @@ class RuleChain:
             ctx.plugin_id = rule.type
             try:
                 decision = rule.function(ctx)
-            except RouterError:
-                raise
             except Exception as exc:
-                raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
+                _raise_failure(rule, exc)
             finally:
                 ctx.plugin_id = None
             if decision is None:
@@ -238,3 +232,11 @@ class RuleChain:
         if lacking:
             raise NoRoute(capability_message(ctx.request.model, lacking))
         raise NoRoute(f"no provider configured for model '{ctx.request.model}'")
+
+
+def _raise_failure(rule: Rule, exc: Exception) -> NoReturn:
+    """Raise what a rule's hook raising ``exc`` means (called while it is being handled): a
+    :class:`RouterError` as it is, anything else as :class:`PluginFailed` naming the rule."""
+    if isinstance(exc, RouterError):
+        raise exc
+    raise PluginFailed(f"plugin '{rule.type}' failed: {exc}") from exc
