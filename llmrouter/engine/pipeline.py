@@ -213,11 +213,9 @@ class Pipeline:
         return self._run_flow_hooks(ctx, stage, steps, fatal=fatal)
 
     async def _classify(self, ctx: Context, steps: list[Step]) -> None:
-        tags = collect_tags(ctx, steps, ctx.request.tags, "classifier")
-        if type(tags) is not list:
-            tags = await tags  # type: ignore[misc]
-        if tags != ctx.request.tags:  # (an assignment re-validates the list: skipped when nothing changes)
-            ctx.request.tags = tags  # type: ignore[assignment]
+        classifying = _classify_now(ctx, steps)
+        if classifying is not None:
+            await classifying
 
     async def _route(self, ctx: Context) -> Route:
         return await self.chain.route(ctx)
@@ -267,12 +265,10 @@ class Pipeline:
         if type(stopped) is not bool:
             stopped = await stopped
         if not stopped:
-            if self._plain_stages:  # _classify() inlined: no coroutine unless a classifier needs one
-                tags = collect_tags(ctx, classifiers, ctx.request.tags, "classifier")
-                if type(tags) is not list:
-                    tags = await tags  # type: ignore[misc]
-                if tags != ctx.request.tags:
-                    ctx.request.tags = tags  # type: ignore[assignment]
+            if self._plain_stages:  # (no coroutine unless a classifier needs one)
+                classifying = _classify_now(ctx, classifiers)
+                if classifying is not None:
+                    await classifying
             else:
                 await self._classify(ctx, classifiers)
             if self._listening("classified"):
@@ -365,9 +361,7 @@ class Pipeline:
         if ctx.response is not None:
             post = self.hooks["post_response"]
             if ctx.delivered and (post or self.hooks["on_end"]):
-                # Late edits must not reach the log (see _finish).
-                state[DELIVERED] = (ctx.response, list(ctx.modified_by))
-                ctx.response = ctx.response.model_copy(deep=True)
+                _keep_delivered(ctx)
             stopped = run_flow_hooks(ctx, post, False)
             if type(stopped) is not bool:
                 return self._end_after(ctx, stopped)  # type: ignore[arg-type]
@@ -401,8 +395,7 @@ class Pipeline:
                 if classify:
                     await self._classify_response(ctx, overrides)
                 if post or self.hooks["on_end"] or overrides:
-                    ctx.state[DELIVERED] = (ctx.response, list(ctx.modified_by))
-                    ctx.response = ctx.response.model_copy(deep=True)
+                    _keep_delivered(ctx)
             stopped = self._flow(ctx, "post_response", post, False)
             if type(stopped) is not bool:
                 stopped = await stopped
@@ -511,6 +504,33 @@ async def default_stream_call(pipeline: Pipeline, ctx: Context) -> AsyncIterator
 
 def _always(kind: str) -> bool:
     return True
+
+
+def _keep_delivered(ctx: Context) -> None:
+    """Keep the reply the client got (and who changed it) for the log, and give the late hooks a
+    copy: their edits must not reach the log."""
+    assert ctx.response is not None
+    ctx.state[DELIVERED] = (ctx.response, list(ctx.modified_by))
+    ctx.response = ctx.response.model_copy(deep=True)
+
+
+def _classify_now(ctx: Context, steps: list[Step]) -> Awaitable[None] | None:
+    """The classify stage: the request's tags with the classifiers' added. None once done, or the
+    awaitable that finishes it when a classifier answers through one."""
+    tags = collect_tags(ctx, steps, ctx.request.tags, "classifier")
+    if type(tags) is not list:
+        return _set_tags_after(ctx, tags)  # type: ignore[arg-type]
+    _set_tags(ctx, tags)
+    return None
+
+
+async def _set_tags_after(ctx: Context, tags: Awaitable[list[str]]) -> None:
+    _set_tags(ctx, await tags)
+
+
+def _set_tags(ctx: Context, tags: list[str]) -> None:
+    if tags != ctx.request.tags:  # (an assignment re-validates the list: skipped when nothing changes)
+        ctx.request.tags = tags
 
 
 def _shape(request: ChatRequest) -> tuple[Any, ...]:
