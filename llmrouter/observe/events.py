@@ -249,9 +249,7 @@ class EventBus:
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every subscriber, dropping where a queue is full."""
         if self._history.maxlen and event.get("type") == "complete":
-            request = event.get("request")  # (what _compact() does, without the call)
-            self._history.append({**event, "request": JSONBytes(request.raw)} if isinstance(request, ParsedJSON)
-                                 else event)
+            self._history.append(_compact(event))
         for subscription in self._subscribers:
             subscription.offer(event)
 

@@ -165,9 +165,7 @@ class Metrics:
         if self.multiprocess_dir:
             self.in_flight.dec()
         provider = entry.get("provider") or ""
-        model = entry.get("sent_model") or ""
-        if model not in self._models:
-            model = self._model(model)
+        model = self._model(entry.get("sent_model") or "")
         key = (entry.get("endpoint") or "", provider, model, str(entry.get("status")))
         row = self._rows.get(key)
         if row is None:  # bounded: model labels are capped, the other labels are the router's own
@@ -179,20 +177,19 @@ class Metrics:
                 row.lazy_histogram(_TTFT, self.ttft, provider).add(ttft)
         usage = entry.get("usage")
         if usage:
-            lazy = row._lazy  # (the children found already: no call to look them up)
             tokens = usage.get("input_tokens")
             if tokens:
-                (lazy[_INPUT] or row.lazy_total(_INPUT, self.tokens, provider, model, "input")).add(tokens)
+                row.lazy_total(_INPUT, self.tokens, provider, model, "input").add(tokens)
             tokens = usage.get("output_tokens")
             if tokens:
-                (lazy[_OUTPUT] or row.lazy_total(_OUTPUT, self.tokens, provider, model, "output")).add(tokens)
+                row.lazy_total(_OUTPUT, self.tokens, provider, model, "output").add(tokens)
         cost = entry.get("cost_usd")
         if cost:
-            (row._lazy[_COST] or row.lazy_total(_COST, self.cost, provider, model)).add(cost)
+            row.lazy_total(_COST, self.cost, provider, model).add(cost)
 
     def attempt(self, provider: str, error: ProviderError | None) -> None:
         """One upstream attempt ended (``error`` None on success)."""
-        key = (provider, "success" if error is None else attempt_outcome(error))
+        key = (provider, attempt_outcome(error))
         total = self._attempts.get(key)
         if total is None:
             total = self._attempts[key] = _Total(self._child(self.attempts, *key), now=not self._defer)
@@ -361,13 +358,9 @@ class _Pending:
             return False
 
     def add(self, seconds: float) -> None:
-        """One request that took ``seconds`` (what :meth:`_Observations.add` does, inline)."""
+        """One request that took ``seconds``."""
         self.requests += 1
-        observations = self.seconds
-        observations.sum += seconds
-        bounds = observations._bounds
-        if seconds <= bounds[-1]:
-            observations.counts[bisect_left(bounds, seconds)] += 1
+        self.seconds.add(seconds)
 
     def flush(self) -> None:
         """Apply the pending request count and durations."""
