@@ -280,3 +280,17 @@ async def test_everything_is_on_disk_when_the_app_shuts_down(aiohttp_client: Any
     await client.close()  # runs the app's cleanup: the log is drained and closed
     lines = read_lines(tmp_path / "deep" / "dir" / "log.jsonl")
     assert sorted(line["id"] for line in lines) == sorted(r.headers["X-Router-Request-Id"] for r in replies)
+
+
+def test_an_entry_with_two_small_bodies_keeps_both_as_sent_or_is_redacted_for_a_key_in_either(
+        tmp_path: Path) -> None:
+    first = b'{"model": "m",\n "messages": []}'
+    clean, keyed = b'{"x": 1}', b'{"nested": {"Api-Key": "s3cr3t-value"}}'
+    rlog = RequestLog(tmp_path / "log.jsonl")
+    try:
+        line = rlog.encode({"request": RawJSON(first, loads(first)), "other": RawJSON(clean, loads(clean))})
+        assert line == b'{"request":{"model": "m",  "messages": []},"other":{"x": 1}}\n'
+        line = rlog.encode({"request": RawJSON(first, loads(first)), "other": RawJSON(keyed, loads(keyed))})
+        assert b"s3cr3t-value" not in line and loads(line)["other"] == {"nested": {"Api-Key": REDACTED}}
+    finally:
+        rlog.close()

@@ -275,14 +275,22 @@ class RequestLog:
         rest = orjson.dumps(entry, default=hole, option=orjson.OPT_NON_STR_KEYS)
         if rest.startswith(MARKER):
             raise ValueError('"$delta" is reserved for delta lines')
-        if len(raws) == 1 and len(raws[0].raw) < SMALL_BODY:  # the usual entry: one chat-sized client body
+        single = len(raws) == 1  # (the usual entry: one client body, joined without a loop below)
+        if raws and (len(raws[0].raw) if single else sum(len(value.raw) for value in raws)) < SMALL_BODY:
+            # Chat-sized bodies: checking the line whole costs less than the scanner's bookkeeping.
             around = rest.split(_HOLE)
-            if len(around) == 2:
-                value = raws[0]
-                line = b"".join((around[0], one_line(value.raw), around[1]))
-                # A credential-like key in the entry or in its body is a key token in this line: one
-                # search of it rules both out. Only a possible one needs the two exact checks.
-                if line_may_hold_secret_key(line) and (line_may_hold_secret_key(rest) or has_secret_key(value.parsed)):
+            if len(around) == len(raws) + 1:
+                if single:
+                    line = b"".join((around[0], one_line(raws[0].raw), around[1]))
+                else:
+                    pieces = [around[0]]
+                    for value, after in zip(raws, around[1:], strict=True):
+                        pieces += (one_line(value.raw), after)
+                    line = b"".join(pieces)
+                # A credential-like key in the entry or in a body is a key token in this line: one
+                # search of it rules both out. Only a possible one needs the exact checks.
+                if line_may_hold_secret_key(line) and (line_may_hold_secret_key(rest) or
+                                                       any(has_secret_key(value.parsed) for value in raws)):
                     return _Line([self._redacted(entry)])
                 return _Line([self._scrub(line)])
         if line_may_hold_secret_key(rest):
@@ -292,14 +300,6 @@ class RequestLog:
         around = rest.split(_HOLE)
         if len(around) != len(raws) + 1:  # a bytes value held a NUL: not JSON, but keep the line whole
             return _Line([self._scrub(_dumps(entry))])
-        if sum(len(value.raw) for value in raws) < SMALL_BODY:
-            # A chat-sized body: checking it whole costs less than the scanner's bookkeeping.
-            if any(has_secret_key(value.parsed) for value in raws):
-                return _Line([self._redacted(entry)])
-            pieces = [around[0]]
-            for value, after in zip(raws, around[1:], strict=True):
-                pieces += (one_line(value.raw), after)
-            return _Line([self._scrub(b"".join(pieces))])
         pieces = [self._scrub(around[0])]
         verdict = None
         for value, after in zip(raws, around[1:], strict=True):
