@@ -34,24 +34,23 @@ async def read_body(request: web.Request, limit_bytes: int) -> bytes:
     if stream.is_eof():  # the whole body is in (a small one usually is, before the handler runs): no wait
         chunk = stream.read_nowait()  # (all of it, joined)
         if len(chunk) > limit_bytes:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+            raise _too_large(limit_bytes)
         return chunk
     raise_limits = getattr(stream, "set_read_chunk_size", None)  # (aiohttp >= 3.14; its read() does this)
     if raise_limits is not None:
         raise_limits(limit_bytes + 1)
-    chunk = await stream.readany()  # (everything received so far, joined)
-    size = len(chunk)
-    if size > limit_bytes:
-        raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
-    if not chunk or stream.at_eof():  # the usual small body: it all came before the handler ran
-        return chunk
-    chunks = [chunk]
+    chunks: list[bytes] = []
+    size = 0
     while chunk := await stream.readany():
         size += len(chunk)
         if size > limit_bytes:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
+            raise _too_large(limit_bytes)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body exceeds the limit of {limit_bytes} bytes")
 
 
 def decode_json(body: bytes) -> Any:
