@@ -97,7 +97,7 @@ class Settings(PluginSettings):
         """The tags with a keyword in ``text`` (one text of the window), remembered for the next
         requests: agents resend the conversation, so most of a window was matched before."""
         seen = self.seen
-        probe = text if len(text) <= _SHORT else (len(text), text[:_ENDS], text[-_ENDS:])  # (_probe() inlined)
+        probe = _probe(text)
         found = seen.get(probe)
         if found is not None and found[0] == text:
             return found[1]
@@ -136,12 +136,9 @@ def classify(ctx: Context) -> list[str]:
     texts = ctx.request.iter_text(last_messages=WINDOW_MESSAGES)
     if not settings.per_text:
         return settings.match(_SEPARATOR.join(texts).casefold())
-    seen = settings.seen
     found: frozenset[str] = frozenset()
     for text in texts:
-        # (a remembered text's tags looked up here, as tags_of() would: no call for the usual hit)
-        hit = seen.get(text if len(text) <= _SHORT else (len(text), text[:_ENDS], text[-_ENDS:]))
-        tags = hit[1] if hit is not None and hit[0] == text else settings.tags_of(text)
+        tags = settings.tags_of(text)
         if tags:  # (most texts have none: no set is built for them)
             found = found | tags
     return [tag for tag, _ in settings.matchers if tag in found] if found else []

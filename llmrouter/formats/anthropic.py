@@ -107,9 +107,6 @@ class AnthropicFormat(ClientFormat, UpstreamFormat):
 
     def gate(self, body: Any) -> Gated | None:
         """The C-speed gate's verdict on a Messages ``body`` (see :func:`gate.anthropic`)."""
-        messages = body.get("messages") if type(body) is dict else None
-        if type(messages) is list and len(messages) <= gate.FEW and body.get("tools") is None:
-            return None  # (what gate.anthropic answers first, without the call: most bodies are few)
         return gate.anthropic(body)
 
     def parse_request(self, body: Any, headers: Mapping[str, str], gated: Gated | None = None) -> ChatRequest:

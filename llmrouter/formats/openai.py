@@ -134,9 +134,6 @@ class OpenAIFormat(ClientFormat, UpstreamFormat):
 
     def gate(self, body: Any) -> Gated | None:
         """The C-speed gate's verdict on a Chat Completions ``body`` (see :func:`gate.openai`)."""
-        messages = body.get("messages") if type(body) is dict else None
-        if type(messages) is list and len(messages) <= gate.FEW and body.get("tools") is None:
-            return None  # (what gate.openai answers first, without the call: most bodies are few)
         return gate.openai(body)
 
     # Parse a client's Chat Completions body; raises ``InvalidRequest`` naming the field. (The
