@@ -61,16 +61,8 @@ def router_headers(request_id: str, ctx: Context | None) -> dict[str, str]:
 def reply_headers(request_id: str, ctx: Context) -> dict[str, str]:
     """Headers of a complete (non-streaming) reply: :func:`router_headers` plus the response
     classifiers' tags and the token counts."""
-    # (router_headers() written out: this runs for every reply)
-    headers = {"X-Router-Request-Id": request_id}
-    if ctx.provider:
-        headers["X-Router-Provider"] = ctx.provider
+    headers = router_headers(request_id, ctx)
     response = ctx.response
-    model = ctx.sent_model or (response.model if response is not None else None)
-    if model:
-        headers["X-Router-Model"] = model if model.isprintable() else header_safe(model)
-    if ctx.request.tags:
-        headers["X-Router-Request-Tags"] = header_safe(",".join(ctx.request.tags))
     if ctx.response_tags:
         headers["X-Router-Response-Tags"] = header_safe(",".join(ctx.response_tags))
     if response is not None:
