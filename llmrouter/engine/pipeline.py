@@ -23,7 +23,7 @@ from llmrouter.engine.exchange import CLIENT_BODY, DELIVERED, LOGGED_REQUEST, PL
 from llmrouter.engine.plugin_settings import SettingsProblem, check_references
 from llmrouter.engine.registry import PluginRegistry
 from llmrouter.engine.request_plugins import RequestPlugins
-from llmrouter.engine.stages import Step, collect_tags, run_flow_hooks
+from llmrouter.engine.stages import Step, classify_request, collect_tags, run_flow_hooks
 from llmrouter.engine.streams import transform
 from llmrouter.errors import PluginFailed
 from llmrouter.formats.base import iter_events, response_to_events
@@ -213,7 +213,7 @@ class Pipeline:
         return self._run_flow_hooks(ctx, stage, steps, fatal=fatal)
 
     async def _classify(self, ctx: Context, steps: list[Step]) -> None:
-        classifying = _classify_now(ctx, steps)
+        classifying = classify_request(ctx, steps)
         if classifying is not None:
             await classifying
 
@@ -266,7 +266,7 @@ class Pipeline:
             stopped = await stopped
         if not stopped:
             if self._plain_stages:  # (no coroutine unless a classifier needs one)
-                classifying = _classify_now(ctx, classifiers)
+                classifying = classify_request(ctx, classifiers)
                 if classifying is not None:
                     await classifying
             else:
@@ -512,25 +512,6 @@ def _keep_delivered(ctx: Context) -> None:
     assert ctx.response is not None
     ctx.state[DELIVERED] = (ctx.response, list(ctx.modified_by))
     ctx.response = ctx.response.model_copy(deep=True)
-
-
-def _classify_now(ctx: Context, steps: list[Step]) -> Awaitable[None] | None:
-    """The classify stage: the request's tags with the classifiers' added. None once done, or the
-    awaitable that finishes it when a classifier answers through one."""
-    tags = collect_tags(ctx, steps, ctx.request.tags, "classifier")
-    if type(tags) is not list:
-        return _set_tags_after(ctx, tags)  # type: ignore[arg-type]
-    _set_tags(ctx, tags)
-    return None
-
-
-async def _set_tags_after(ctx: Context, tags: Awaitable[list[str]]) -> None:
-    _set_tags(ctx, await tags)
-
-
-def _set_tags(ctx: Context, tags: list[str]) -> None:
-    if tags != ctx.request.tags:  # (an assignment re-validates the list: skipped when nothing changes)
-        ctx.request.tags = tags
 
 
 def _shape(request: ChatRequest) -> tuple[Any, ...]:

@@ -125,6 +125,25 @@ def collect_tags(ctx: Context, steps: list[Step], initial: list[str], what: str)
     return list(dict.fromkeys(tags))
 
 
+def classify_request(ctx: Context, steps: list[Step]) -> Awaitable[None] | None:
+    """The classify stage: the request's tags with those of the classifiers ``steps`` added. None
+    once done, or the awaitable that finishes it when a classifier answers through one."""
+    tags = collect_tags(ctx, steps, ctx.request.tags, "classifier")
+    if type(tags) is not list:
+        return _set_tags_after(ctx, tags)  # type: ignore[arg-type]
+    _set_tags(ctx, tags)
+    return None
+
+
+async def _set_tags_after(ctx: Context, tags: Awaitable[list[str]]) -> None:
+    _set_tags(ctx, await tags)
+
+
+def _set_tags(ctx: Context, tags: list[str]) -> None:
+    if tags != ctx.request.tags:  # (an assignment re-validates the list: skipped when nothing changes)
+        ctx.request.tags = tags
+
+
 async def _collect_rest(ctx: Context, steps: list[Step], index: int, result: Any, tags: list[str],
                         what: str) -> list[str]:
     """:func:`collect_tags` from ``steps[index]``, whose hook returned the awaitable ``result``."""
